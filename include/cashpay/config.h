@@ -1,0 +1,159 @@
+/*
+ * config — the one place that knows cashpayd's configuration.
+ *
+ * The key table (name, type, default, documentation) drives the INI parser,
+ * --check-config, the example file and the cashpayd.conf(5) page. Every value
+ * is validated while parsing; an error names the file and the line.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "cashpay/cidr.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/cashpayd/cashpayd.conf"
+
+enum verify_scheme { VERIFY_HMAC, VERIFY_STANDARD_WEBHOOKS, VERIFY_NONE };
+enum hmac_algorithm { HMAC_SHA256, HMAC_SHA512 };
+enum sig_encoding { SIG_HEX, SIG_BASE64 };
+enum db_synchronous { DB_SYNC_OFF, DB_SYNC_NORMAL, DB_SYNC_FULL, DB_SYNC_EXTRA };
+
+/* Log levels use syslog's numbering so they map 1:1 onto journal PRIORITY=. */
+enum log_level {
+        LOG_LEVEL_ERR = 3,
+        LOG_LEVEL_WARNING = 4,
+        LOG_LEVEL_NOTICE = 5,
+        LOG_LEVEL_INFO = 6,
+        LOG_LEVEL_DEBUG = 7,
+};
+
+/* One "host:port" listen address, already resolved to a socket address. */
+struct listen_addr {
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+        char text[64]; /* as written in the config, for messages */
+};
+
+struct listen_list {
+        struct listen_addr *items;
+        size_t n;
+};
+
+struct config {
+        char *source_path; /* file the values came from, NULL for defaults */
+
+        struct {
+                struct listen_list listen;
+                char *webhook_path;
+                char *return_path;
+                char *status_path;
+                size_t max_body;          /* bytes */
+                unsigned threads;         /* 0 = one per CPU */
+                unsigned max_connections;
+                unsigned timeout;         /* seconds a connection may idle */
+                struct cidr_list trusted_proxies;
+                unsigned max_queue;       /* deliveries waiting for the writer */
+                size_t max_header;        /* bytes of request line + headers */
+        } http;
+
+        struct {
+                struct listen_list listen; /* n == 0: disabled */
+        } admin;
+
+        struct {
+                enum verify_scheme verify;
+                char *secret_file;        /* resolved: $CREDENTIALS_DIRECTORY default applied */
+                char *signature_header;
+                enum hmac_algorithm algorithm;
+                enum sig_encoding encoding;
+                char *timestamp_header;   /* NULL when unset */
+                unsigned tolerance;       /* seconds */
+                struct cidr_list allow_from; /* n == 0: anyone */
+                char *order_ref_field;    /* NULL when unset */
+                unsigned keep_rejected_days;
+                bool insecure_no_verify;
+                size_t rejected_body_max; /* bytes of a rejected body kept */
+        } webhook;
+
+        struct {
+                char *path;
+                enum db_synchronous synchronous;
+                unsigned busy_timeout;    /* ms */
+                unsigned commit_timeout;  /* ms a queued delivery may wait for its commit */
+                unsigned max_batch;       /* deliveries per transaction */
+                size_t wal_warn_bytes;    /* warn (and report unhealthy) past this WAL size */
+        } database;
+
+        struct {
+                char *success_url;        /* NULL when unset */
+                char *failure_url;        /* NULL when unset */
+                unsigned refresh;         /* seconds */
+                char *shop_name;          /* NULL when unset */
+                bool minor_units;         /* amounts are in the currency's minor unit */
+        } ret;
+
+        struct {
+                enum log_level level;
+        } log;
+};
+
+/* Types a key in the table can have; used by the parser and the docs. */
+enum config_type {
+        CONFIG_STRING,
+        CONFIG_PATH,     /* absolute path */
+        CONFIG_URLPATH,  /* starts with '/' */
+        CONFIG_UINT,
+        CONFIG_SIZE,
+        CONFIG_BOOL,
+        CONFIG_ENUM,
+        CONFIG_LISTEN,   /* comma-separated host:port */
+        CONFIG_CIDRS,    /* comma-separated CIDRs */
+        CONFIG_URL_TEMPLATE,
+};
+
+/* One row of the key table. */
+struct config_key {
+        const char *section;
+        const char *name;
+        enum config_type type;
+        const char *default_value; /* as it would be written in the file; "" = unset */
+        const char *choices;       /* CONFIG_ENUM: "a|b|c", else NULL */
+        uint64_t min, max;         /* CONFIG_UINT/CONFIG_SIZE bounds */
+        bool reloadable;           /* SIGHUP applies it without a restart */
+        const char *doc;           /* one paragraph, plain text */
+};
+
+/*
+ * config_keys() - the key table, in file order.
+ * @ret_n: number of rows.
+ */
+const struct config_key *config_keys(size_t *ret_n);
+
+/*
+ * config_new_defaults() - a config holding every default.
+ * Returns 0 or -ENOMEM. The caller frees with config_free().
+ */
+int config_new_defaults(struct config **ret);
+
+/*
+ * config_load() - parse and validate the INI file at @path.
+ * @err: on failure, "PATH:LINE: what is wrong" (or "PATH: ..." for I/O).
+ * Returns 0, -EINVAL for a bad file, or a negative errno for I/O errors.
+ */
+int config_load(const char *path, struct config **ret, char *err, size_t err_len);
+
+/* config_free() - NULL-safe. */
+void config_free(struct config *cfg);
+
+/*
+ * config_reload_compatible() - may @next replace @cur without rebinding?
+ * On false, @err says which non-reloadable key changed.
+ */
+bool config_reload_compatible(const struct config *cur, const struct config *next,
+                              char *err, size_t err_len);
+
+const char *config_verify_scheme_name(enum verify_scheme v);
+const char *config_log_level_name(enum log_level l);

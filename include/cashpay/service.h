@@ -1,0 +1,37 @@
+/*
+ * service — the daemon's side of systemd, through sd-daemon: listening
+ * sockets passed by socket activation, the notify protocol and the watchdog.
+ * Without systemd every call is a harmless no-op.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SERVICE_FD_NAME_HTTP "http"
+#define SERVICE_FD_NAME_ADMIN "admin"
+
+struct service_sockets {
+        int http[16];
+        size_t n_http;
+        int admin[16];
+        size_t n_admin;
+};
+
+/*
+ * service_listen_fds() - sockets passed by systemd, told apart by
+ * FileDescriptorName= ("http", "admin"; unnamed ones count as http).
+ * Unknown names are an error. Zero sockets is fine (bind from config).
+ * Returns 0, -EINVAL (unknown name, @err says which) or -E2BIG.
+ */
+int service_listen_fds(struct service_sockets *ret, char *err, size_t err_len);
+
+/* service_watchdog_usec() - WatchdogSec= in µs for this process, 0 if off. */
+uint64_t service_watchdog_usec(void);
+
+void service_notify_ready(void);
+void service_notify_reloading(void);  /* RELOADING=1 + MONOTONIC_USEC= */
+void service_notify_stopping(void);
+void service_notify_watchdog(void);
+void service_notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

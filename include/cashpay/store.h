@@ -1,0 +1,122 @@
+/*
+ * store — durable state: deliveries, orders, order events.
+ *
+ * The only module that speaks SQL. Today it is SQLite in WAL mode; the
+ * interface is kept small (open, submit a batch, look up, health, close) so
+ * that another engine can sit behind it without the HTTP layer noticing.
+ *
+ * A store handle is used by one thread at a time. The daemon keeps one for
+ * its writer thread and separate read-only handles for lookups.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cashpay/charge.h"
+#include "cashpay/config.h"
+#include "cashpay/state.h"
+#include "cashpay/timeutil.h"
+
+struct store;
+
+struct store_options {
+        const char *path;
+        enum db_synchronous synchronous;
+        unsigned busy_timeout_ms;
+        bool read_only;     /* lookups only; never migrates */
+        bool migrate;       /* apply pending migrations on open (read_only = false) */
+};
+
+/*
+ * One received POST on its way to the database. The HTTP layer fills the
+ * "request" half; store_submit() fills the "result" half.
+ */
+struct delivery {
+        /* request */
+        char received_at[TIME_ISO_LEN];
+        char remote_addr[64];
+        char *message_id;            /* owned; Standard Webhooks webhook-id, or NULL */
+        bool has_charge;             /* verified and valid: run the state machine */
+        struct charge charge;        /* valid when has_charge; id may be set when not */
+        enum outcome rejected_as;    /* !has_charge: INVALID, UNAUTHORIZED or FORBIDDEN */
+        int rejected_status;         /* !has_charge: 400, 401 or 403 */
+        char *error;                 /* owned; detail for the error column, or NULL */
+        uint8_t *body;               /* owned; raw bytes as received (truncated if rejected) */
+        size_t body_len;
+
+        /* result, valid after store_submit() returned 0 */
+        int64_t id;                  /* webhook_deliveries.id */
+        enum outcome outcome;
+        int http_status;             /* 200 for accepted, else rejected_status */
+        struct transition transition; /* has_charge only */
+        bool had_order;               /* has_charge only: order existed before */
+        enum charge_status previous;  /* has_charge && had_order */
+        int64_t event_id;             /* order_events.id written, or 0 */
+};
+
+/* delivery_clear() - free the owned fields (and the charge); safe on zeroed. */
+void delivery_clear(struct delivery *d);
+
+/* An order as the return page and cashpayctl see it. */
+struct order_record {
+        char charge_id[CHARGE_ID_MAX + 1];
+        char *order_ref;             /* owned, or NULL */
+        enum charge_status status;
+        int64_t amount;
+        char currency[4];
+        char *description;           /* owned, or NULL */
+        char *transaction_url;       /* owned, or NULL */
+        int64_t charge_created;
+        char first_seen_at[TIME_ISO_LEN];
+        char updated_at[TIME_ISO_LEN];
+        char captured_at[TIME_ISO_LEN];  /* "" when NULL */
+        char failed_at[TIME_ISO_LEN];    /* "" when NULL */
+        char fulfilled_at[TIME_ISO_LEN]; /* "" when NULL */
+        bool needs_review;
+};
+
+void order_record_clear(struct order_record *o);
+
+/*
+ * store_open() - open (and, with @opts->migrate, create and migrate) the
+ * database. Files are created with the process umask; the daemon sets 007.
+ * @err: a sentence for the operator, e.g. "database schema version 7 is newer
+ *   than this cashpayd (knows 1): refusing to open".
+ * Returns 0, -EPROTO (newer schema), -ENOENT (read-only and missing),
+ * -EACCES, -EBUSY, -EIO or -ENOMEM.
+ */
+int store_open(const struct store_options *opts, struct store **ret, char *err, size_t err_len);
+
+/* store_close() - NULL-safe; a writable store runs a TRUNCATE checkpoint first. */
+void store_close(struct store *s);
+
+/*
+ * store_submit() - record @n deliveries in ONE transaction (BEGIN IMMEDIATE).
+ * For each accepted delivery, the message-id duplicate check and the state
+ * machine run against the state as of this transaction, in array order, so a
+ * batch may hold several deliveries for the same charge.
+ * Returns 0 when COMMIT succeeded (every result filled), else nothing is
+ * committed and the result is -EBUSY (locked past busy_timeout), -ENOSPC,
+ * -EIO, -EROFS or -ENOMEM. Never partially commits.
+ */
+int store_submit(struct store *s, struct delivery *const *items, size_t n);
+
+/* store_get_order() - 0, -ENOENT, or a negative errno. */
+int store_get_order(struct store *s, const char *charge_id, struct order_record *ret);
+
+/* store_health() - 0 when a trivial read succeeds, else a negative errno. */
+int store_health(struct store *s);
+
+/* store_checkpoint() - PASSIVE (truncate = false) or TRUNCATE checkpoint of the WAL. */
+int store_checkpoint(struct store *s, bool truncate);
+
+/* store_wal_bytes() - current size of the -wal file, or -1 when unknown. */
+int64_t store_wal_bytes(struct store *s);
+
+/* store_schema_version() - the user_version this binary migrates to. */
+int store_schema_version(void);
+
+/* store_strerror() - a short text for the errnos above, for 503 logs. */
+const char *store_strerror(int r);

@@ -1,0 +1,1 @@
+#include "cashpay/config.h"
