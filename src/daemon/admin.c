@@ -1,1 +1,141 @@
-#include "cashpay/config.h"
+/*
+ * admin — /healthz and /metrics on their own listener, so that monitoring
+ * never competes with CashPay for the public port.
+ */
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "admin.h"
+#include "cashpay/timeutil.h"
+#include "http.h"
+#include "metrics.h"
+
+#define MAX_ADMIN 16
+
+struct admin_server {
+        struct MHD_Daemon *daemons[MAX_ADMIN];
+        size_t n;
+};
+
+int admin_health(struct runtime *rt, const char **why)
+{
+        struct store *reader = reader_pool_acquire(rt->readers);
+        int r = store_health(reader);
+
+        reader_pool_release(rt->readers, reader);
+        if (r < 0) {
+                *why = "database does not answer";
+                return r;
+        }
+        if (!writer_making_progress(rt->writer, time_monotonic_ms())) {
+                *why = "writer is stuck in a commit";
+                return -ETIMEDOUT;
+        }
+        r = writer_last_result(rt->writer);
+        if (r < 0) {
+                *why = store_strerror(r);
+                return r;
+        }
+        *why = "ok";
+        return 0;
+}
+
+static int64_t wal_bytes(struct runtime *rt)
+{
+        char path[4096];
+        struct stat st;
+        const struct settings *s = runtime_settings_acquire(rt);
+
+        snprintf(path, sizeof(path), "%s-wal", s->cfg->database.path);
+        runtime_settings_release(rt);
+        return stat(path, &st) == 0 ? (int64_t) st.st_size : -1;
+}
+
+static enum MHD_Result serve_health(struct MHD_Connection *conn, struct runtime *rt)
+{
+        const char *why;
+        char body[256];
+        int r = admin_health(rt, &why);
+
+        snprintf(body, sizeof(body), "{\"status\":\"%s\",\"detail\":\"%s\"}",
+                 r == 0 ? "ok" : "unavailable", why);
+        return http_respond(conn, r == 0 ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                            "application/json", body, strlen(body)) ? MHD_YES : MHD_NO;
+}
+
+static enum MHD_Result serve_metrics(struct MHD_Connection *conn, struct runtime *rt)
+{
+        const char *why;
+        struct metrics_gauges g = {
+                .queue_depth = writer_queue_depth(rt->writer),
+                .wal_bytes = wal_bytes(rt),
+                .database_ok = admin_health(rt, &why) == 0,
+        };
+        char *text;
+        size_t len;
+
+        if (metrics_render(&g, &text, &len) < 0)
+                return MHD_NO;
+        int r = http_respond(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                             text, len);
+        free(text);
+        return r ? MHD_YES : MHD_NO;
+}
+
+static enum MHD_Result on_admin_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                        const char *method, const char *version,
+                                        const char *upload_data, size_t *upload_data_size,
+                                        void **req_cls)
+{
+        static const char not_found[] = "{\"error\":\"not_found\"}";
+        static const char not_allowed[] = "{\"error\":\"method_not_allowed\"}";
+
+        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+                return http_respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json",
+                                    not_allowed, sizeof(not_allowed) - 1) ? MHD_YES : MHD_NO;
+        if (strcmp(url, "/healthz") == 0)
+                return serve_health(conn, cls);
+        if (strcmp(url, "/metrics") == 0)
+                return serve_metrics(conn, cls);
+        return http_respond(conn, MHD_HTTP_NOT_FOUND, "application/json", not_found,
+                            sizeof(not_found) - 1) ? MHD_YES : MHD_NO;
+}
+
+int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_server **ret,
+                char *err, size_t err_len)
+{
+        struct admin_server *srv = calloc(1, sizeof(*srv));
+
+        if (!srv)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_fds && i < MAX_ADMIN; i++) {
+                srv->daemons[i] = MHD_start_daemon(
+                        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
+                        on_admin_request, rt,
+                        MHD_OPTION_LISTEN_SOCKET, fds[i],
+                        MHD_OPTION_CONNECTION_LIMIT, 64,
+                        MHD_OPTION_CONNECTION_TIMEOUT, 10,
+                        MHD_OPTION_END);
+                if (!srv->daemons[i]) {
+                        snprintf(err, err_len, "cannot start the admin server on socket %d", fds[i]);
+                        admin_free(srv);
+                        return -EIO;
+                }
+                srv->n++;
+        }
+        *ret = srv;
+        return 0;
+}
+
+void admin_free(struct admin_server *srv)
+{
+        if (!srv)
+                return;
+        for (size_t i = 0; i < srv->n; i++)
+                MHD_stop_daemon(srv->daemons[i]);
+        free(srv);
+}

@@ -1,1 +1,720 @@
-#include "cashpay/config.h"
+/*
+ * http — the public listener; see http.h.
+ *
+ * A webhook request goes through three access-handler calls: the first one
+ * (headers only) checks the method, the framing and the declared size; the
+ * middle ones collect the body under the size limit; the last one decides
+ * who sent it, verifies and parses it, queues it for the writer and
+ * suspends the connection. The writer (or the request's deadline) resumes
+ * it, and the handler is called once more to send the outcome.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cashpay/charge.h"
+#include "cashpay/cidr.h"
+#include "cashpay/log.h"
+#include "cashpay/page.h"
+#include "cashpay/timeutil.h"
+#include "cashpay/verify.h"
+#include "http.h"
+#include "metrics.h"
+
+#define MAX_DAEMONS 16
+#define RETRY_AFTER_SECONDS "5"
+
+struct http_server {
+        struct runtime *rt;
+        struct MHD_Daemon *daemons[MAX_DAEMONS];
+        size_t n;
+};
+
+enum route { ROUTE_WEBHOOK, ROUTE_OTHER };
+
+/* Per-request state, from the first handler call to completion. */
+struct request {
+        struct runtime *rt;
+        struct MHD_Connection *conn;
+        uint8_t *body;
+        size_t len, cap;
+        bool too_large;
+        struct job *job;  /* queued delivery, once the body is complete */
+};
+
+/* ---------------------------------------------------------------- replies */
+
+static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
+                             struct MHD_Response *resp)
+{
+        if (!resp)
+                return MHD_NO;
+        enum MHD_Result r = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        if (r == MHD_YES)
+                metrics_count_response(status);
+        return r;
+}
+
+static struct MHD_Response *make_response(const char *content_type, const void *body, size_t len)
+{
+        struct MHD_Response *resp =
+                MHD_create_response_from_buffer(len, (void *) body, MHD_RESPMEM_MUST_COPY);
+
+        if (resp && content_type)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        return resp;
+}
+
+int http_respond(struct MHD_Connection *conn, unsigned status, const char *content_type,
+                 const void *body, size_t len)
+{
+        return queue(conn, status, make_response(content_type, body, len));
+}
+
+static enum MHD_Result respond_json(struct MHD_Connection *conn, unsigned status, const char *json)
+{
+        return queue(conn, status, make_response("application/json", json, strlen(json)));
+}
+
+/* For answers given before the body was read: the connection must close,
+ * or the unread body would be taken for the next request. */
+static enum MHD_Result respond_early(struct MHD_Connection *conn, unsigned status,
+                                     const char *json, const char *allow)
+{
+        struct MHD_Response *resp = make_response("application/json", json, strlen(json));
+
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        if (allow)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+        return queue(conn, status, resp);
+}
+
+static enum MHD_Result respond_unavailable(struct MHD_Connection *conn)
+{
+        static const char body[] = "{\"error\":\"unavailable\"}";
+        struct MHD_Response *resp = make_response("application/json", body, sizeof(body) - 1);
+
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
+        return queue(conn, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+}
+
+static void add_security_headers(struct MHD_Response *resp)
+{
+        size_t n;
+        const struct page_header *h = page_security_headers(&n);
+
+        for (size_t i = 0; i < n; i++)
+                MHD_add_response_header(resp, h[i].name, h[i].value);
+}
+
+/* ------------------------------------------------------- header checks */
+
+struct framing {
+        unsigned content_length_headers;
+        unsigned transfer_encoding_headers;
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+        struct framing *f = cls;
+
+        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+                f->content_length_headers++;
+        else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+                f->transfer_encoding_headers++;
+        return MHD_YES;
+}
+
+/* Request smuggling shapes libmicrohttpd accepts by itself: two
+ * Content-Length headers, or Content-Length together with chunked. */
+static bool framing_ambiguous(struct MHD_Connection *conn)
+{
+        struct framing f = { 0 };
+
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+        return f.content_length_headers > 1 || f.transfer_encoding_headers > 1 ||
+               (f.content_length_headers > 0 && f.transfer_encoding_headers > 0);
+}
+
+/* "application/json", any case, optionally followed by parameters. */
+static bool content_type_is_json(const char *value)
+{
+        static const char json[] = "application/json";
+        size_t n = sizeof(json) - 1;
+
+        if (!value || strncasecmp(value, json, n) != 0)
+                return false;
+        value += n;
+        while (*value == ' ' || *value == '\t')
+                value++;
+        return *value == '\0' || *value == ';';
+}
+
+static bool declared_too_large(struct MHD_Connection *conn, size_t max_body)
+{
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        char *end;
+
+        if (!cl)
+                return false;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        /* A malformed length never reaches here: MHD answers 400 itself. */
+        return errno == ERANGE || end == cl || n > max_body;
+}
+
+/*
+ * True when the request may go on to send its body; otherwise an answer was
+ * queued and @ret is what the handler returns.
+ */
+static bool webhook_headers_ok(struct MHD_Connection *conn, const char *method,
+                               const struct settings *s, enum MHD_Result *ret)
+{
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_TYPE);
+
+        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+                *ret = respond_early(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                     "{\"error\":\"method_not_allowed\"}", "POST");
+        else if (framing_ambiguous(conn))
+                *ret = respond_early(conn, MHD_HTTP_BAD_REQUEST,
+                                     "{\"error\":\"bad_request\",\"detail\":\"ambiguous message framing\"}",
+                                     NULL);
+        else if (declared_too_large(conn, s->cfg->http.max_body))
+                *ret = respond_early(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                                     "{\"error\":\"payload_too_large\"}", NULL);
+        else if (!content_type_is_json(ct))
+                *ret = respond_early(conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                     "{\"error\":\"unsupported_media_type\"}", NULL);
+        else
+                return true;
+        return false;
+}
+
+/* ------------------------------------------------------------ the body */
+
+static int append_body(struct request *req, const char *data, size_t size, size_t max_body)
+{
+        if (req->too_large || size > max_body - req->len) {
+                req->too_large = true;
+                return 0;
+        }
+        if (req->len + size > req->cap) {
+                size_t cap = req->cap ? req->cap : 4096;
+                while (cap < req->len + size)
+                        cap *= 2;
+                if (cap > max_body)
+                        cap = max_body;
+                uint8_t *grown = realloc(req->body, cap);
+                if (!grown)
+                        return -ENOMEM;
+                req->body = grown;
+                req->cap = cap;
+        }
+        memcpy(req->body + req->len, data, size);
+        req->len += size;
+        return 0;
+}
+
+/* ------------------------------------------------------ who is calling */
+
+static void addr_to_text(const struct sockaddr *sa, char *buf, size_t len)
+{
+        const void *raw = sa->sa_family == AF_INET6
+                ? (const void *) &((const struct sockaddr_in6 *) sa)->sin6_addr
+                : (const void *) &((const struct sockaddr_in *) sa)->sin_addr;
+
+        if (!inet_ntop(sa->sa_family, raw, buf, (socklen_t) len))
+                snprintf(buf, len, "unknown");
+}
+
+/*
+ * The peer, or — when the peer is a trusted proxy — the right-most address
+ * of X-Forwarded-For that is not itself a trusted proxy (the left part of
+ * that header is whatever the client wrote, so it proves nothing).
+ */
+static void effective_peer(struct MHD_Connection *conn, const struct settings *s,
+                           struct sockaddr_storage *ret)
+{
+        const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct cidr_list *proxies = &s->cfg->http.trusted_proxies;
+
+        memset(ret, 0, sizeof(*ret));
+        if (!info || !info->client_addr)
+                return;
+        memcpy(ret, info->client_addr, info->client_addr->sa_family == AF_INET6
+                                               ? sizeof(struct sockaddr_in6)
+                                               : sizeof(struct sockaddr_in));
+        const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
+        if (proxies->n == 0 || !xff || !cidr_list_match(proxies, (struct sockaddr *) ret))
+                return;
+
+        char copy[1024];
+        snprintf(copy, sizeof(copy), "%s", xff);
+        for (char *comma; (comma = strrchr(copy, ',')) || copy[0];) {
+                char *item = comma ? comma + 1 : copy;
+                while (*item == ' ' || *item == '\t')
+                        item++;
+                item[strcspn(item, " \t")] = '\0';
+                struct sockaddr_storage hop;
+                if (cidr_parse_addr(item, &hop) < 0)
+                        return; /* garbage: keep the proxy's own address */
+                *ret = hop;
+                if (!cidr_list_match(proxies, (struct sockaddr *) &hop))
+                        return;
+                if (!comma)
+                        return;
+                *comma = '\0';
+        }
+}
+
+/* ------------------------------------------------------ the webhook path */
+
+static const char *header(struct MHD_Connection *conn, const char *name)
+{
+        return name ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name) : NULL;
+}
+
+static int check_signature(struct MHD_Connection *conn, const struct settings *s,
+                           const struct request *req)
+{
+        const struct config *cfg = s->cfg;
+        bool sw = cfg->webhook.verify == VERIFY_STANDARD_WEBHOOKS;
+        struct verify_input in = {
+                .signature = header(conn, sw ? SW_HEADER_SIGNATURE : cfg->webhook.signature_header),
+                .timestamp = header(conn, sw ? SW_HEADER_TIMESTAMP : cfg->webhook.timestamp_header),
+                .message_id = sw ? header(conn, SW_HEADER_ID) : NULL,
+                .body = req->body,
+                .body_len = req->len,
+                .now = time_now_ms() / 1000,
+        };
+
+        return verify_check(&s->verify, &s->secrets, &in);
+}
+
+static const char *verify_failure_text(int r)
+{
+        switch (r) {
+        case VERIFY_MISSING: return "signature missing";
+        case VERIFY_MALFORMED: return "signature malformed";
+        case VERIFY_STALE: return "timestamp outside tolerance";
+        default: return "signature mismatch";
+        }
+}
+
+static void reject(struct delivery *d, enum outcome outcome, int status, const char *why,
+                   size_t keep_bytes)
+{
+        d->has_charge = false;
+        d->rejected_as = outcome;
+        d->rejected_status = status;
+        d->error = why ? strdup(why) : NULL;
+        if (d->body_len > keep_bytes)
+                d->body_len = keep_bytes; /* rejected bodies are kept truncated */
+}
+
+/* Decide what the delivery is; the writer records whatever we decide. */
+static void classify(struct MHD_Connection *conn, const struct settings *s,
+                     struct request *req, struct delivery *d)
+{
+        const struct config *cfg = s->cfg;
+        size_t keep = cfg->webhook.rejected_body_max;
+        struct sockaddr_storage peer;
+        char detail[160];
+
+        effective_peer(conn, s, &peer);
+        addr_to_text((struct sockaddr *) &peer, d->remote_addr, sizeof(d->remote_addr));
+        time_format_iso(time_now_ms(), d->received_at);
+        d->body = req->body;
+        d->body_len = req->len;
+        req->body = NULL;
+
+        if (cfg->webhook.allow_from.n > 0 &&
+            !cidr_list_match(&cfg->webhook.allow_from, (struct sockaddr *) &peer)) {
+                reject(d, OUTCOME_FORBIDDEN, 403, "source address not allowed", keep);
+                return;
+        }
+        int r = check_signature(conn, s, req);
+        if (r != VERIFY_OK) {
+                reject(d, OUTCOME_UNAUTHORIZED, 401, verify_failure_text(r), keep);
+                return;
+        }
+        r = charge_parse(d->body, d->body_len, cfg->webhook.order_ref_field, &d->charge,
+                         detail, sizeof(detail));
+        if (r < 0) {
+                reject(d, OUTCOME_INVALID, 400, r == -ENOMEM ? "out of memory" : detail, keep);
+                return;
+        }
+        d->has_charge = true;
+        if (cfg->webhook.verify == VERIFY_STANDARD_WEBHOOKS) {
+                const char *id = header(conn, SW_HEADER_ID);
+                d->message_id = id ? strdup(id) : NULL;
+        }
+}
+
+static void wake_connection(struct job *job)
+{
+        struct request *req = job->wake_data;
+
+        MHD_resume_connection(req->conn);
+}
+
+static enum MHD_Result enqueue_webhook(struct MHD_Connection *conn, const struct settings *s,
+                                       struct request *req)
+{
+        struct job *job = job_new();
+
+        if (!job)
+                return respond_unavailable(conn);
+        classify(conn, s, req, &job->delivery);
+        job->deadline_ms = time_monotonic_ms() + s->cfg->database.commit_timeout;
+        job->wake = wake_connection;
+        job->wake_data = req;
+        req->job = job;
+
+        /* Suspend first: the writer may finish before writer_submit() returns. */
+        MHD_suspend_connection(conn);
+        int r = atomic_load(&req->rt->draining) ? -ESHUTDOWN : writer_submit(req->rt->writer, job);
+        if (r < 0) {
+                job->result = r;
+                MHD_resume_connection(conn);
+        }
+        return MHD_YES;
+}
+
+static enum MHD_Result respond_outcome(struct MHD_Connection *conn, const struct job *job)
+{
+        const struct delivery *d = &job->delivery;
+        char body[256];
+
+        if (job->result < 0)
+                return respond_unavailable(conn);
+        switch (d->outcome) {
+        case OUTCOME_INVALID: {
+                json_t *j = json_pack("{s:s, s:s}", "error", "invalid_payload", "detail",
+                                      d->error ? d->error : "invalid payload");
+                char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+                json_decref(j);
+                if (!text)
+                        return MHD_NO;
+                enum MHD_Result r = respond_json(conn, MHD_HTTP_BAD_REQUEST, text);
+                free(text);
+                return r;
+        }
+        case OUTCOME_UNAUTHORIZED:
+                return respond_json(conn, MHD_HTTP_UNAUTHORIZED, "{\"error\":\"unauthorized\"}");
+        case OUTCOME_FORBIDDEN:
+                return respond_json(conn, MHD_HTTP_FORBIDDEN, "{\"error\":\"forbidden\"}");
+        default:
+                snprintf(body, sizeof(body), "{\"outcome\":\"%s\"}", outcome_name(d->outcome));
+                return respond_json(conn, MHD_HTTP_OK, body);
+        }
+}
+
+static enum MHD_Result handle_webhook_body(struct MHD_Connection *conn, const struct settings *s,
+                                           struct request *req, const char *data,
+                                           size_t *size)
+{
+        if (*size > 0) {
+                int r = append_body(req, data, *size, s->cfg->http.max_body);
+                *size = 0;
+                if (r < 0)
+                        return MHD_NO;
+                /* A chunked body that passes the limit is refused at once. */
+                if (req->too_large)
+                        return respond_early(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                                             "{\"error\":\"payload_too_large\"}", NULL);
+                return MHD_YES;
+        }
+        if (req->job)
+                return respond_outcome(conn, req->job);
+        return enqueue_webhook(conn, s, req);
+}
+
+/* ------------------------------------------------- return page, status */
+
+static enum MHD_Result respond_page(struct MHD_Connection *conn, const struct page_info *info,
+                                    unsigned status)
+{
+        char *html;
+        size_t len;
+
+        if (page_render(info, &html, &len) < 0)
+                return MHD_NO;
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, html, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(html);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+        add_security_headers(resp);
+        if (info->kind == PAGE_PENDING)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "3");
+        return queue(conn, status, resp);
+}
+
+static enum MHD_Result respond_redirect(struct MHD_Connection *conn, const char *tmpl,
+                                        const struct order_record *o)
+{
+        char *url;
+
+        if (page_expand_url(tmpl, o->charge_id, o->order_ref, &url) < 0)
+                return MHD_NO;
+        struct MHD_Response *resp = make_response(NULL, "", 0);
+        if (resp) {
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, url);
+                add_security_headers(resp);
+        }
+        free(url);
+        return queue(conn, MHD_HTTP_SEE_OTHER, resp);
+}
+
+/* Look the order up on a read-only handle. Returns 0, -ENOENT or -errno. */
+static int lookup_order(struct runtime *rt, const char *charge_id, struct order_record *ret)
+{
+        struct store *reader = reader_pool_acquire(rt->readers);
+        int r = store_get_order(reader, charge_id, ret);
+
+        reader_pool_release(rt->readers, reader);
+        return r;
+}
+
+static const char *requested_charge_id(struct MHD_Connection *conn)
+{
+        const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "charge_id");
+
+        return id ? id : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "id");
+}
+
+static enum MHD_Result handle_return(struct MHD_Connection *conn, struct runtime *rt,
+                                     const struct settings *s)
+{
+        const struct config *cfg = s->cfg;
+        const char *id = requested_charge_id(conn);
+        struct page_info info = {
+                .kind = PAGE_BAD_REQUEST,
+                .shop_name = cfg->ret.shop_name,
+                .minor_units = cfg->ret.minor_units,
+                .refresh = cfg->ret.refresh,
+        };
+
+        if (!id || !charge_id_valid(id))
+                return respond_page(conn, &info, MHD_HTTP_BAD_REQUEST);
+        info.charge_id = id;
+        info.kind = PAGE_PENDING;
+
+        struct order_record o = { 0 };
+        int r = lookup_order(rt, id, &o);
+        enum MHD_Result ret;
+        if (r == 0) {
+                info.has_amount = true;
+                info.amount = o.amount;
+                info.currency = o.currency;
+                if (o.status == CHARGE_CAPTURED)
+                        info.kind = PAGE_SUCCESS;
+                else if (o.status == CHARGE_FAILED)
+                        info.kind = PAGE_FAILED;
+        }
+        if (info.kind == PAGE_SUCCESS && cfg->ret.success_url)
+                ret = respond_redirect(conn, cfg->ret.success_url, &o);
+        else if (info.kind == PAGE_FAILED && cfg->ret.failure_url)
+                ret = respond_redirect(conn, cfg->ret.failure_url, &o);
+        else
+                /* The database being unreachable is not the customer's
+                 * problem to solve: show "processing", but say 503. */
+                ret = respond_page(conn, &info,
+                                   r == 0 || r == -ENOENT ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE);
+        order_record_clear(&o);
+        return ret;
+}
+
+static enum MHD_Result handle_status(struct MHD_Connection *conn, struct runtime *rt,
+                                     const char *id)
+{
+        struct order_record o = { 0 };
+        char body[256];
+        unsigned status = MHD_HTTP_OK;
+        int r = charge_id_valid(id) ? lookup_order(rt, id, &o) : -ENOENT;
+
+        if (r == 0)
+                snprintf(body, sizeof(body), "{\"charge_id\":\"%s\",\"status\":\"%s\"}",
+                         o.charge_id, charge_status_name(o.status));
+        else if (r == -ENOENT) {
+                status = MHD_HTTP_NOT_FOUND;
+                snprintf(body, sizeof(body), "{\"error\":\"not_found\"}");
+        } else {
+                order_record_clear(&o);
+                return respond_unavailable(conn);
+        }
+        order_record_clear(&o);
+        struct MHD_Response *resp = make_response("application/json", body, strlen(body));
+        if (resp)
+                add_security_headers(resp);
+        return queue(conn, status, resp);
+}
+
+/* "/cashpay/status/chg_x" → "chg_x"; NULL when @url is not under @prefix. */
+static const char *status_suffix(const char *url, const char *prefix)
+{
+        size_t n = strlen(prefix);
+
+        if (strncmp(url, prefix, n) != 0 || url[n] != '/')
+                return NULL;
+        return url + n + 1;
+}
+
+static bool is_get_or_head(const char *method)
+{
+        return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+static enum MHD_Result handle_read_route(struct MHD_Connection *conn, struct runtime *rt,
+                                         const struct settings *s, const char *url,
+                                         const char *method)
+{
+        const struct config *cfg = s->cfg;
+        bool is_return = strcmp(url, cfg->http.return_path) == 0;
+        const char *status_id = is_return ? NULL : status_suffix(url, cfg->http.status_path);
+
+        if (!is_return && !status_id)
+                return respond_early(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}", NULL);
+        if (!is_get_or_head(method))
+                return respond_early(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                     "{\"error\":\"method_not_allowed\"}", "GET, HEAD");
+        return is_return ? handle_return(conn, rt, s) : handle_status(conn, rt, status_id);
+}
+
+/* -------------------------------------------------------------- plumbing */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+        struct runtime *rt = cls;
+        struct request *req = *req_cls;
+        enum MHD_Result r;
+        const struct settings *s = runtime_settings_acquire(rt);
+
+        if (req) {
+                r = handle_webhook_body(conn, s, req, upload_data, upload_data_size);
+        } else if (strcmp(url, s->cfg->http.webhook_path) != 0) {
+                r = handle_read_route(conn, rt, s, url, method);
+        } else if (webhook_headers_ok(conn, method, s, &r)) {
+                req = calloc(1, sizeof(*req));
+                r = req ? MHD_YES : MHD_NO;
+                if (req) {
+                        req->rt = rt;
+                        req->conn = conn;
+                        *req_cls = req;
+                        atomic_fetch_add(&rt->in_flight, 1);
+                }
+        }
+        runtime_settings_release(rt);
+        return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+        struct runtime *rt = cls;
+        struct request *req = *req_cls;
+
+        if (!req)
+                return;
+        job_unref(req->job);
+        free(req->body);
+        free(req);
+        *req_cls = NULL;
+        atomic_fetch_sub(&rt->in_flight, 1);
+}
+
+static void on_mhd_error(void *cls, const char *fmt, va_list ap)
+{
+        char msg[512];
+
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        msg[strcspn(msg, "\n")] = '\0';
+        log_debug("libmicrohttpd: %s", msg);
+}
+
+static unsigned thread_count(const struct config *cfg)
+{
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+        if (cfg->http.threads > 0)
+                return cfg->http.threads;
+        return cpus > 0 ? (unsigned) cpus : 1;
+}
+
+static struct MHD_Daemon *start_daemon(struct runtime *rt, const struct config *cfg, int fd)
+{
+        unsigned threads = thread_count(cfg);
+        size_t memory = cfg->http.max_header * 2 > 32768 ? cfg->http.max_header * 2 : 32768;
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+
+        return MHD_start_daemon(flags, 0, NULL, NULL, on_request, rt,
+                                MHD_OPTION_LISTEN_SOCKET, fd,
+                                MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0,
+                                MHD_OPTION_CONNECTION_LIMIT, cfg->http.max_connections,
+                                MHD_OPTION_CONNECTION_TIMEOUT, cfg->http.timeout,
+                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, rt,
+                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
+                                MHD_OPTION_STRICT_FOR_CLIENT, 1,
+                                MHD_OPTION_END);
+}
+
+int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_server **ret,
+               char *err, size_t err_len)
+{
+        struct http_server *srv = calloc(1, sizeof(*srv));
+
+        if (!srv)
+                return -ENOMEM;
+        srv->rt = rt;
+        const struct settings *s = runtime_settings_acquire(rt);
+        for (size_t i = 0; i < n_fds && i < MAX_DAEMONS; i++) {
+                srv->daemons[i] = start_daemon(rt, s->cfg, fds[i]);
+                if (!srv->daemons[i]) {
+                        runtime_settings_release(rt);
+                        snprintf(err, err_len, "cannot start the HTTP server on socket %d", fds[i]);
+                        http_free(srv);
+                        return -EIO;
+                }
+                srv->n++;
+        }
+        runtime_settings_release(rt);
+        *ret = srv;
+        return 0;
+}
+
+void http_quiesce(struct http_server *srv)
+{
+        for (size_t i = 0; srv && i < srv->n; i++)
+                MHD_quiesce_daemon(srv->daemons[i]);
+}
+
+void http_free(struct http_server *srv)
+{
+        if (!srv)
+                return;
+        for (size_t i = 0; i < srv->n; i++)
+                MHD_stop_daemon(srv->daemons[i]);
+        free(srv);
+}

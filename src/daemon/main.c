@@ -1,1 +1,467 @@
-#include "cashpay/config.h"
+/*
+ * cashpayd — the CashPay webhook receiver.
+ *
+ * main reads like the life of the process: parse arguments, load the
+ * configuration, open and migrate the database, take the listening sockets,
+ * start the writer and the listeners, say READY, serve until a signal,
+ * drain, close the database cleanly, exit.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "build-config.h"
+#include "cashpay/log.h"
+#include "cashpay/service.h"
+#include "cashpay/timeutil.h"
+#include "http.h"
+#include "metrics.h"
+#include "net.h"
+#include "runtime.h"
+
+#define TICK_MS 100
+#define STATUS_EVERY_MS 1000
+#define DRAIN_GRACE_MS 2000
+
+struct options {
+        const char *config_path;
+        bool check_config;
+};
+
+struct daemon {
+        struct runtime rt;
+        struct store *store;          /* the writer's handle */
+        struct service_sockets sockets;
+        bool owns_sockets;            /* bound here, not passed by systemd */
+        struct http_server *http;
+        struct admin_server *admin;
+        const char *config_path;
+        _Atomic int64_t last_commit_ms;
+};
+
+static struct log_ratelimit rejected_log = LOG_RATELIMIT_INIT(10, 5000);
+
+static void usage(FILE *out)
+{
+        fprintf(out,
+                "Usage: cashpayd [--config PATH] [--check-config] [--version] [--help]\n"
+                "\n"
+                "Receive CashPay webhooks, verify them and record them in SQLite.\n"
+                "\n"
+                "  -c, --config PATH   configuration file (default %s)\n"
+                "      --check-config  validate the configuration and secrets, then exit\n"
+                "      --version       print the version and exit\n"
+                "  -h, --help          print this help and exit\n",
+                CONFIG_DEFAULT_PATH);
+}
+
+/* Returns 0 to go on, 1 to exit 0 at once, -EINVAL to exit 2. */
+static int parse_args(int argc, char **argv, struct options *opts)
+{
+        enum { OPT_CHECK = 256, OPT_VERSION };
+        static const struct option longopts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "check-config", no_argument, NULL, OPT_CHECK },
+                { "version", no_argument, NULL, OPT_VERSION },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        int c;
+
+        opts->config_path = CONFIG_DEFAULT_PATH;
+        while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'c': opts->config_path = optarg; break;
+                case OPT_CHECK: opts->check_config = true; break;
+                case OPT_VERSION: printf("cashpayd %s\n", CASHPAY_VERSION); return 1;
+                case 'h': usage(stdout); return 1;
+                default: usage(stderr); return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "cashpayd: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* ---------------------------------------------------------------- logging */
+
+static void log_delivery(const struct job *job)
+{
+        const struct delivery *d = &job->delivery;
+        struct log_fields f = {
+                .charge_id = d->charge.id[0] ? d->charge.id : NULL,
+                .outcome = outcome_name(d->outcome),
+                .delivery_id = d->id,
+                .remote_addr = d->remote_addr,
+        };
+
+        if (!d->has_charge) {
+                if (log_rate_ok(&rejected_log))
+                        log_fields(LOG_LEVEL_NOTICE, &f, "rejected webhook from %s: %s (%s)",
+                                   d->remote_addr, outcome_name(d->outcome),
+                                   d->error ? d->error : "-");
+                return;
+        }
+        enum log_level level = d->transition.warn ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO;
+        log_fields(level, &f, "%s %s %lld %s from %s: %s%s%s", d->charge.id,
+                   charge_status_name(d->charge.status), (long long) d->charge.amount,
+                   d->charge.currency, d->remote_addr, outcome_name(d->outcome),
+                   d->transition.reason ? ", " : "",
+                   d->transition.reason ? d->transition.reason : "");
+}
+
+/* Runs on the writer thread after every commit attempt. */
+static void on_batch(struct job *const *jobs, size_t n, int result, int64_t commit_us, void *data)
+{
+        struct daemon *dmn = data;
+
+        metrics_observe_commit(commit_us, n, result);
+        if (result < 0) {
+                log_err("could not commit %zu webhook(s), answering 503: %s", n,
+                        store_strerror(result));
+                return;
+        }
+        atomic_store(&dmn->last_commit_ms, time_now_ms());
+        for (size_t i = 0; i < n; i++) {
+                metrics_count_outcome(jobs[i]->delivery.outcome);
+                log_delivery(jobs[i]);
+        }
+}
+
+/* ---------------------------------------------------------------- startup */
+
+/* Create the database's directory (mode 0770 under umask 007) if needed. */
+static int ensure_parent_dir(const char *db_path)
+{
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s", db_path);
+        char *slash = strrchr(dir, '/');
+
+        if (!slash || slash == dir)
+                return 0;
+        *slash = '\0';
+        for (char *p = dir + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(dir, 0770) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(dir, 0770) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static int open_database(struct daemon *dmn, const struct config *cfg)
+{
+        char err[512];
+        struct store_options opts = {
+                .path = cfg->database.path,
+                .synchronous = cfg->database.synchronous,
+                .busy_timeout_ms = cfg->database.busy_timeout,
+                .migrate = true,
+        };
+        int r = ensure_parent_dir(cfg->database.path);
+
+        if (r < 0) {
+                log_err("cannot create the directory of %s: %s", cfg->database.path, strerror(-r));
+                return r;
+        }
+        r = store_open(&opts, &dmn->store, err, sizeof(err));
+        if (r < 0) {
+                log_err("%s", err);
+                return r;
+        }
+        /* One reader per HTTP thread, plus one for the admin listener. */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned readers = (cfg->http.threads ? cfg->http.threads : (unsigned) (cpus > 0 ? cpus : 1)) + 1;
+        r = reader_pool_new(cfg, readers, &dmn->rt.readers, err, sizeof(err));
+        if (r < 0)
+                log_err("%s", err);
+        return r;
+}
+
+static int bind_all(const struct listen_list *list, int *fds, size_t *n)
+{
+        char err[256];
+
+        for (size_t i = 0; i < list->n && *n < 16; i++) {
+                int fd = net_listen(&list->items[i], err, sizeof(err));
+                if (fd < 0) {
+                        log_err("%s", err);
+                        return fd;
+                }
+                fds[(*n)++] = fd;
+        }
+        return 0;
+}
+
+/* Sockets from systemd when it passed any, else bound from the config. */
+static int take_sockets(struct daemon *dmn, const struct config *cfg)
+{
+        char err[256];
+        struct service_sockets *s = &dmn->sockets;
+        int r = service_listen_fds(s, err, sizeof(err));
+
+        if (r < 0) {
+                log_err("%s", err);
+                return r;
+        }
+        if (s->n_http == 0 && (r = bind_all(&cfg->http.listen, s->http, &s->n_http)) < 0)
+                return r;
+        if (s->n_admin == 0 && (r = bind_all(&cfg->admin.listen, s->admin, &s->n_admin)) < 0)
+                return r;
+        if (s->n_http == 0) {
+                log_err("no listening socket: set [http] listen or use socket activation");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int start_serving(struct daemon *dmn, const struct config *cfg)
+{
+        char err[256];
+        struct writer_options wopts = {
+                .max_batch = cfg->database.max_batch,
+                .max_queue = cfg->http.max_queue,
+                .commit_timeout_ms = cfg->database.commit_timeout,
+                .busy_timeout_ms = cfg->database.busy_timeout,
+                .stall_file = getenv("CASHPAYD_TEST_STALL_FILE"),
+        };
+        int r = writer_start(dmn->store, &wopts, on_batch, dmn, &dmn->rt.writer);
+
+        if (r < 0) {
+                log_err("cannot start the writer thread: %s", strerror(-r));
+                return r;
+        }
+        r = http_start(&dmn->rt, dmn->sockets.http, dmn->sockets.n_http, &dmn->http, err, sizeof(err));
+        if (r == 0)
+                r = admin_start(&dmn->rt, dmn->sockets.admin, dmn->sockets.n_admin, &dmn->admin,
+                                err, sizeof(err));
+        if (r < 0)
+                log_err("%s", err);
+        return r;
+}
+
+static void announce(const struct config *cfg, const struct daemon *dmn)
+{
+        if (cfg->webhook.verify == VERIFY_NONE)
+                log_warning("WEBHOOK SIGNATURES ARE NOT VERIFIED (verify = none): anyone who can "
+                            "reach this port can mark orders as paid");
+        log_notice("cashpayd %s ready: %zu public and %zu admin listener(s), database %s "
+                   "(schema %d), verification %s",
+                   CASHPAY_VERSION, dmn->sockets.n_http, dmn->sockets.n_admin,
+                   cfg->database.path, store_schema_version(),
+                   config_verify_scheme_name(cfg->webhook.verify));
+}
+
+/* ------------------------------------------------------------ running */
+
+static void reload(struct daemon *dmn)
+{
+        char err[512];
+        struct config *next = NULL;
+        struct settings *settings;
+
+        service_notify_reloading();
+        int r = config_load(dmn->config_path, &next, err, sizeof(err));
+        if (r == 0) {
+                const struct settings *cur = runtime_settings_acquire(&dmn->rt);
+                bool ok = config_reload_compatible(cur->cfg, next, err, sizeof(err));
+                runtime_settings_release(&dmn->rt);
+                if (!ok) {
+                        config_free(next);
+                        r = -EINVAL;
+                }
+        }
+        if (r == 0)
+                r = settings_new(next, &settings, err, sizeof(err));
+        if (r < 0) {
+                log_err("reload failed, keeping the running configuration: %s", err);
+        } else {
+                log_set_level(settings->cfg->log.level);
+                runtime_settings_swap(&dmn->rt, settings);
+                log_notice("configuration and secrets reloaded from %s", dmn->config_path);
+        }
+        service_notify_ready();
+}
+
+static void report_status(struct daemon *dmn)
+{
+        struct metrics_totals t;
+        char last[TIME_ISO_LEN] = "never";
+        int64_t last_ms = atomic_load(&dmn->last_commit_ms);
+
+        metrics_totals(&t);
+        if (last_ms > 0)
+                time_format_iso(last_ms, last);
+        service_notify_status("deliveries %llu, applied %llu, rejected %llu, commit failures %llu, "
+                              "queue %u, last commit %s",
+                              (unsigned long long) t.deliveries, (unsigned long long) t.applied,
+                              (unsigned long long) t.rejected,
+                              (unsigned long long) t.commit_failures,
+                              writer_queue_depth(dmn->rt.writer), last);
+}
+
+/* Housekeeping between signals: deadlines, the watchdog, STATUS=. */
+struct ticker {
+        int64_t next_watchdog, next_status;
+        uint64_t watchdog_usec;
+};
+
+static void tick(struct daemon *dmn, struct ticker *t)
+{
+        int64_t now = time_monotonic_ms();
+
+        writer_expire(dmn->rt.writer, now);
+        /* Only a writer that commits (or waits for work) keeps us alive:
+         * one stuck inside a commit must let systemd restart us. */
+        if (t->watchdog_usec && now >= t->next_watchdog &&
+            writer_making_progress(dmn->rt.writer, now)) {
+                service_notify_watchdog();
+                t->next_watchdog = now + (int64_t) (t->watchdog_usec / 2000);
+        }
+        if (now >= t->next_status) {
+                report_status(dmn);
+                t->next_status = now + STATUS_EVERY_MS;
+        }
+}
+
+/* Serve until SIGTERM/SIGINT; SIGHUP reloads. */
+static void run(struct daemon *dmn, const sigset_t *signals)
+{
+        struct ticker t = { .watchdog_usec = service_watchdog_usec() };
+        struct timespec timeout = { .tv_nsec = TICK_MS * 1000000L };
+
+        for (;;) {
+                int sig = sigtimedwait(signals, NULL, &timeout);
+                if (sig == SIGTERM || sig == SIGINT) {
+                        log_notice("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                        return;
+                }
+                if (sig == SIGHUP)
+                        reload(dmn);
+                tick(dmn, &t);
+        }
+}
+
+/* Stop accepting, let in-flight requests finish and commit. */
+static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
+{
+        int64_t give_up = time_monotonic_ms() + commit_timeout_ms + DRAIN_GRACE_MS;
+
+        service_notify_stopping();
+        http_quiesce(dmn->http);
+        while (atomic_load(&dmn->rt.in_flight) > 0 && time_monotonic_ms() < give_up) {
+                writer_expire(dmn->rt.writer, time_monotonic_ms());
+                usleep(10 * 1000);
+        }
+        if (atomic_load(&dmn->rt.in_flight) > 0)
+                log_warning("%d request(s) still in flight after the drain period",
+                            atomic_load(&dmn->rt.in_flight));
+        atomic_store(&dmn->rt.draining, true);
+        http_free(dmn->http);
+        dmn->http = NULL;
+        writer_stop(dmn->rt.writer);
+        dmn->rt.writer = NULL;
+}
+
+static void teardown(struct daemon *dmn)
+{
+        admin_free(dmn->admin);
+        http_free(dmn->http);
+        writer_stop(dmn->rt.writer);
+        reader_pool_free(dmn->rt.readers);
+        store_close(dmn->store); /* checkpoints the WAL */
+        for (size_t i = 0; i < dmn->sockets.n_http; i++)
+                close(dmn->sockets.http[i]);
+        for (size_t i = 0; i < dmn->sockets.n_admin; i++)
+                close(dmn->sockets.admin[i]);
+        settings_free(dmn->rt.settings);
+        pthread_rwlock_destroy(&dmn->rt.settings_lock);
+}
+
+static int check_config(const char *path)
+{
+        char err[512];
+        struct config *cfg;
+        struct settings *settings;
+
+        if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+                fprintf(stderr, "%s\n", err);
+                return EXIT_FAILURE;
+        }
+        if (settings_new(cfg, &settings, err, sizeof(err)) < 0) {
+                fprintf(stderr, "%s: %s\n", path, err);
+                return EXIT_FAILURE;
+        }
+        printf("%s: configuration is valid\n", path);
+        settings_free(settings);
+        return EXIT_SUCCESS;
+}
+
+static int load_settings(const char *path, struct settings **ret)
+{
+        char err[512];
+        struct config *cfg;
+        int r = config_load(path, &cfg, err, sizeof(err));
+
+        if (r < 0) {
+                fprintf(stderr, "cashpayd: %s\n", err);
+                return r;
+        }
+        log_init("cashpayd", cfg->log.level);
+        r = settings_new(cfg, ret, err, sizeof(err));
+        if (r < 0)
+                log_err("%s", err);
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        struct options opts = { 0 };
+        struct daemon dmn = { 0 };
+        sigset_t signals;
+        int r = parse_args(argc, argv, &opts);
+
+        if (r != 0)
+                return r > 0 ? EXIT_SUCCESS : 2;
+        if (opts.check_config)
+                return check_config(opts.config_path);
+
+        /* The merchant's app (group cashpay) reads and updates the database. */
+        umask(0007);
+        signal(SIGPIPE, SIG_IGN);
+        sigemptyset(&signals);
+        sigaddset(&signals, SIGTERM);
+        sigaddset(&signals, SIGINT);
+        sigaddset(&signals, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &signals, NULL); /* before any thread starts */
+
+        dmn.config_path = opts.config_path;
+        pthread_rwlock_init(&dmn.rt.settings_lock, NULL);
+        if (load_settings(opts.config_path, &dmn.rt.settings) < 0)
+                return EXIT_FAILURE;
+        const struct config *cfg = dmn.rt.settings->cfg;
+        if (open_database(&dmn, cfg) < 0 || take_sockets(&dmn, cfg) < 0 ||
+            start_serving(&dmn, cfg) < 0) {
+                teardown(&dmn);
+                return EXIT_FAILURE;
+        }
+        announce(cfg, &dmn);
+        service_notify_ready();
+        run(&dmn, &signals);
+        drain(&dmn, dmn.rt.settings->cfg->database.commit_timeout);
+        teardown(&dmn);
+        log_notice("stopped cleanly");
+        return EXIT_SUCCESS;
+}

@@ -1,1 +1,210 @@
-#include "cashpay/config.h"
+/*
+ * metrics — see metrics.h.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "build-config.h"
+#include "metrics.h"
+
+typedef _Atomic uint64_t counter_t;
+
+static const unsigned response_codes[] = {
+        200, 303, 304, 400, 401, 403, 404, 405, 413, 415, 431, 500, 503,
+};
+#define N_CODES (sizeof(response_codes) / sizeof(response_codes[0]))
+
+/* Upper bounds in seconds; the last bucket is +Inf. */
+static const double commit_bounds[] = {
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+};
+#define N_COMMIT (sizeof(commit_bounds) / sizeof(commit_bounds[0]))
+
+static const unsigned batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512 };
+#define N_BATCH (sizeof(batch_bounds) / sizeof(batch_bounds[0]))
+
+static counter_t outcomes[_OUTCOME_MAX];
+static counter_t responses[N_CODES + 1]; /* last: any other code */
+static counter_t commit_buckets[N_COMMIT + 1];
+static counter_t commit_count, commit_sum_us, commit_failures;
+static counter_t batch_buckets[N_BATCH + 1];
+static counter_t batch_sum;
+
+static void bump(counter_t *c, uint64_t by)
+{
+        atomic_fetch_add_explicit(c, by, memory_order_relaxed);
+}
+
+static uint64_t read_counter(counter_t *c)
+{
+        return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+void metrics_count_outcome(enum outcome o)
+{
+        if ((unsigned) o < _OUTCOME_MAX)
+                bump(&outcomes[o], 1);
+}
+
+void metrics_count_response(unsigned http_status)
+{
+        size_t i = 0;
+
+        while (i < N_CODES && response_codes[i] != http_status)
+                i++;
+        bump(&responses[i], 1);
+}
+
+void metrics_observe_commit(int64_t commit_us, size_t batch_size, int result)
+{
+        double secs = (double) commit_us / 1e6;
+        size_t i = 0, j = 0;
+
+        if (result < 0) {
+                bump(&commit_failures, 1);
+                return;
+        }
+        while (i < N_COMMIT && secs > commit_bounds[i])
+                i++;
+        bump(&commit_buckets[i], 1);
+        bump(&commit_count, 1);
+        bump(&commit_sum_us, (uint64_t) (commit_us > 0 ? commit_us : 0));
+        while (j < N_BATCH && batch_size > batch_bounds[j])
+                j++;
+        bump(&batch_buckets[j], 1);
+        bump(&batch_sum, batch_size);
+}
+
+void metrics_totals(struct metrics_totals *ret)
+{
+        *ret = (struct metrics_totals) { 0 };
+        for (int o = 0; o < _OUTCOME_MAX; o++)
+                ret->deliveries += read_counter(&outcomes[o]);
+        ret->applied = read_counter(&outcomes[OUTCOME_APPLIED]);
+        ret->rejected = read_counter(&outcomes[OUTCOME_INVALID]) +
+                        read_counter(&outcomes[OUTCOME_UNAUTHORIZED]) +
+                        read_counter(&outcomes[OUTCOME_FORBIDDEN]);
+        ret->commit_failures = read_counter(&commit_failures);
+}
+
+/* A growing text buffer; on allocation failure it stays failed. */
+struct text {
+        char *buf;
+        size_t len, cap;
+        bool failed;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void put(struct text *t, const char *fmt, ...)
+{
+        for (int attempt = 0; attempt < 2 && !t->failed; attempt++) {
+                va_list ap;
+                va_start(ap, fmt);
+                int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+                va_end(ap);
+                if (n < 0) {
+                        t->failed = true;
+                } else if ((size_t) n < t->cap - t->len) {
+                        t->len += (size_t) n;
+                        return;
+                } else {
+                        size_t cap = (t->cap + (size_t) n + 1) * 2;
+                        char *grown = realloc(t->buf, cap);
+                        if (!grown)
+                                t->failed = true;
+                        else {
+                                t->buf = grown;
+                                t->cap = cap;
+                        }
+                }
+        }
+}
+
+static void render_counters(struct text *t)
+{
+        put(t, "# HELP cashpayd_webhooks_total Recorded webhook deliveries by outcome.\n"
+               "# TYPE cashpayd_webhooks_total counter\n");
+        for (int o = 0; o < _OUTCOME_MAX; o++)
+                put(t, "cashpayd_webhooks_total{outcome=\"%s\"} %llu\n", outcome_name(o),
+                    (unsigned long long) read_counter(&outcomes[o]));
+        put(t, "# HELP cashpayd_http_responses_total HTTP responses by status code.\n"
+               "# TYPE cashpayd_http_responses_total counter\n");
+        for (size_t i = 0; i < N_CODES; i++)
+                put(t, "cashpayd_http_responses_total{code=\"%u\"} %llu\n", response_codes[i],
+                    (unsigned long long) read_counter(&responses[i]));
+        put(t, "cashpayd_http_responses_total{code=\"other\"} %llu\n",
+            (unsigned long long) read_counter(&responses[N_CODES]));
+        put(t, "# HELP cashpayd_commit_failures_total Transactions that could not commit.\n"
+               "# TYPE cashpayd_commit_failures_total counter\n"
+               "cashpayd_commit_failures_total %llu\n",
+            (unsigned long long) read_counter(&commit_failures));
+}
+
+static void render_histograms(struct text *t)
+{
+        uint64_t cumulative = 0;
+
+        put(t, "# HELP cashpayd_commit_seconds Time to commit one batch.\n"
+               "# TYPE cashpayd_commit_seconds histogram\n");
+        for (size_t i = 0; i <= N_COMMIT; i++) {
+                cumulative += read_counter(&commit_buckets[i]);
+                if (i < N_COMMIT)
+                        put(t, "cashpayd_commit_seconds_bucket{le=\"%g\"} %llu\n", commit_bounds[i],
+                            (unsigned long long) cumulative);
+                else
+                        put(t, "cashpayd_commit_seconds_bucket{le=\"+Inf\"} %llu\n",
+                            (unsigned long long) cumulative);
+        }
+        put(t, "cashpayd_commit_seconds_sum %.6f\ncashpayd_commit_seconds_count %llu\n",
+            (double) read_counter(&commit_sum_us) / 1e6,
+            (unsigned long long) read_counter(&commit_count));
+
+        cumulative = 0;
+        put(t, "# HELP cashpayd_batch_size Deliveries committed per transaction.\n"
+               "# TYPE cashpayd_batch_size histogram\n");
+        for (size_t i = 0; i <= N_BATCH; i++) {
+                cumulative += read_counter(&batch_buckets[i]);
+                if (i < N_BATCH)
+                        put(t, "cashpayd_batch_size_bucket{le=\"%u\"} %llu\n", batch_bounds[i],
+                            (unsigned long long) cumulative);
+                else
+                        put(t, "cashpayd_batch_size_bucket{le=\"+Inf\"} %llu\n",
+                            (unsigned long long) cumulative);
+        }
+        put(t, "cashpayd_batch_size_sum %llu\ncashpayd_batch_size_count %llu\n",
+            (unsigned long long) read_counter(&batch_sum), (unsigned long long) cumulative);
+}
+
+static void render_gauges(struct text *t, const struct metrics_gauges *g)
+{
+        put(t, "# HELP cashpayd_queue_depth Deliveries waiting for the writer.\n"
+               "# TYPE cashpayd_queue_depth gauge\ncashpayd_queue_depth %u\n", g->queue_depth);
+        put(t, "# HELP cashpayd_wal_bytes Size of the SQLite write-ahead log.\n"
+               "# TYPE cashpayd_wal_bytes gauge\ncashpayd_wal_bytes %lld\n",
+            (long long) g->wal_bytes);
+        put(t, "# HELP cashpayd_database_up Whether the database answers.\n"
+               "# TYPE cashpayd_database_up gauge\ncashpayd_database_up %d\n", g->database_ok);
+        put(t, "# HELP cashpayd_build_info Build information.\n"
+               "# TYPE cashpayd_build_info gauge\n"
+               "cashpayd_build_info{version=\"%s\"} 1\n", CASHPAY_VERSION);
+}
+
+int metrics_render(const struct metrics_gauges *g, char **ret, size_t *ret_len)
+{
+        struct text t = { 0 };
+
+        render_counters(&t);
+        render_histograms(&t);
+        render_gauges(&t, g);
+        if (t.failed || !t.buf) {
+                free(t.buf);
+                return -ENOMEM;
+        }
+        *ret = t.buf;
+        *ret_len = t.len;
+        return 0;
+}

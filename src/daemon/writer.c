@@ -1,1 +1,258 @@
-#include "cashpay/config.h"
+/*
+ * writer — group commit on one thread; see writer.h for the why.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cashpay/timeutil.h"
+#include "writer.h"
+
+struct writer {
+        struct store *store;
+        struct writer_options opts;
+        writer_batch_cb on_batch;
+        void *cb_data;
+
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        bool stopping;
+
+        struct job *head, *tail;  /* FIFO, guarded by lock */
+        unsigned depth;           /* jobs in the FIFO */
+        struct job **batch;       /* the transaction in progress */
+        struct delivery **items;  /* batch[i]->delivery, as store_submit() wants it */
+        size_t batch_n;           /* guarded by lock */
+
+        _Atomic int64_t commit_started_ms; /* 0 while idle */
+        _Atomic int last_result;
+};
+
+struct job *job_new(void)
+{
+        struct job *job = calloc(1, sizeof(*job));
+
+        if (job)
+                atomic_init(&job->refs, 1);
+        return job;
+}
+
+void job_ref(struct job *job)
+{
+        atomic_fetch_add_explicit(&job->refs, 1, memory_order_relaxed);
+}
+
+void job_unref(struct job *job)
+{
+        if (!job || atomic_fetch_sub_explicit(&job->refs, 1, memory_order_acq_rel) != 1)
+                return;
+        delivery_clear(&job->delivery);
+        free(job);
+}
+
+/* Whoever moves a job to ANSWERED owns the duty to wake its connection. */
+static bool job_claim(struct job *job, int from)
+{
+        return atomic_compare_exchange_strong(&job->state, &from, JOB_ANSWERED);
+}
+
+static void job_answer(struct job *job, int result)
+{
+        job->result = result;
+        job->wake(job);
+}
+
+/* Take up to max_batch live jobs off the FIFO; expired ones are dropped. */
+static size_t take_batch(struct writer *w)
+{
+        size_t n = 0;
+
+        while (w->head && n < w->opts.max_batch) {
+                struct job *job = w->head;
+
+                w->head = job->next;
+                if (!w->head)
+                        w->tail = NULL;
+                w->depth--;
+                int queued = JOB_QUEUED;
+                if (atomic_compare_exchange_strong(&job->state, &queued, JOB_TAKEN))
+                        w->batch[n++] = job;
+                else
+                        job_unref(job); /* already answered by its deadline */
+        }
+        w->batch_n = n;
+        return n;
+}
+
+/* Tests create the stall file to freeze the writer as if a commit hung. */
+static void maybe_stall(const struct writer *w)
+{
+        if (!w->opts.stall_file)
+                return;
+        while (access(w->opts.stall_file, F_OK) == 0)
+                usleep(20 * 1000);
+}
+
+static void commit_batch(struct writer *w, size_t n)
+{
+        int64_t started = time_monotonic_ms();
+
+        atomic_store(&w->commit_started_ms, started);
+        maybe_stall(w);
+        for (size_t i = 0; i < n; i++)
+                w->items[i] = &w->batch[i]->delivery;
+
+        int64_t t0 = time_monotonic_ms();
+        int r = store_submit(w->store, w->items, n);
+        int64_t commit_us = (time_monotonic_ms() - t0) * 1000;
+
+        atomic_store(&w->last_result, r);
+        w->on_batch(w->batch, n, r, commit_us, w->cb_data);
+
+        pthread_mutex_lock(&w->lock);
+        w->batch_n = 0;
+        pthread_mutex_unlock(&w->lock);
+        atomic_store(&w->commit_started_ms, 0);
+
+        for (size_t i = 0; i < n; i++) {
+                if (job_claim(w->batch[i], JOB_TAKEN))
+                        job_answer(w->batch[i], r);
+                job_unref(w->batch[i]);
+        }
+}
+
+static void *writer_main(void *arg)
+{
+        struct writer *w = arg;
+
+        for (;;) {
+                pthread_mutex_lock(&w->lock);
+                while (!w->head && !w->stopping)
+                        pthread_cond_wait(&w->wake, &w->lock);
+                if (!w->head && w->stopping) {
+                        pthread_mutex_unlock(&w->lock);
+                        break;
+                }
+                size_t n = take_batch(w);
+                pthread_mutex_unlock(&w->lock);
+                if (n > 0)
+                        commit_batch(w, n);
+        }
+        return NULL;
+}
+
+int writer_start(struct store *store, const struct writer_options *opts,
+                 writer_batch_cb on_batch, void *cb_data, struct writer **ret)
+{
+        struct writer *w = calloc(1, sizeof(*w));
+
+        if (!w)
+                return -ENOMEM;
+        w->store = store;
+        w->opts = *opts;
+        if (w->opts.max_batch == 0)
+                w->opts.max_batch = 1;
+        w->on_batch = on_batch;
+        w->cb_data = cb_data;
+        w->batch = calloc(w->opts.max_batch, sizeof(*w->batch));
+        w->items = calloc(w->opts.max_batch, sizeof(*w->items));
+        if (!w->batch || !w->items) {
+                free(w->batch);
+                free(w->items);
+                free(w);
+                return -ENOMEM;
+        }
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->wake, NULL);
+        int r = pthread_create(&w->thread, NULL, writer_main, w);
+        if (r != 0) {
+                pthread_cond_destroy(&w->wake);
+                pthread_mutex_destroy(&w->lock);
+                free(w->batch);
+                free(w->items);
+                free(w);
+                return -r;
+        }
+        *ret = w;
+        return 0;
+}
+
+void writer_stop(struct writer *w)
+{
+        if (!w)
+                return;
+        pthread_mutex_lock(&w->lock);
+        w->stopping = true;
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        free(w->batch);
+        free(w->items);
+        free(w);
+}
+
+int writer_submit(struct writer *w, struct job *job)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&w->lock);
+        if (w->stopping)
+                r = -ESHUTDOWN;
+        else if (w->depth >= w->opts.max_queue)
+                r = -EAGAIN;
+        else {
+                atomic_store(&job->state, JOB_QUEUED);
+                job_ref(job);
+                job->next = NULL;
+                if (w->tail)
+                        w->tail->next = job;
+                else
+                        w->head = job;
+                w->tail = job;
+                w->depth++;
+                pthread_cond_signal(&w->wake);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+void writer_expire(struct writer *w, int64_t now_ms)
+{
+        pthread_mutex_lock(&w->lock);
+        for (struct job *job = w->head; job; job = job->next)
+                if (job->deadline_ms <= now_ms && job_claim(job, JOB_QUEUED))
+                        job_answer(job, -ETIMEDOUT);
+        for (size_t i = 0; i < w->batch_n; i++) {
+                struct job *job = w->batch[i];
+                if (job->deadline_ms <= now_ms && job_claim(job, JOB_TAKEN))
+                        job_answer(job, -ETIMEDOUT);
+        }
+        pthread_mutex_unlock(&w->lock);
+}
+
+unsigned writer_queue_depth(struct writer *w)
+{
+        pthread_mutex_lock(&w->lock);
+        unsigned depth = w->depth;
+        pthread_mutex_unlock(&w->lock);
+        return depth;
+}
+
+bool writer_making_progress(struct writer *w, int64_t now_ms)
+{
+        int64_t started = atomic_load(&w->commit_started_ms);
+        /* A commit blocked by another process's lock gives up after
+         * busy_timeout; only one running far longer than that is stuck. */
+        int64_t limit = 2 * (int64_t) w->opts.busy_timeout_ms + w->opts.commit_timeout_ms + 1000;
+
+        return started == 0 || now_ms - started < limit;
+}
+
+int writer_last_result(struct writer *w)
+{
+        return atomic_load(&w->last_result);
+}

@@ -1,0 +1,21 @@
+/*
+ * admin — the operator's listener: GET /healthz and GET /metrics.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "runtime.h"
+
+struct admin_server;
+
+int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_server **ret,
+                char *err, size_t err_len);
+void admin_free(struct admin_server *srv);
+
+/*
+ * admin_health() - 0 when the database answers a read and the writer is
+ * neither stuck nor failing its commits; else a negative errno, with @why
+ * set to a short reason.
+ */
+int admin_health(struct runtime *rt, const char **why);

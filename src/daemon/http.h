@@ -1,0 +1,31 @@
+/*
+ * http — the public listener: the webhook endpoint, the return page and the
+ * status endpoint, on libmicrohttpd.
+ *
+ * This is the only module that speaks HTTP to CashPay and to browsers. It
+ * enforces the request limits, decides who the peer is, verifies and parses
+ * the body through the pure core, and hands the delivery to the writer.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "runtime.h"
+
+struct http_server;
+
+/* One MHD daemon per listening socket (MHD takes one socket each).
+ * The sockets stay owned by the caller until http_free(). */
+int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_server **ret,
+               char *err, size_t err_len);
+
+/* http_quiesce() - stop accepting new connections; in-flight ones go on. */
+void http_quiesce(struct http_server *srv);
+
+/* http_free() - stop the MHD daemons (closing idle connections). NULL-safe. */
+void http_free(struct http_server *srv);
+
+/* Shared with admin.c: a response with a copied body and a Content-Type. */
+struct MHD_Connection;
+int http_respond(struct MHD_Connection *conn, unsigned status, const char *content_type,
+                 const void *body, size_t len);

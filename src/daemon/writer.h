@@ -1,0 +1,85 @@
+/*
+ * writer — the one thread that writes to the database.
+ *
+ * HTTP threads hand it verified, parsed deliveries and suspend their
+ * connections. The writer commits everything queued in one BEGIN IMMEDIATE
+ * transaction (group commit: a lone delivery is committed at once, and
+ * whatever arrives while a commit runs forms the next batch), then wakes each
+ * connection with its own result.
+ *
+ * libmicrohttpd never times out a suspended connection, so every queued
+ * delivery has a deadline; writer_expire() answers late ones with 503 from
+ * the main loop, even while the writer thread is stuck inside a commit.
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cashpay/store.h"
+
+struct writer;
+
+/* Who is answering a job: exactly one of the writer or the deadline. */
+enum job_state { JOB_QUEUED, JOB_TAKEN, JOB_ANSWERED };
+
+/*
+ * A delivery waiting for its commit. Reference-counted: the HTTP request and
+ * the writer each hold one while they use it.
+ */
+struct job {
+        struct delivery delivery;
+        int64_t deadline_ms;           /* monotonic */
+        int result;                    /* 0 committed; negative errno: answer 503 */
+        _Atomic int state;             /* enum job_state */
+        _Atomic int refs;
+        void (*wake)(struct job *job); /* resumes the HTTP connection */
+        void *wake_data;
+        struct job *next;              /* queue link, owned by the writer */
+};
+
+struct writer_options {
+        unsigned max_batch;
+        unsigned max_queue;
+        unsigned commit_timeout_ms;
+        unsigned busy_timeout_ms;
+        const char *stall_file;        /* tests: stall before commits while this file exists */
+};
+
+/* Called on the writer thread after each commit attempt (metrics, logs). */
+typedef void (*writer_batch_cb)(struct job *const *jobs, size_t n, int result,
+                                int64_t commit_us, void *data);
+
+int writer_start(struct store *store, const struct writer_options *opts,
+                 writer_batch_cb on_batch, void *cb_data, struct writer **ret);
+
+/* writer_stop() - commit what is queued, join the thread. NULL-safe.
+ * The store stays open; the caller closes it. */
+void writer_stop(struct writer *w);
+
+struct job *job_new(void);
+void job_ref(struct job *job);
+void job_unref(struct job *job);
+
+/*
+ * writer_submit() - queue @job (takes a reference). Returns 0, -EAGAIN when
+ * the queue is full, or -ESHUTDOWN. On error the job was not queued and will
+ * never be woken.
+ */
+int writer_submit(struct writer *w, struct job *job);
+
+/* writer_expire() - answer every job past its deadline with -ETIMEDOUT. */
+void writer_expire(struct writer *w, int64_t now_ms);
+
+/* writer_queue_depth() - jobs waiting for a transaction. */
+unsigned writer_queue_depth(struct writer *w);
+
+/*
+ * writer_making_progress() - false when one commit has been running for
+ * longer than a busy database can explain (a stuck writer). Gates WATCHDOG=1.
+ */
+bool writer_making_progress(struct writer *w, int64_t now_ms);
+
+/* writer_last_result() - result of the newest commit attempt (0 or -errno). */
+int writer_last_result(struct writer *w);
