@@ -39,10 +39,17 @@ struct transition {
         const char *reason;  /* static text for logs and the delivery's error column */
 };
 
-/* state_decide() - apply the table of CONTRACT §1. Amount or currency
- * mismatch is checked first: it wins over every status rule. */
+/*
+ * state_decide() - apply the table of CONTRACT §1. Amount or currency
+ * mismatch is checked first: it wins over every status rule.
+ * @current: NULL or !exists when the charge has no order yet.
+ * @received: a charge that passed charge_parse().
+ * Only ever answers APPLIED, DUPLICATE, STALE or CONFLICT.
+ */
 struct transition state_decide(const struct order_view *current, const struct charge *received);
 
-/* "applied", "duplicate", … — the names stored in webhook_deliveries.outcome. */
+/* "applied", "duplicate", … — the names stored in webhook_deliveries.outcome.
+ * NULL for a value outside the enum. */
 const char *outcome_name(enum outcome o);
+/* Returns 0 or -EINVAL; exact, lower-case names only. */
 int outcome_from_name(const char *name, enum outcome *ret);
