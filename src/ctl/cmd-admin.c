@@ -1,1 +1,187 @@
-#include "cashpay/config.h"
+/*
+ * cmd-admin — looking after the deployment: migrate (create or upgrade the
+ * database with the migrations compiled into the store), check-config (the
+ * daemon's own parser and secret loader, so both agree on what is valid) and
+ * prune (rejected deliveries past their retention).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cashpay/store-admin.h"
+#include "cashpay/timeutil.h"
+#include "cashpay/verify.h"
+#include "src/ctl/ctl.h"
+#include "src/ctl/output.h"
+
+#define MS_PER_DAY INT64_C(86400000)
+
+static int only_common_options(struct ctl *c, int argc, char **argv)
+{
+        static const struct option opts[] = { CTL_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+                if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE)
+                        return r;
+        return ctl_positional(c, argc, argv, 0, NULL);
+}
+
+/* ---- migrate ---- */
+
+int ctl_cmd_migrate(struct ctl *c, int argc, char **argv)
+{
+        int r, version = 0;
+
+        if ((r = only_common_options(c, argc, argv)) != CTL_CONTINUE)
+                return r;
+        if ((r = ctl_open_store(c, CTL_STORE_MIGRATE)) != 0)
+                return r;
+        r = store_admin_user_version(c->store, &version);
+        if (r < 0)
+                return ctl_store_error(c, r, "cannot read the schema version");
+        if (c->json)
+                r = output_json(json_pack("{s:s, s:i, s:i}", "database", c->cfg->database.path,
+                                          "schema_version", version,
+                                          "binary_schema_version", store_schema_version()),
+                                false);
+        else
+                printf("database %s is at schema version %d\n", c->cfg->database.path, version);
+        return r < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+}
+
+/* ---- check-config ---- */
+
+/* The secret file as the daemon would load it. A file this user may not
+ * read (the service's credential) is a note, not an error. */
+static int check_secrets(const struct config *cfg, char *note, size_t note_len,
+                         char *err, size_t err_len)
+{
+        struct secret_set *set;
+        int r;
+
+        if (cfg->webhook.verify == VERIFY_NONE)
+                return 0;
+        if (!cfg->webhook.secret_file) {
+                snprintf(note, note_len, "secret_file is unset: the daemon needs "
+                         "$CREDENTIALS_DIRECTORY/webhook-secret");
+                return 0;
+        }
+        set = calloc(1, sizeof(*set));
+        if (!set)
+                return -ENOMEM;
+        r = verify_secrets_load(cfg->webhook.secret_file, cfg->webhook.verify, set, err, err_len);
+        verify_secrets_wipe(set);
+        free(set);
+        if (r == -EACCES || r == -EPERM) {
+                snprintf(note, note_len, "%s: not readable by this user, secrets not checked",
+                         cfg->webhook.secret_file);
+                return 0;
+        }
+        if (r < 0 && !err[0])
+                snprintf(err, err_len, "%s: %s", cfg->webhook.secret_file, strerror(-r));
+        return r;
+}
+
+static int check_report(const struct ctl *c, const char *path, const char *err, const char *note)
+{
+        if (c->json)
+                output_json(json_pack("{s:s?, s:b, s:s?, s:s?}", "config", path, "ok", !err[0],
+                                      "error", err[0] ? err : NULL,
+                                      "note", note[0] ? note : NULL), false);
+        if (err[0])
+                return ctl_fail("%s", err);
+        if (note[0])
+                fprintf(stderr, "cashpayctl: note: %s\n", note);
+        if (!c->json)
+                printf("%s: configuration OK\n", path ? path : "(defaults)");
+        return CTL_EXIT_OK;
+}
+
+int ctl_cmd_check_config(struct ctl *c, int argc, char **argv)
+{
+        const char *path;
+        char err[512] = "", note[512] = "";
+        int r;
+
+        if ((r = only_common_options(c, argc, argv)) != CTL_CONTINUE)
+                return r;
+        path = c->config_path ? c->config_path : c->db_path ? NULL : CONFIG_DEFAULT_PATH;
+        if (path)
+                r = config_load(path, &c->cfg, err, sizeof(err));
+        else
+                r = config_new_defaults(&c->cfg);
+        if (r < 0 && !err[0])
+                snprintf(err, sizeof(err), "%s: %s", path ? path : "defaults", strerror(-r));
+        if (r == 0)
+                check_secrets(c->cfg, note, sizeof(note), err, sizeof(err));
+        return check_report(c, path, err, note);
+}
+
+/* ---- prune ---- */
+
+struct prune_options {
+        bool has_days;
+        unsigned days;
+        bool dry_run;
+};
+
+static int prune_parse(struct ctl *c, int argc, char **argv, struct prune_options *o)
+{
+        static const struct option opts[] = {
+                CTL_COMMON_OPTIONS,
+                { "days", required_argument, NULL, OPT_COMMAND },
+                { "dry-run", no_argument, NULL, OPT_COMMAND + 1 },
+                { NULL, 0, NULL, 0 }
+        };
+        unsigned long long v;
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+                if (opt == OPT_COMMAND) {
+                        if (ctl_parse_uint(optarg, 0, 36500, &v) < 0)
+                                return ctl_usage_error(c, "--days needs 0 to 36500, not '%s'",
+                                                       optarg);
+                        o->days = (unsigned) v;
+                        o->has_days = true;
+                } else if (opt == OPT_COMMAND + 1) {
+                        o->dry_run = true;
+                } else if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE) {
+                        return r;
+                }
+        }
+        return ctl_positional(c, argc, argv, 0, NULL);
+}
+
+static int prune_report(const struct ctl *c, const struct prune_options *o, const char *cutoff,
+                        int64_t count)
+{
+        if (c->json)
+                return output_json(json_pack("{s:I, s:b, s:i, s:s}", "deleted", (json_int_t) count,
+                                             "dry_run", o->dry_run, "days", (int) o->days,
+                                             "cutoff", cutoff), false);
+        printf("%s %lld rejected deliveries received before %s (%u days)\n",
+               o->dry_run ? "would delete" : "deleted", (long long) count, cutoff, o->days);
+        return output_flush();
+}
+
+int ctl_cmd_prune(struct ctl *c, int argc, char **argv)
+{
+        struct prune_options o = { 0 };
+        char cutoff[TIME_ISO_LEN];
+        int64_t count = 0;
+        int r;
+
+        if ((r = prune_parse(c, argc, argv, &o)) != CTL_CONTINUE)
+                return r;
+        if ((r = ctl_open_store(c, o.dry_run ? CTL_STORE_READ : CTL_STORE_WRITE)) != 0)
+                return r;
+        if (!o.has_days)
+                o.days = c->cfg->webhook.keep_rejected_days;
+        time_format_iso(time_now_ms() - (int64_t) o.days * MS_PER_DAY, cutoff);
+        r = store_admin_prune(c->store, cutoff, o.dry_run, &count);
+        if (r < 0)
+                return ctl_store_error(c, r, "cannot prune");
+        return prune_report(c, &o, cutoff, count) < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+}

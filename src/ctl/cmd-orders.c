@@ -1,1 +1,646 @@
-#include "cashpay/config.h"
+/*
+ * cmd-orders — the commands over orders and their history: orders, show,
+ * deliveries, events (the change feed, optionally followed), fulfil and
+ * review-done. The queries themselves live in the store (store-admin.h);
+ * this file parses options and presents the results.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cashpay/store-admin.h"
+#include "src/ctl/ctl.h"
+#include "src/ctl/output.h"
+
+#define DEFAULT_LIMIT 50
+#define FOLLOW_INTERVAL_MS 200
+#define EVENTS_BATCH 500
+
+static bool minor_units(const struct ctl *c)
+{
+        return c->cfg && c->cfg->ret.minor_units;
+}
+
+/* Parses --limit's argument into @ret; exit code or CTL_CONTINUE. */
+static int parse_limit(struct ctl *c, unsigned *ret)
+{
+        unsigned long long v;
+
+        if (ctl_parse_uint(optarg, 0, 1000000000, &v) < 0)
+                return ctl_usage_error(c, "--limit needs a number, not '%s'", optarg);
+        *ret = (unsigned) v;
+        return CTL_CONTINUE;
+}
+
+/* The CHARGE_ID argument of show, fulfil and review-done. */
+static int charge_argument(struct ctl *c, int argc, char **argv, const char **ret)
+{
+        char **args;
+        int r = ctl_positional(c, argc, argv, 1, &args);
+
+        if (r != CTL_CONTINUE)
+                return r;
+        if (!charge_id_valid(args[0]))
+                return ctl_usage_error(c, "'%s' is not a charge id (chg_ followed by "
+                                       "letters, digits, '_' or '-')", args[0]);
+        *ret = args[0];
+        return CTL_CONTINUE;
+}
+
+/* Options of commands that take none of their own; CTL_CONTINUE or exit code. */
+static int no_options(struct ctl *c, int argc, char **argv)
+{
+        static const struct option opts[] = { CTL_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+                if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE)
+                        return r;
+        return CTL_CONTINUE;
+}
+
+/* ---- orders ---- */
+
+static const char *order_note(const struct order_record *o)
+{
+        if (o->needs_review)
+                return "review";
+        if (o->fulfilled_at[0])
+                return "fulfilled";
+        return o->status == CHARGE_CAPTURED ? "to fulfil" : "";
+}
+
+static int print_orders(const struct ctl *c, const struct order_list *l)
+{
+        static const struct column cols[] = {
+                { "CHARGE_ID", ALIGN_LEFT, 12, true },
+                { "STATUS", ALIGN_LEFT, 0, false },
+                { "AMOUNT", ALIGN_RIGHT, 0, false },
+                { "ORDER_REF", ALIGN_LEFT, 6, true },
+                { "UPDATED_AT (UTC)", ALIGN_LEFT, 0, false },
+                { "NOTE", ALIGN_LEFT, 0, false },
+        };
+        struct table *t = table_new(cols, 6);
+        char amount[64], updated[TIME_ISO_LEN];
+        int r = t ? 0 : -ENOMEM;
+
+        for (size_t i = 0; r == 0 && i < l->n; i++) {
+                const struct order_record *o = &l->items[i];
+                output_amount(o->amount, o->currency, minor_units(c), amount, sizeof(amount));
+                output_time_short(o->updated_at, updated, sizeof(updated));
+                r = table_add_row(t, (const char *[]) { o->charge_id, charge_status_name(o->status),
+                                  amount, o->order_ref, updated, order_note(o) });
+        }
+        if (r == 0)
+                r = table_print(t, stdout, output_width());
+        table_free(t);
+        return r;
+}
+
+static int json_orders(const struct order_list *l)
+{
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < l->n; i++)
+                if (json_array_append_new(arr, json_order(&l->items[i])) < 0) {
+                        json_decref(arr);
+                        return -ENOMEM;
+                }
+        return output_json(json_pack("{s:o*}", "orders", arr), false);
+}
+
+static int orders_option(struct ctl *c, int opt, struct order_filter *f)
+{
+        switch (opt) {
+        case OPT_COMMAND:
+                if (charge_status_from_name(optarg, &f->status) < 0)
+                        return ctl_usage_error(c, "--status must be INITIATED, CAPTURED or "
+                                               "FAILED, not '%s'", optarg);
+                f->has_status = true;
+                return CTL_CONTINUE;
+        case OPT_COMMAND + 1:
+                f->unfulfilled = true;
+                return CTL_CONTINUE;
+        case OPT_COMMAND + 2:
+                f->review = true;
+                return CTL_CONTINUE;
+        case OPT_COMMAND + 3:
+                return parse_limit(c, &f->limit);
+        default:
+                return ctl_common_option(c, opt);
+        }
+}
+
+int ctl_cmd_orders(struct ctl *c, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                CTL_COMMON_OPTIONS,
+                { "status", required_argument, NULL, OPT_COMMAND },
+                { "unfulfilled", no_argument, NULL, OPT_COMMAND + 1 },
+                { "review", no_argument, NULL, OPT_COMMAND + 2 },
+                { "limit", required_argument, NULL, OPT_COMMAND + 3 },
+                { NULL, 0, NULL, 0 }
+        };
+        struct order_filter f = { .limit = DEFAULT_LIMIT };
+        struct order_list l;
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+                if ((r = orders_option(c, opt, &f)) != CTL_CONTINUE)
+                        return r;
+        if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
+                return r;
+        if ((r = ctl_open_store(c, CTL_STORE_READ)) != 0)
+                return r;
+        r = store_admin_list_orders(c->store, &f, &l);
+        if (r < 0)
+                return ctl_store_error(c, r, "cannot list orders");
+        r = c->json ? json_orders(&l) : print_orders(c, &l);
+        order_list_clear(&l);
+        return r < 0 && r != -EPIPE ? ctl_fail("cannot print: %s", strerror(-r)) : CTL_EXIT_OK;
+}
+
+/* ---- deliveries ---- */
+
+static int print_deliveries(const struct delivery_list *l, FILE *f)
+{
+        static const struct column cols[] = {
+                { "ID", ALIGN_RIGHT, 0, false },
+                { "RECEIVED_AT (UTC)", ALIGN_LEFT, 0, false },
+                { "REMOTE_ADDR", ALIGN_LEFT, 9, true },
+                { "CHARGE_ID", ALIGN_LEFT, 10, true },
+                { "STATUS", ALIGN_LEFT, 6, true },
+                { "OUTCOME", ALIGN_LEFT, 0, false },
+                { "HTTP", ALIGN_RIGHT, 0, false },
+                { "ERROR", ALIGN_LEFT, 5, true },
+        };
+        struct table *t = table_new(cols, 8);
+        char id[24], http[8], received[TIME_ISO_LEN];
+        int r = t ? 0 : -ENOMEM;
+
+        for (size_t i = 0; r == 0 && i < l->n; i++) {
+                const struct delivery_record *d = &l->items[i];
+                snprintf(id, sizeof(id), "%lld", (long long) d->id);
+                snprintf(http, sizeof(http), "%d", d->http_status);
+                output_time_short(d->received_at, received, sizeof(received));
+                r = table_add_row(t, (const char *[]) { id, received, d->remote_addr, d->charge_id,
+                                  d->claimed_status, outcome_name(d->outcome), http, d->error });
+        }
+        if (r == 0)
+                r = table_print(t, f, output_width());
+        table_free(t);
+        return r;
+}
+
+static json_t *json_deliveries(const struct delivery_list *l, bool with_body)
+{
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < l->n; i++)
+                if (json_array_append_new(arr, json_delivery(&l->items[i], with_body)) < 0) {
+                        json_decref(arr);
+                        return NULL;
+                }
+        return arr;
+}
+
+static int deliveries_option(struct ctl *c, int opt, struct delivery_filter *f)
+{
+        switch (opt) {
+        case OPT_COMMAND:
+                if (outcome_from_name(optarg, &f->outcome) < 0)
+                        return ctl_usage_error(c, "--outcome must be applied, duplicate, stale, "
+                                               "conflict, invalid, unauthorized or forbidden, "
+                                               "not '%s'", optarg);
+                f->has_outcome = true;
+                return CTL_CONTINUE;
+        case OPT_COMMAND + 1:
+                return parse_limit(c, &f->limit);
+        default:
+                return ctl_common_option(c, opt);
+        }
+}
+
+int ctl_cmd_deliveries(struct ctl *c, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                CTL_COMMON_OPTIONS,
+                { "outcome", required_argument, NULL, OPT_COMMAND },
+                { "limit", required_argument, NULL, OPT_COMMAND + 1 },
+                { NULL, 0, NULL, 0 }
+        };
+        struct delivery_filter f = { .limit = DEFAULT_LIMIT };
+        struct delivery_list l;
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+                if ((r = deliveries_option(c, opt, &f)) != CTL_CONTINUE)
+                        return r;
+        if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
+                return r;
+        if ((r = ctl_open_store(c, CTL_STORE_READ)) != 0)
+                return r;
+        r = store_admin_list_deliveries(c->store, &f, &l);
+        if (r < 0)
+                return ctl_store_error(c, r, "cannot list deliveries");
+        if (c->json)
+                r = output_json(json_pack("{s:o*}", "deliveries", json_deliveries(&l, false)), false);
+        else
+                r = print_deliveries(&l, stdout);
+        delivery_list_clear(&l);
+        return r < 0 && r != -EPIPE ? ctl_fail("cannot print: %s", strerror(-r)) : CTL_EXIT_OK;
+}
+
+/* ---- events ---- */
+
+#define EVENT_ID_WIDTH 8
+#define EVENT_TIME_WIDTH 20
+#define EVENT_STATUS_WIDTH 9
+
+static const struct column event_cols[] = {
+        { "ID", ALIGN_RIGHT, EVENT_ID_WIDTH, false },
+        { "RECORDED_AT (UTC)", ALIGN_LEFT, EVENT_TIME_WIDTH, false },
+        { "FROM", ALIGN_LEFT, EVENT_STATUS_WIDTH, false },
+        { "TO", ALIGN_LEFT, EVENT_STATUS_WIDTH, false },
+        { "CHARGE_ID", ALIGN_LEFT, 0, false },
+};
+
+/* Events stream out as they are read, so their columns have fixed widths:
+ * the charge id gets what the terminal has left. */
+static void print_event_cells(const char *const *cells)
+{
+        size_t used = 0, rest;
+
+        for (size_t i = 0; i < 4; i++) {
+                output_cell(stdout, cells[i], event_cols[i].min_width, event_cols[i].align);
+                fputs("  ", stdout);
+                used += event_cols[i].min_width + 2;
+        }
+        rest = output_width() > used + 12 ? output_width() - used : 12;
+        output_cell(stdout, cells[4], strlen(cells[4]) < rest ? strlen(cells[4]) : rest, ALIGN_LEFT);
+        fputc('\n', stdout);
+}
+
+static void print_event_header(void)
+{
+        const char *cells[5];
+
+        for (size_t i = 0; i < 5; i++)
+                cells[i] = event_cols[i].header;
+        print_event_cells(cells);
+}
+
+static void print_event(const struct event_record *e)
+{
+        char id[24], when[TIME_ISO_LEN];
+
+        snprintf(id, sizeof(id), "%lld", (long long) e->id);
+        output_time_short(e->recorded_at, when, sizeof(when));
+        print_event_cells((const char *[]) { id, when,
+                          e->has_from ? charge_status_name(e->from_status) : "-",
+                          charge_status_name(e->to_status), e->charge_id });
+}
+
+struct feed {
+        int64_t after;
+        const char *charge_id;
+        bool follow;
+        json_t *collected;  /* --json without --follow: the one document's array */
+};
+
+static volatile sig_atomic_t feed_stop;
+
+static void feed_signal(int sig)
+{
+        feed_stop = 1;
+}
+
+/* SIGINT/SIGTERM end the follow loop; no SA_RESTART, so sleeps return early. */
+static void feed_install_signals(void)
+{
+        struct sigaction sa = { .sa_handler = feed_signal };
+
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+}
+
+static void sleep_ms(unsigned ms)
+{
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
+
+        nanosleep(&ts, NULL);
+}
+
+/* Prints one batch; returns 0 or a negative errno from writing. */
+static int feed_emit(struct feed *fd, const struct event_list *l, bool json)
+{
+        int r = 0;
+
+        for (size_t i = 0; r == 0 && i < l->n; i++) {
+                fd->after = l->items[i].id;
+                if (fd->collected)
+                        r = json_array_append_new(fd->collected, json_event(&l->items[i]))
+                            < 0 ? -ENOMEM : 0;
+                else if (json)
+                        r = output_json(json_event(&l->items[i]), true);
+                else
+                        print_event(&l->items[i]);
+        }
+        return r < 0 ? r : output_flush();
+}
+
+/* One poll: read and print what is new. Returns the number of events, or a
+ * negative errno. A lock while following is transient: report nothing new. */
+static int feed_poll(struct ctl *c, struct feed *fd)
+{
+        struct event_list l;
+        int r;
+
+        r = store_admin_list_events(c->store, fd->after, fd->charge_id, EVENTS_BATCH, &l);
+        if (r == -EBUSY && fd->follow)
+                return 0;
+        if (r < 0) {
+                ctl_store_error(c, r, "cannot read events");
+                return r;
+        }
+        r = feed_emit(fd, &l, c->json);
+        if (r == 0)
+                r = (int) l.n;
+        event_list_clear(&l);
+        return r;
+}
+
+/* Runs until the feed is drained (or, following, until a signal or EPIPE). */
+static int feed_run(struct ctl *c, struct feed *fd)
+{
+        int n;
+
+        for (;;) {
+                if (feed_stop)
+                        return CTL_EXIT_OK;
+                n = feed_poll(c, fd);
+                if (n == -EPIPE)
+                        return CTL_EXIT_OK;  /* the reader is gone: nothing left to do */
+                if (n < 0)
+                        return CTL_EXIT_FAIL;
+                if (n == EVENTS_BATCH)
+                        continue;
+                if (!fd->follow)
+                        return CTL_EXIT_OK;
+                sleep_ms(FOLLOW_INTERVAL_MS);
+        }
+}
+
+static int events_option(struct ctl *c, int opt, struct feed *fd)
+{
+        unsigned long long v;
+
+        switch (opt) {
+        case OPT_COMMAND:
+                if (ctl_parse_uint(optarg, 0, INT64_MAX, &v) < 0)
+                        return ctl_usage_error(c, "--after needs an event id, not '%s'", optarg);
+                fd->after = (int64_t) v;
+                return CTL_CONTINUE;
+        case OPT_COMMAND + 1:
+                fd->follow = true;
+                return CTL_CONTINUE;
+        case OPT_COMMAND + 2:
+                if (!charge_id_valid(optarg))
+                        return ctl_usage_error(c, "'%s' is not a charge id", optarg);
+                fd->charge_id = optarg;
+                return CTL_CONTINUE;
+        default:
+                return ctl_common_option(c, opt);
+        }
+}
+
+int ctl_cmd_events(struct ctl *c, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                CTL_COMMON_OPTIONS,
+                { "after", required_argument, NULL, OPT_COMMAND },
+                { "follow", no_argument, NULL, OPT_COMMAND + 1 },
+                { "charge", required_argument, NULL, OPT_COMMAND + 2 },
+                { NULL, 0, NULL, 0 }
+        };
+        struct feed fd = { 0 };
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+                if ((r = events_option(c, opt, &fd)) != CTL_CONTINUE)
+                        return r;
+        if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
+                return r;
+        if ((r = ctl_open_store(c, CTL_STORE_READ)) != 0)
+                return r;
+        feed_install_signals();
+        if (c->json && !fd.follow && !(fd.collected = json_array()))
+                return ctl_fail("out of memory");
+        if (!c->json)
+                print_event_header();
+        r = feed_run(c, &fd);
+        if (fd.collected) {
+                if (r == CTL_EXIT_OK && output_json(json_pack("{s:O}", "events", fd.collected),
+                                                    false) < 0)
+                        r = CTL_EXIT_FAIL;
+                json_decref(fd.collected);
+        }
+        return r;
+}
+
+/* ---- show ---- */
+
+static void print_field(const char *name, const char *value)
+{
+        printf("  %-16s", name);
+        output_cell(stdout, value && value[0] ? value : "-",
+                    output_width() > 30 ? output_width() - 18 : 12, ALIGN_LEFT);
+        fputc('\n', stdout);
+}
+
+static void print_order_fields(const struct ctl *c, const struct order_record *o)
+{
+        char amount[64], created[32];
+
+        output_amount(o->amount, o->currency, minor_units(c), amount, sizeof(amount));
+        snprintf(created, sizeof(created), "%lld", (long long) o->charge_created);
+        printf("Order\n");
+        print_field("charge_id", o->charge_id);
+        print_field("status", charge_status_name(o->status));
+        print_field("amount", amount);
+        print_field("order_ref", o->order_ref);
+        print_field("description", o->description);
+        print_field("transaction_url", o->transaction_url);
+        print_field("charge_created", created);
+        print_field("first_seen_at", o->first_seen_at);
+        print_field("updated_at", o->updated_at);
+        print_field("captured_at", o->captured_at);
+        print_field("failed_at", o->failed_at);
+        print_field("fulfilled_at", o->fulfilled_at);
+        print_field("needs_review", o->needs_review ? "yes" : "no");
+}
+
+static void print_show(const struct ctl *c, const struct order_record *o,
+                       const struct event_list *ev, const struct delivery_list *dl)
+{
+        print_order_fields(c, o);
+        printf("\nEvents\n");
+        print_event_header();
+        for (size_t i = 0; i < ev->n; i++)
+                print_event(&ev->items[i]);
+        printf("\nDeliveries\n");
+        print_deliveries(dl, stdout);
+}
+
+static int json_show(const struct order_record *o, const struct event_list *ev,
+                     const struct delivery_list *dl)
+{
+        json_t *events = json_array();
+
+        for (size_t i = 0; events && i < ev->n; i++)
+                if (json_array_append_new(events, json_event(&ev->items[i])) < 0)
+                        break;
+        return output_json(json_pack("{s:o*, s:o*, s:o*}", "order", json_order(o),
+                                     "events", events, "deliveries", json_deliveries(dl, true)),
+                           false);
+}
+
+static int show_load(struct ctl *c, const char *id, struct order_record *o,
+                     struct event_list *ev, struct delivery_list *dl)
+{
+        int r = store_get_order(c->store, id, o);
+
+        if (r == -ENOENT)
+                return ctl_fail("unknown charge %s", id);
+        if (r < 0)
+                return ctl_store_error(c, r, "cannot read the order");
+        r = store_admin_list_events(c->store, 0, id, 0, ev);
+        if (r < 0)
+                return ctl_store_error(c, r, "cannot read events");
+        r = store_admin_list_deliveries_for(c->store, id, dl);
+        if (r < 0)
+                return ctl_store_error(c, r, "cannot read deliveries");
+        return 0;
+}
+
+int ctl_cmd_show(struct ctl *c, int argc, char **argv)
+{
+        struct order_record o = { 0 };
+        struct event_list ev = { 0 };
+        struct delivery_list dl = { 0 };
+        const char *id;
+        int r;
+
+        if ((r = no_options(c, argc, argv)) != CTL_CONTINUE ||
+            (r = charge_argument(c, argc, argv, &id)) != CTL_CONTINUE)
+                return r;
+        if ((r = ctl_open_store(c, CTL_STORE_READ)) != 0)
+                return r;
+        r = show_load(c, id, &o, &ev, &dl);
+        if (r == 0 && c->json)
+                r = json_show(&o, &ev, &dl) < 0 ? CTL_EXIT_FAIL : 0;
+        else if (r == 0)
+                print_show(c, &o, &ev, &dl);
+        order_record_clear(&o);
+        event_list_clear(&ev);
+        delivery_list_clear(&dl);
+        return r;
+}
+
+/* ---- fulfil, review-done ---- */
+
+static const char *const fulfil_result[] = {
+        [STORE_ADMIN_DONE] = "fulfilled",
+        [STORE_ADMIN_UNKNOWN] = "unknown_charge",
+        [STORE_ADMIN_NOT_CAPTURED] = "not_captured",
+        [STORE_ADMIN_REVIEW] = "needs_review",
+        [STORE_ADMIN_ALREADY] = "already_fulfilled",
+};
+
+static int fulfil_report(const char *id, int res, const struct order_record *o)
+{
+        switch (res) {
+        case STORE_ADMIN_DONE:
+                printf("%s fulfilled at %s\n", id, o->fulfilled_at);
+                return CTL_EXIT_OK;
+        case STORE_ADMIN_ALREADY:
+                printf("%s already fulfilled at %s\n", id, o->fulfilled_at);
+                return CTL_EXIT_OK;
+        case STORE_ADMIN_UNKNOWN:
+                return ctl_fail("unknown charge %s", id);
+        case STORE_ADMIN_NOT_CAPTURED:
+                return ctl_fail("cannot fulfil %s: its status is %s; only CAPTURED orders "
+                                "can be fulfilled", id, charge_status_name(o->status));
+        default:
+                return ctl_fail("cannot fulfil %s: the order needs review (inspect it with "
+                                "'cashpayctl show %s', then run 'cashpayctl review-done %s')",
+                                id, id, id);
+        }
+}
+
+static void fulfil_json(const char *id, int res, const struct order_record *o)
+{
+        bool known = res != STORE_ADMIN_UNKNOWN;
+
+        output_json(json_pack("{s:s, s:s, s:s?, s:s?}", "charge_id", id,
+                              "result", fulfil_result[res],
+                              "status", known ? charge_status_name(o->status) : NULL,
+                              "fulfilled_at", known && o->fulfilled_at[0] ? o->fulfilled_at : NULL),
+                    false);
+}
+
+int ctl_cmd_fulfil(struct ctl *c, int argc, char **argv)
+{
+        struct order_record o = { 0 };
+        char now[TIME_ISO_LEN];
+        const char *id;
+        int r, res;
+
+        if ((r = no_options(c, argc, argv)) != CTL_CONTINUE ||
+            (r = charge_argument(c, argc, argv, &id)) != CTL_CONTINUE)
+                return r;
+        if ((r = ctl_open_store(c, CTL_STORE_WRITE)) != 0)
+                return r;
+        time_format_iso(time_now_ms(), now);
+        res = store_admin_fulfil(c->store, id, now, &o);
+        if (res < 0)
+                return ctl_store_error(c, res, "cannot fulfil");
+        if (c->json)
+                fulfil_json(id, res, &o);
+        r = c->json && (res == STORE_ADMIN_DONE || res == STORE_ADMIN_ALREADY)
+                ? CTL_EXIT_OK : fulfil_report(id, res, &o);
+        order_record_clear(&o);
+        return r;
+}
+
+int ctl_cmd_review_done(struct ctl *c, int argc, char **argv)
+{
+        const char *id;
+        int r, res;
+
+        if ((r = no_options(c, argc, argv)) != CTL_CONTINUE ||
+            (r = charge_argument(c, argc, argv, &id)) != CTL_CONTINUE)
+                return r;
+        if ((r = ctl_open_store(c, CTL_STORE_WRITE)) != 0)
+                return r;
+        res = store_admin_review_done(c->store, id);
+        if (res < 0)
+                return ctl_store_error(c, res, "cannot clear the review flag");
+        if (c->json)
+                output_json(json_pack("{s:s, s:s}", "charge_id", id, "result",
+                                      res == STORE_ADMIN_DONE ? "cleared" :
+                                      res == STORE_ADMIN_UNKNOWN ? "unknown_charge" :
+                                      "not_flagged"), false);
+        if (res == STORE_ADMIN_UNKNOWN)
+                return ctl_fail("unknown charge %s", id);
+        if (c->json)
+                return CTL_EXIT_OK;
+        if (res == STORE_ADMIN_DONE)
+                printf("%s: review flag cleared\n", id);
+        else
+                printf("%s was not flagged for review\n", id);
+        return CTL_EXIT_OK;
+}
