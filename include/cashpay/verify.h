@@ -14,7 +14,17 @@
 #include "cashpay/config.h"
 
 #define VERIFY_MAX_SECRETS 16
-#define VERIFY_SECRET_MAX 1024
+#define VERIFY_SECRET_MAX 1024        /* bytes of one key (decoded for whsec_) */
+#define VERIFY_SECRET_FILE_MAX 65536  /* bytes of the whole secret file */
+
+/* Bounds on what a request may send; anything longer is VERIFY_MALFORMED. */
+#define VERIFY_HEADER_MAX 4096        /* any signature header value */
+#define VERIFY_TIMESTAMP_DIGITS 18    /* decimal digits of a timestamp */
+#define VERIFY_MESSAGE_ID_MAX 256     /* bytes of a webhook-id */
+#define VERIFY_SW_MAX_ENTRIES 16      /* space-separated webhook-signature entries */
+
+/* Room for any signature verify_sign() writes, NUL included. */
+#define VERIFY_SIGNATURE_MAX 160
 
 /* Standard Webhooks header names (fixed by that specification). */
 #define SW_HEADER_ID "webhook-id"
@@ -50,7 +60,24 @@ struct verify_input {
         int64_t now;             /* unix seconds */
 };
 
-/* Positive results are expected outcomes; negative are errnos. */
+/*
+ * Positive results are expected outcomes; negative are errnos.
+ *
+ * hmac: a signature that is not exactly one digest of the configured
+ * algorithm in the configured encoding (wrong length, bad characters, missing
+ * padding, a "sha512=" prefix when sha256 is configured) is MALFORMED; a
+ * well-formed digest that no secret produces is MISMATCH.
+ * standard-webhooks: entries other than "v1,..." are ignored as the
+ * specification asks, and so is a v1 entry whose value is not a base64
+ * SHA-256 digest; when no v1 entry matches the result is MISMATCH. A header
+ * over VERIFY_HEADER_MAX bytes or VERIFY_SW_MAX_ENTRIES entries is MALFORMED.
+ * Timestamps are canonical decimal unix seconds (digits only, no leading
+ * zero, at most VERIFY_TIMESTAMP_DIGITS); anything else is MALFORMED. A
+ * webhook-id must be 1..VERIFY_MESSAGE_ID_MAX bytes of printable ASCII
+ * without spaces, else MALFORMED.
+ * Blanks around any header value are ignored.
+ * Checks run in this order: MISSING, MALFORMED, STALE, MISMATCH.
+ */
 enum {
         VERIFY_OK = 0,
         VERIFY_MISSING = 1,    /* a required header is absent or empty */
@@ -59,6 +86,9 @@ enum {
         VERIFY_MISMATCH = 4,   /* no secret produces this signature */
 };
 
+/* verify_result_name() - "ok", "missing", ... for logs; "error" for errnos. */
+const char *verify_result_name(int result);
+
 void verify_params_from_config(const struct config *cfg, struct verify_params *ret);
 
 /*
@@ -66,8 +96,15 @@ void verify_params_from_config(const struct config *cfg, struct verify_params *r
  * lines starting with '#' ignored, surrounding blanks trimmed. For
  * standard-webhooks each must be "whsec_" + base64 (decoded here); for hmac
  * the line's bytes are the key. At least one secret is required.
- * @err: a message that never contains secret material.
- * Returns 0, -EINVAL, -E2BIG or a negative errno from opening/reading.
+ * Trimmed are spaces, tabs and CR (so CRLF files work); '#' starts a comment
+ * only at the beginning of a line, since it may be part of a secret.
+ * @err: "PATH: line N: what is wrong" or "PATH: strerror"; never contains
+ *   secret material.
+ * Returns 0, -EINVAL (no secret, bad whsec_ line, secret over
+ * VERIFY_SECRET_MAX bytes, NUL byte),
+ * -E2BIG (more than VERIFY_MAX_SECRETS), -EFBIG (file over
+ * VERIFY_SECRET_FILE_MAX) or a negative errno from opening/reading. On
+ * failure @ret is wiped and empty.
  */
 int verify_secrets_load(const char *path, enum verify_scheme scheme,
                         struct secret_set *ret, char *err, size_t err_len);
@@ -75,8 +112,13 @@ int verify_secrets_load(const char *path, enum verify_scheme scheme,
 /* verify_secrets_wipe() - overwrite secret bytes before the memory is released. */
 void verify_secrets_wipe(struct secret_set *set);
 
-/* verify_check() - VERIFY_OK or one of the positive codes above. VERIFY_NONE
- * always passes. */
+/*
+ * verify_check() - VERIFY_OK or one of the positive codes above. VERIFY_NONE
+ * always passes. Every secret is tried (no early exit) and digests are
+ * compared with CRYPTO_memcmp().
+ * Returns -EINVAL for NULL arguments or an empty secret set (the loader never
+ * produces one), -EIO when libcrypto fails.
+ */
 int verify_check(const struct verify_params *p, const struct secret_set *secrets,
                  const struct verify_input *in);
 
@@ -85,8 +127,10 @@ int verify_check(const struct verify_params *p, const struct secret_set *secrets
  * (signature, timestamp and message id are taken from @in where the scheme
  * needs them, so the caller chooses them).
  * @ret_signature: hmac: "sha256=..." is NOT added, plain digest in the
- *   configured encoding; sw: "v1,BASE64".
- * Returns 0, -EINVAL (scheme none, missing timestamp/id) or -ENOBUFS.
+ *   configured encoding (hex in lowercase); sw: "v1,BASE64".
+ *   VERIFY_SIGNATURE_MAX bytes are always enough.
+ * Returns 0, -EINVAL (scheme none, missing or malformed timestamp/id),
+ * -ENOBUFS or -EIO (libcrypto failure).
  */
 int verify_sign(const struct verify_params *p, const struct secret *secret,
                 const struct verify_input *in, char *ret_signature, size_t len);
