@@ -47,6 +47,8 @@ struct delivery {
         size_t body_len;
 
         /* result, valid after store_submit() returned 0 */
+        int fault;                   /* 0 = recorded; else a negative errno and nothing
+                                      * of this delivery was stored (see store_submit) */
         int64_t id;                  /* webhook_deliveries.id */
         enum outcome outcome;
         int http_status;             /* 200 for accepted, else rejected_status */
@@ -81,11 +83,17 @@ void order_record_clear(struct order_record *o);
 
 /*
  * store_open() - open (and, with @opts->migrate, create and migrate) the
- * database. Files are created with the process umask; the daemon sets 007.
+ * database. A new database file is created with mode 0666 minus the process
+ * umask (the daemon sets 007, giving 0660); SQLite gives its -wal and -shm
+ * files the database file's mode. Migrations run one per transaction.
+ * A read-only store never migrates, and neither does a writable one without
+ * @opts->migrate: both refuse a schema that is not exactly the one this
+ * binary knows; without @opts->migrate a missing file is not created.
  * @err: a sentence for the operator, e.g. "database schema version 7 is newer
- *   than this cashpayd (knows 1): refusing to open".
- * Returns 0, -EPROTO (newer schema), -ENOENT (read-only and missing),
- * -EACCES, -EBUSY, -EIO or -ENOMEM.
+ *   than this program (knows 1); refusing to open".
+ * Returns 0, -EPROTO (schema newer, or older and not migrating), -ENOENT
+ * (missing and not creating), -EACCES, -EBUSY, -EIO, -EINVAL (bad options)
+ * or -ENOMEM.
  */
 int store_open(const struct store_options *opts, struct store **ret, char *err, size_t err_len);
 
@@ -97,16 +105,29 @@ void store_close(struct store *s);
  * For each accepted delivery, the message-id duplicate check and the state
  * machine run against the state as of this transaction, in array order, so a
  * batch may hold several deliveries for the same charge.
- * Returns 0 when COMMIT succeeded (every result filled), else nothing is
- * committed and the result is -EBUSY (locked past busy_timeout), -ENOSPC,
- * -EIO, -EROFS or -ENOMEM. Never partially commits.
+ *
+ * Each delivery runs inside its own savepoint. When one is refused for a
+ * reason that retrying will not cure (a constraint, a value too big, a
+ * nonsensical request), its savepoint is rolled back, its @fault is set
+ * (-EINVAL, or -E2BIG for a value over SQLite's limits) and the rest of the
+ * batch goes on: one bad delivery never blocks the others. The caller
+ * answers such a delivery with a 500 (nothing of it was stored).
+ *
+ * Returns 0 when COMMIT succeeded: every delivery has @fault == 0 and its
+ * results filled, or @fault < 0. Otherwise nothing is committed, every
+ * result is invalid and the return is -EBUSY (locked past busy_timeout),
+ * -ENOSPC, -EIO, -EROFS or -ENOMEM — errors worth a 503 and a retry.
  */
 int store_submit(struct store *s, struct delivery *const *items, size_t n);
 
 /* store_get_order() - 0, -ENOENT, or a negative errno. */
 int store_get_order(struct store *s, const char *charge_id, struct order_record *ret);
 
-/* store_health() - 0 when a trivial read succeeds, else a negative errno. */
+/*
+ * store_health() - 0 when a trivial read succeeds and the database file is
+ * still the one that was opened (not deleted or replaced under the running
+ * process), else a negative errno (-ENOENT for a vanished file).
+ */
 int store_health(struct store *s);
 
 /* store_checkpoint() - PASSIVE (truncate = false) or TRUNCATE checkpoint of the WAL. */

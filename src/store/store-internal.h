@@ -8,41 +8,87 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sqlite3.h>
+#include <sys/types.h>
 
 #include "cashpay/store.h"
 
-/* Statements of the hot path, prepared once per handle (store.c). */
+/*
+ * Statements prepared once per handle, on first use (store-sqlite.c holds
+ * their SQL), and reused: the write path runs several per delivery.
+ */
 enum store_stmt {
+        STMT_BEGIN_IMMEDIATE,
+        STMT_BEGIN_READ,
+        STMT_COMMIT,
+        STMT_ROLLBACK,
+        STMT_SAVEPOINT,
+        STMT_RELEASE,
+        STMT_ROLLBACK_TO,
         STMT_ORDER_VIEW,         /* status, amount, currency of one order */
-        STMT_DUP_MESSAGE,        /* earlier counted delivery with this message_id */
+        STMT_MESSAGE_SEEN,       /* an earlier accepted delivery with this message_id */
         STMT_ORDER_INSERT,
         STMT_ORDER_UPDATE_STATUS,
         STMT_ORDER_FLAG_REVIEW,
         STMT_DELIVERY_INSERT,
         STMT_EVENT_INSERT,
         STMT_ORDER_GET,
-        STMT_SAVEPOINT,
-        STMT_RELEASE,
-        STMT_ROLLBACK_TO,
+        STMT_HEALTH,
         _STMT_MAX,
 };
 
 struct store {
         sqlite3 *db;
-        char *path;              /* database file as opened; -wal is path + "-wal" */
+        char *path;              /* database file as opened */
+        char *wal_path;          /* path + "-wal" */
         bool read_only;
         unsigned busy_timeout_ms;
-        sqlite3_stmt *stmt[_STMT_MAX]; /* lazily prepared; NULL until first use */
+        dev_t dev;               /* identity of the file opened, for store_health() */
+        ino_t ino;
+        sqlite3_stmt *stmt[_STMT_MAX]; /* NULL until first use */
 };
+
+/* The orders columns in the order store_order_from_row() reads them. */
+#define STORE_ORDER_COLUMNS \
+        "charge_id, order_ref, status, amount, currency, description, transaction_url, " \
+        "charge_created, first_seen_at, updated_at, captured_at, failed_at, fulfilled_at, " \
+        "needs_review"
 
 /*
  * store_errno_from_sqlite() - map an SQLite (extended) result code to a
- * negative errno: BUSY/LOCKED -> -EBUSY, FULL -> -ENOSPC, IOERR* -> -EIO,
- * READONLY -> -EROFS, CANTOPEN -> -ENOENT/-EACCES (looked up via errno of
- * the failed open where possible), NOMEM -> -ENOMEM, PERM/AUTH -> -EACCES,
- * anything else -> -EIO. SQLITE_OK/ROW/DONE map to 0.
+ * negative errno. Transient, worth a 503 and a retry: BUSY/LOCKED -> -EBUSY,
+ * FULL -> -ENOSPC, IOERR* -> -EIO (IOERR_NOMEM -> -ENOMEM), READONLY ->
+ * -EROFS, NOMEM -> -ENOMEM, CANTOPEN -> -EACCES (store_open() tells
+ * -ENOENT apart itself), PERM/AUTH -> -EACCES. Permanent, the request
+ * itself is at fault: CONSTRAINT/MISMATCH/RANGE -> -EINVAL, TOOBIG -> -E2BIG.
+ * Anything else (CORRUPT, NOTADB, ERROR, …) -> -EIO. OK/ROW/DONE -> 0.
  */
 int store_errno_from_sqlite(int rc);
+
+/* store_stmt() - the cached statement @id, prepared on first use and reset
+ * (bindings cleared) by whoever used it last. 0 or a negative errno. */
+int store_stmt(struct store *s, enum store_stmt id, sqlite3_stmt **ret);
+
+/* store_stmt_done() - step @st, which must not return rows, then reset it
+ * and clear its bindings. 0 or a negative errno. */
+int store_stmt_done(sqlite3_stmt *st);
+
+/* store_finalize_all() - finalize every cached statement. */
+void store_finalize_all(struct store *s);
+
+/*
+ * store_migrate() - compare the database's user_version with the schema
+ * this binary carries; with @apply, run the missing migrations (one
+ * transaction each), else refuse any difference. @err as for store_open().
+ * Returns 0, -EPROTO or an errno of store_errno_from_sqlite().
+ */
+int store_migrate(struct store *s, bool apply, char *err, size_t err_len);
+
+/*
+ * store_order_from_row() - fill @ret from a row selected as
+ * STORE_ORDER_COLUMNS (first column 0). @ret must be zeroed or cleared.
+ * Returns 0, -EIO (a status the schema forbids) or -ENOMEM.
+ */
+int store_order_from_row(sqlite3_stmt *st, struct order_record *ret);
 
 /* store_begin_immediate() - BEGIN IMMEDIATE; 0 or a negative errno
  * (-EBUSY when another writer held the lock past busy_timeout). */

@@ -1,1 +1,378 @@
-#include "cashpay/config.h"
+/*
+ * store — opening and closing the database, and the read side.
+ *
+ * One SQLite connection per handle, in WAL mode so the merchant's readers
+ * never block the writer and the writer never blocks them. The connection
+ * is opened with SQLITE_OPEN_NOMUTEX: a handle is used by one thread at a
+ * time (the writer thread, or one lookup thread), and its cached statements
+ * carry bindings between calls, so SQLite's per-call mutex could not make
+ * sharing a handle safe anyway — it would only cost a lock per call on the
+ * hot path. The write path itself lives in store-submit.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "src/store/store-internal.h"
+
+/* STRICT tables came with SQLite 3.37. */
+#define STORE_SQLITE_MIN 3037000
+
+/* Bounds the -wal file left after a checkpoint; big batches may grow it. */
+#define STORE_JOURNAL_SIZE_LIMIT "67108864"
+
+static const char *const synchronous_names[] = {
+        [DB_SYNC_OFF] = "OFF",
+        [DB_SYNC_NORMAL] = "NORMAL",
+        [DB_SYNC_FULL] = "FULL",
+        [DB_SYNC_EXTRA] = "EXTRA",
+};
+
+static int store_new(const struct store_options *opts, struct store **ret)
+{
+        struct store *s;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->path = strdup(opts->path);
+        if (!s->path || asprintf(&s->wal_path, "%s-wal", opts->path) < 0) {
+                s->wal_path = NULL;
+                free(s->path);
+                free(s);
+                return -ENOMEM;
+        }
+        s->read_only = opts->read_only;
+        s->busy_timeout_ms = opts->busy_timeout_ms;
+        *ret = s;
+        return 0;
+}
+
+static void store_free(struct store *s)
+{
+        store_finalize_all(s);
+        if (s->db && sqlite3_close(s->db) != SQLITE_OK)
+                sqlite3_close_v2(s->db); /* statements left open elsewhere: close when done */
+        free(s->wal_path);
+        free(s->path);
+        free(s);
+}
+
+/*
+ * SQLite creates files with mode 0644 minus the umask, which would lock the
+ * merchant's group out of the database. Creating the file ourselves with
+ * 0666 lets the umask decide (0660 under the daemon's 007); SQLite then
+ * gives -wal and -shm the database file's own mode.
+ */
+static int create_file(const char *path, char *err, size_t err_len)
+{
+        int fd;
+
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0666);
+        if (fd < 0) {
+                int e = errno;
+
+                snprintf(err, err_len, "cannot create %s: %s", path, strerror(e));
+                return -e;
+        }
+        close(fd);
+        return 0;
+}
+
+static int open_errno(sqlite3 *db, int rc)
+{
+        int e = sqlite3_system_errno(db);
+
+        if ((rc & 0xff) == SQLITE_CANTOPEN && (e == ENOENT || e == EACCES || e == EPERM))
+                return e == ENOENT ? -ENOENT : -EACCES;
+        return store_errno_from_sqlite(rc);
+}
+
+static int open_db(struct store *s, bool create, char *err, size_t err_len)
+{
+        int flags = SQLITE_OPEN_NOMUTEX, rc;
+
+        flags |= s->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+        if (create)
+                flags |= SQLITE_OPEN_CREATE;
+        rc = sqlite3_open_v2(s->path, &s->db, flags, NULL);
+        if (rc != SQLITE_OK) {
+                snprintf(err, err_len, "cannot open database %s: %s", s->path,
+                         s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+                return s->db ? open_errno(s->db, rc) : -ENOMEM;
+        }
+        /* SQLite quietly falls back to read-only when the file is not writable */
+        if (!s->read_only && sqlite3_db_readonly(s->db, "main") == 1) {
+                snprintf(err, err_len, "database %s is not writable", s->path);
+                return -EACCES;
+        }
+        sqlite3_extended_result_codes(s->db, 1);
+        sqlite3_busy_timeout(s->db, (int) (s->busy_timeout_ms > INT32_MAX ? INT32_MAX
+                                                                          : s->busy_timeout_ms));
+        return 0;
+}
+
+static int pragma(struct store *s, const char *sql, char *err, size_t err_len)
+{
+        int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+
+        if (rc != SQLITE_OK) {
+                snprintf(err, err_len, "%s on %s failed: %s", sql, s->path,
+                         sqlite3_errmsg(s->db));
+                return store_errno_from_sqlite(rc);
+        }
+        return 0;
+}
+
+/* journal_mode answers with the mode it ended up in; anything but wal is an error. */
+static int enable_wal(struct store *s, char *err, size_t err_len)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        const char *mode;
+        int r, rc;
+
+        r = store_prepare(s, "PRAGMA journal_mode = WAL", &st);
+        if (r < 0)
+                goto fail;
+        rc = sqlite3_step(st);
+        r = rc == SQLITE_ROW ? 0 : store_errno_from_sqlite(rc);
+        if (r < 0)
+                goto fail;
+        mode = (const char *) sqlite3_column_text(st, 0);
+        if (!mode || strcmp(mode, "wal") != 0) {
+                snprintf(err, err_len, "cannot put %s in WAL mode (it stays in %s mode)",
+                         s->path, mode ? mode : "an unknown");
+                return -EIO;
+        }
+        return 0;
+fail:
+        snprintf(err, err_len, "cannot put %s in WAL mode: %s", s->path, sqlite3_errmsg(s->db));
+        return r < 0 ? r : -EIO;
+}
+
+static int configure(struct store *s, enum db_synchronous sync, char *err, size_t err_len)
+{
+        char sql[64];
+        int r;
+
+        if (s->read_only)
+                return 0;
+        if ((unsigned) sync >= sizeof(synchronous_names) / sizeof(synchronous_names[0])) {
+                snprintf(err, err_len, "unknown synchronous setting %d", (int) sync);
+                return -EINVAL;
+        }
+        r = enable_wal(s, err, err_len);
+        if (r < 0)
+                return r;
+        snprintf(sql, sizeof(sql), "PRAGMA synchronous = %s", synchronous_names[sync]);
+        r = pragma(s, sql, err, err_len);
+        if (r >= 0)
+                r = pragma(s, "PRAGMA foreign_keys = ON", err, err_len);
+        if (r >= 0)
+                r = pragma(s, "PRAGMA journal_size_limit = " STORE_JOURNAL_SIZE_LIMIT,
+                           err, err_len);
+        /* the per-delivery savepoints journal a few pages each: keep them in memory */
+        if (r >= 0)
+                r = pragma(s, "PRAGMA temp_store = MEMORY", err, err_len);
+        return r;
+}
+
+static int remember_identity(struct store *s, char *err, size_t err_len)
+{
+        struct stat st;
+
+        if (stat(s->path, &st) < 0) {
+                int e = errno;
+
+                snprintf(err, err_len, "cannot stat %s: %s", s->path, strerror(e));
+                return -e;
+        }
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+        return 0;
+}
+
+static int open_and_migrate(struct store *s, const struct store_options *opts,
+                            char *err, size_t err_len)
+{
+        bool create = !opts->read_only && opts->migrate;
+        int r;
+
+        if (create) {
+                r = create_file(s->path, err, err_len);
+                if (r < 0)
+                        return r;
+        }
+        r = open_db(s, create, err, err_len);
+        if (r >= 0)
+                r = configure(s, opts->synchronous, err, err_len);
+        if (r >= 0)
+                r = store_migrate(s, create, err, err_len);
+        if (r >= 0)
+                r = remember_identity(s, err, err_len);
+        return r;
+}
+
+int store_open(const struct store_options *opts, struct store **ret, char *err, size_t err_len)
+{
+        struct store *s;
+        int r;
+
+        if (err_len > 0)
+                err[0] = '\0';
+        if (!opts || !opts->path || !opts->path[0] || !ret) {
+                snprintf(err, err_len, "no database path given");
+                return -EINVAL;
+        }
+        if (sqlite3_libversion_number() < STORE_SQLITE_MIN) {
+                snprintf(err, err_len, "SQLite %s is too old: 3.37 or newer is needed",
+                         sqlite3_libversion());
+                return -ENOTSUP;
+        }
+        r = store_new(opts, &s);
+        if (r < 0) {
+                snprintf(err, err_len, "out of memory");
+                return r;
+        }
+        r = open_and_migrate(s, opts, err, err_len);
+        if (r < 0) {
+                store_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+void store_close(struct store *s)
+{
+        if (!s)
+                return;
+        store_finalize_all(s);
+        /* leave no WAL behind for the next start or the merchant's readers;
+         * failing (a reader holds a snapshot) is harmless */
+        if (s->db && !s->read_only)
+                (void) sqlite3_wal_checkpoint_v2(s->db, "main", SQLITE_CHECKPOINT_TRUNCATE,
+                                                 NULL, NULL);
+        store_free(s);
+}
+
+int store_get_order(struct store *s, const char *charge_id, struct order_record *ret)
+{
+        sqlite3_stmt *st;
+        int r, rc;
+
+        memset(ret, 0, sizeof(*ret));
+        r = store_stmt(s, STMT_ORDER_GET, &st);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_text(st, 1, charge_id, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                r = store_order_from_row(st, ret);
+        else
+                r = rc == SQLITE_DONE ? -ENOENT : store_errno_from_sqlite(rc);
+        store_reset(st);
+        if (r < 0)
+                order_record_clear(ret);
+        return r;
+}
+
+int store_health(struct store *s)
+{
+        struct stat st;
+        sqlite3_stmt *q;
+        int r, rc;
+
+        /* a database deleted or replaced under a running daemon would take
+         * every acknowledged webhook with it when the process ends */
+        if (stat(s->path, &st) < 0)
+                return -errno;
+        if (st.st_dev != s->dev || st.st_ino != s->ino)
+                return -ESTALE;
+        r = store_stmt(s, STMT_HEALTH, &q);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(q);
+        store_reset(q);
+        return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_errno_from_sqlite(rc);
+}
+
+int store_checkpoint(struct store *s, bool truncate)
+{
+        int rc;
+
+        if (s->read_only)
+                return -EROFS;
+        rc = sqlite3_wal_checkpoint_v2(s->db, "main",
+                                       truncate ? SQLITE_CHECKPOINT_TRUNCATE
+                                                : SQLITE_CHECKPOINT_PASSIVE,
+                                       NULL, NULL);
+        return store_errno_from_sqlite(rc);
+}
+
+int64_t store_wal_bytes(struct store *s)
+{
+        struct stat st;
+
+        if (stat(s->wal_path, &st) < 0)
+                return errno == ENOENT ? 0 : -1;
+        return (int64_t) st.st_size;
+}
+
+const char *store_strerror(int r)
+{
+        switch (r) {
+        case 0:
+                return "ok";
+        case -EBUSY:
+                return "database is locked";
+        case -ENOSPC:
+                return "disk full";
+        case -EIO:
+                return "database I/O error";
+        case -EROFS:
+                return "database is read-only";
+        case -ENOMEM:
+                return "out of memory";
+        case -EPROTO:
+                return "database schema version mismatch";
+        case -ENOENT:
+                return "database file not found";
+        case -ESTALE:
+                return "database file was replaced";
+        case -EACCES:
+                return "permission denied";
+        case -EINVAL:
+                return "refused by a database constraint";
+        case -E2BIG:
+                return "value too big for the database";
+        default:
+                return r < 0 ? strerror(-r) : "unknown error";
+        }
+}
+
+void delivery_clear(struct delivery *d)
+{
+        if (!d)
+                return;
+        free(d->message_id);
+        free(d->error);
+        free(d->body);
+        charge_clear(&d->charge);
+        memset(d, 0, sizeof(*d));
+}
+
+void order_record_clear(struct order_record *o)
+{
+        if (!o)
+                return;
+        free(o->order_ref);
+        free(o->description);
+        free(o->transaction_url);
+        memset(o, 0, sizeof(*o));
+}
