@@ -2,9 +2,18 @@
  * log — one line per event: to the journal with structured fields when
  * stderr is connected to it (JOURNAL_STREAM), plain single-line text on
  * stderr otherwise. Used by the daemon and cashpayctl, never by the pure core.
+ *
+ * Messages may carry text an attacker chose (a charge id, a header value):
+ * control characters, newlines and invalid UTF-8 are escaped before they are
+ * written, so one call is always exactly one line. There is deliberately no
+ * way to log a buffer as-is: secrets must simply never be passed in.
+ *
+ * All functions are thread-safe and leave errno unchanged. (Prefer
+ * strerror(-r) to "%m": with -Wpedantic the compiler rejects "%m".)
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cashpay/config.h"
@@ -18,10 +27,23 @@ struct log_fields {
         const char *message_id;    /* MESSAGE_ID= (a journal catalog id, not webhook-id) */
 };
 
-/* log_init() - decide journal vs plain once; @ident is SYSLOG_IDENTIFIER=. */
+/*
+ * log_init() - decide journal vs plain once, before threads start.
+ * Journal mode is chosen when $JOURNAL_STREAM names the device and inode of
+ * our stderr. @ident (copied) becomes SYSLOG_IDENTIFIER=; NULL means the
+ * program's name. Calling no log_init() at all gives plain mode at info.
+ */
 void log_init(const char *ident, enum log_level level);
+
+/* log_set_level() - may be called at any time (SIGHUP) while threads log. */
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
+
+/* log_enabled() - whether @level passes the filter; skips costly formatting. */
+bool log_enabled(enum log_level level);
+
+/* log_to_journal() - true when log_init() chose the journal. */
+bool log_to_journal(void);
 
 void log_msg(enum log_level level, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
@@ -29,9 +51,11 @@ void log_fields(enum log_level level, const struct log_fields *f, const char *fm
         __attribute__((format(printf, 3, 4)));
 
 /*
- * log_rate_ok() - token bucket for noisy classes (rejected deliveries):
- * true when this line may be written. When lines were suppressed, the next
- * allowed call also logs "N similar messages suppressed".
+ * log_rate_ok() - rate limit for noisy classes (rejected deliveries): at most
+ * @burst lines per @interval_ms window; true when this line may be written.
+ * When lines were suppressed, the first allowed call of a later window first
+ * logs "N similar messages suppressed" (at notice). One struct per class,
+ * usually static; the members are guarded by a lock inside log.c.
  */
 struct log_ratelimit {
         int64_t window_start_ms;
@@ -39,10 +63,14 @@ struct log_ratelimit {
         unsigned interval_ms; /* window length */
         unsigned used;
         unsigned suppressed;
+        bool started;
 };
 #define LOG_RATELIMIT_INIT(burst_, interval_ms_) \
         { .burst = (burst_), .interval_ms = (interval_ms_) }
 int log_rate_ok(struct log_ratelimit *rl); /* thread-safe; returns 1 or 0 */
+
+/* log_rate_ok_at() - the same with the monotonic time given (for tests). */
+int log_rate_ok_at(struct log_ratelimit *rl, int64_t now_ms);
 
 #define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)

@@ -1,1 +1,164 @@
-#include "cashpay/config.h"
+/*
+ * service — cashpayd's side of the systemd contract, through libsystemd's
+ * sd-daemon rather than hand-written protocol code.
+ *
+ * Socket activation: the public listener arrives named "http" and the admin
+ * listener "admin" (FileDescriptorName=; one name per .socket unit, hence two
+ * socket units). Descriptors without a name of their own — "unknown" when
+ * the manager sent none, "" or the socket unit's name ("foo.socket"), which
+ * is what systemd sends when FileDescriptorName= is unset — are public
+ * listeners. Anything else is a configuration mistake worth refusing to start
+ * over, rather than guessing which port is which.
+ *
+ * Notifications are fire-and-forget: without $NOTIFY_SOCKET sd_notify() is a
+ * no-op, and a failure to notify is not a reason to stop serving webhooks.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "cashpay/service.h"
+
+#define SERVICE_MAX_FDS (sizeof(((struct service_sockets *) 0)->http) / sizeof(int))
+#define STATUS_MAX 512
+
+enum fd_kind { FD_HTTP, FD_ADMIN, FD_UNKNOWN };
+
+static int ends_with(const char *s, const char *suffix)
+{
+        size_t n = strlen(s), m = strlen(suffix);
+
+        return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static enum fd_kind classify_name(const char *name)
+{
+        if (!name || !*name || strcmp(name, "unknown") == 0 || ends_with(name, ".socket"))
+                return FD_HTTP;
+        if (strcmp(name, SERVICE_FD_NAME_HTTP) == 0)
+                return FD_HTTP;
+        if (strcmp(name, SERVICE_FD_NAME_ADMIN) == 0)
+                return FD_ADMIN;
+        return FD_UNKNOWN;
+}
+
+static void free_names(char **names)
+{
+        if (!names)
+                return;
+        for (char **p = names; *p; p++)
+                free(*p);
+        free(names);
+}
+
+/* Adds @fd to the list of its kind; -EINVAL/-E2BIG with a reason in @err. */
+static int add_fd(struct service_sockets *s, int fd, const char *name, char *err, size_t err_len)
+{
+        enum fd_kind kind = classify_name(name);
+        int r;
+
+        if (kind == FD_UNKNOWN) {
+                snprintf(err, err_len, "passed socket %d has unknown FileDescriptorName \"%s\" "
+                         "(expected \"%s\" or \"%s\")", fd, name,
+                         SERVICE_FD_NAME_HTTP, SERVICE_FD_NAME_ADMIN);
+                return -EINVAL;
+        }
+        r = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1);
+        if (r <= 0) {
+                snprintf(err, err_len, "passed descriptor %d (\"%s\") is not a listening stream socket",
+                         fd, name ? name : "");
+                return r < 0 ? r : -EINVAL;
+        }
+        if (kind == FD_HTTP ? s->n_http >= SERVICE_MAX_FDS : s->n_admin >= SERVICE_MAX_FDS) {
+                snprintf(err, err_len, "more than %zu passed sockets of one kind", SERVICE_MAX_FDS);
+                return -E2BIG;
+        }
+        if (kind == FD_HTTP)
+                s->http[s->n_http++] = fd;
+        else
+                s->admin[s->n_admin++] = fd;
+        return 0;
+}
+
+int service_listen_fds(struct service_sockets *ret, char *err, size_t err_len)
+{
+        char **names = NULL;
+        int n, r = 0;
+
+        memset(ret, 0, sizeof(*ret));
+        if (err_len > 0)
+                err[0] = '\0';
+        /* Unset $LISTEN_* so that nothing we spawn believes they are its own. */
+        n = sd_listen_fds_with_names(1, &names);
+        if (n < 0) {
+                snprintf(err, err_len, "cannot read passed sockets: %s", strerror(-n));
+                return n;
+        }
+        for (int i = 0; i < n && r == 0; i++)
+                r = add_fd(ret, SD_LISTEN_FDS_START + i, names ? names[i] : NULL, err, err_len);
+        free_names(names);
+        if (r < 0)
+                memset(ret, 0, sizeof(*ret));
+        return r;
+}
+
+uint64_t service_watchdog_usec(void)
+{
+        uint64_t usec = 0;
+
+        if (sd_watchdog_enabled(0, &usec) <= 0)
+                return 0;
+        return usec;
+}
+
+void service_notify_ready(void)
+{
+        sd_notify(0, "READY=1");
+}
+
+/*
+ * systemd ≥ 253 (Type=notify-reload) wants the CLOCK_MONOTONIC time of the
+ * reload request with RELOADING=1 so it can tell this reload's READY=1 from an
+ * older one; earlier versions ignore the extra field.
+ */
+void service_notify_reloading(void)
+{
+        struct timespec ts;
+        uint64_t usec;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        usec = (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+        sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, usec);
+}
+
+void service_notify_stopping(void)
+{
+        sd_notify(0, "STOPPING=1");
+}
+
+void service_notify_watchdog(void)
+{
+        sd_notify(0, "WATCHDOG=1");
+}
+
+/* STATUS= is one line of the newline-separated protocol: keep it one line. */
+void service_notify_status(const char *fmt, ...)
+{
+        char buf[STATUS_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        for (char *p = buf; *p; p++)
+                if (*p == '\n' || *p == '\r')
+                        *p = ' ';
+        sd_notifyf(0, "STATUS=%s", buf);
+}
