@@ -620,6 +620,7 @@ static void test_delivery_fault(struct store *s, sqlite3 *db)
         CHECK_INT(store_submit(s, b, 4), 0);
         CHECK_INT(b[0]->fault, 0);
         CHECK_INT(b[1]->fault, -EINVAL);
+        CHECK_INT(b[1]->http_status, 500);
         CHECK_INT(b[1]->id, 0);
         CHECK_INT(b[1]->event_id, 0);
         CHECK_INT(b[2]->fault, -EINVAL);
@@ -632,6 +633,13 @@ static void test_delivery_fault(struct store *s, sqlite3 *db)
         CHECK_STR(q_text(db, ORDER("status"), "chg_fault3"), "CAPTURED");
         for (size_t i = 0; i < 4; i++)
                 free_delivery(b[i]);
+
+        /* alone in its batch: the commit (of nothing) still succeeds */
+        b[0] = accepted("chg_fault4", CHARGE_INITIATED, -5, "YER", NULL);
+        CHECK_INT(store_submit(s, b, 1), 0);
+        CHECK_INT(b[0]->fault, -EINVAL);
+        CHECK_INT(count(db, "webhook_deliveries"), deliveries + 2);
+        free_delivery(b[0]);
 }
 
 static void test_get_order(struct store *s)
@@ -867,7 +875,7 @@ static void bench(enum db_synchronous sync, const char *label, size_t total, siz
                                    .busy_timeout_ms = 1000, .migrate = true };
         struct delivery *b[100];
         struct store *s = NULL;
-        char id[64], err[256];
+        char id[64], err[256] = "";
         int64_t t0, ms;
 
         unlink(o.path);

@@ -51,7 +51,8 @@ struct delivery {
                                       * of this delivery was stored (see store_submit) */
         int64_t id;                  /* webhook_deliveries.id */
         enum outcome outcome;
-        int http_status;             /* 200 for accepted, else rejected_status */
+        int http_status;             /* 200 for accepted, else rejected_status;
+                                      * 500 when @fault < 0 */
         struct transition transition; /* has_charge only */
         bool had_order;               /* has_charge only: order existed before */
         enum charge_status previous;  /* has_charge && had_order */
@@ -106,12 +107,13 @@ void store_close(struct store *s);
  * machine run against the state as of this transaction, in array order, so a
  * batch may hold several deliveries for the same charge.
  *
- * Each delivery runs inside its own savepoint. When one is refused for a
- * reason that retrying will not cure (a constraint, a value too big, a
- * nonsensical request), its savepoint is rolled back, its @fault is set
- * (-EINVAL, or -E2BIG for a value over SQLite's limits) and the rest of the
- * batch goes on: one bad delivery never blocks the others. The caller
- * answers such a delivery with a 500 (nothing of it was stored).
+ * One bad delivery never blocks the others. When the database refuses a
+ * delivery for a reason that retrying will not cure (a constraint, a value
+ * too big, a nonsensical request), the batch is run again with a savepoint
+ * around each delivery (savepoints cost throughput, so only then); the
+ * refused delivery's savepoint is rolled back, its @fault is set (-EINVAL,
+ * or -E2BIG for a value over SQLite's limits) and the rest commits. The
+ * caller answers such a delivery with a 500: nothing of it was stored.
  *
  * Returns 0 when COMMIT succeeded: every delivery has @fault == 0 and its
  * results filled, or @fault < 0. Otherwise nothing is committed, every
