@@ -568,6 +568,14 @@ static void test_message_id(struct store *s, sqlite3 *db)
         CHECK_INT(b[0]->outcome, OUTCOME_APPLIED);
         CHECK_INT(b[1]->outcome, OUTCOME_DUPLICATE);
         CHECK_STR(q_text(db, ORDER("status"), "chg_msg2"), "INITIATED");
+        free_delivery(b[0]), free_delivery(b[1]);
+
+        /* an empty id is no id: both applied, stored as NULL */
+        b[0] = accepted("chg_msg3", CHARGE_INITIATED, 100, "YER", "");
+        b[1] = accepted("chg_msg3", CHARGE_CAPTURED, 100, "YER", "");
+        CHECK_INT(store_submit(s, b, 2), 0);
+        CHECK_INT(b[1]->outcome, OUTCOME_APPLIED);
+        CHECK_STR(q_text(db, DELIVERY("message_id"), b[1]->id), "(null)");
         free_delivery(d1), free_delivery(d2), free_delivery(d3), free_delivery(d4);
         free_delivery(b[0]), free_delivery(b[1]);
 }

@@ -37,7 +37,8 @@ struct delivery {
         /* request */
         char received_at[TIME_ISO_LEN];
         char remote_addr[64];
-        char *message_id;            /* owned; Standard Webhooks webhook-id, or NULL */
+        char *message_id;            /* owned; Standard Webhooks webhook-id, or NULL
+                                      * ("" is taken as NULL) */
         bool has_charge;             /* verified and valid: run the state machine */
         struct charge charge;        /* valid when has_charge; id may be set when not */
         enum outcome rejected_as;    /* !has_charge: INVALID, UNAUTHORIZED or FORBIDDEN */
@@ -54,7 +55,8 @@ struct delivery {
         int http_status;             /* 200 for accepted, else rejected_status;
                                       * 500 when @fault < 0 */
         struct transition transition; /* has_charge only */
-        bool had_order;               /* has_charge only: order existed before */
+        bool had_order;               /* has_charge only: order existed before (false
+                                       * for a repeated message id: never looked up) */
         enum charge_status previous;  /* has_charge && had_order */
         int64_t event_id;             /* order_events.id written, or 0 */
 };
@@ -93,8 +95,8 @@ void order_record_clear(struct order_record *o);
  * @err: a sentence for the operator, e.g. "database schema version 7 is newer
  *   than this program (knows 1); refusing to open".
  * Returns 0, -EPROTO (schema newer, or older and not migrating), -ENOENT
- * (missing and not creating), -EACCES, -EBUSY, -EIO, -EINVAL (bad options)
- * or -ENOMEM.
+ * (missing and not creating), -EACCES, -EBUSY, -EIO, -EINVAL (bad options),
+ * -ENOTSUP (SQLite older than 3.37) or -ENOMEM.
  */
 int store_open(const struct store_options *opts, struct store **ret, char *err, size_t err_len);
 

@@ -63,6 +63,12 @@ static void reset_result(struct delivery *d)
         d->event_id = 0;
 }
 
+/* An empty webhook-id header is no id at all: it must not match others. */
+static const char *message_id_of(const struct delivery *d)
+{
+        return d->message_id && d->message_id[0] ? d->message_id : NULL;
+}
+
 /* Was this webhook-id already counted (accepted) by an earlier delivery? */
 static int message_seen(struct store *s, const char *message_id, bool *ret)
 {
@@ -206,7 +212,7 @@ static int bind_delivery(sqlite3_stmt *st, const struct delivery *d, const char 
 
         if ((r = bind_text(st, 1, d->received_at)) < 0 ||
             (r = bind_text(st, 2, d->remote_addr)) < 0 ||
-            (r = bind_text(st, 3, d->message_id)) < 0 ||
+            (r = bind_text(st, 3, message_id_of(d))) < 0 ||
             (r = bind_text(st, 4, charge_id)) < 0 ||
             (r = bind_text(st, 5, claimed)) < 0 ||
             (r = bind_text(st, 6, outcome_name(d->outcome))) < 0 ||
@@ -267,7 +273,7 @@ static int decide(struct store *s, struct delivery *d)
         bool seen;
         int r;
 
-        r = message_seen(s, d->message_id, &seen);
+        r = message_seen(s, message_id_of(d), &seen);
         if (r < 0)
                 return r;
         if (seen) {
