@@ -1,4 +1,4 @@
--- 0001_init — the first schema of cashpayd.
+-- 0001_init - the first schema of cashpayd.
 --
 -- Three tables: one row per charge (orders), its append-only history
 -- (order_events) and one row per received POST (webhook_deliveries).
@@ -7,7 +7,7 @@
 -- so that the merchant's own SQL cannot store what the daemon never would.
 --
 -- Every time is UTC ISO-8601 text with milliseconds, e.g.
--- 2026-11-25T20:31:38.123Z — in SQL: strftime('%Y-%m-%dT%H:%M:%fZ', 'now').
+-- 2026-11-25T20:31:38.123Z - in SQL: strftime('%Y-%m-%dT%H:%M:%fZ', 'now').
 -- The fixed format keeps text order equal to time order.
 --
 -- Run by the store inside one transaction that also sets user_version = 1.
@@ -77,7 +77,7 @@ CREATE TABLE webhook_deliveries (
 ) STRICT;
 
 -- The history of every status change: the change feed for fulfilment code
--- (SELECT … FROM order_events WHERE id > :cursor ORDER BY id). Ids only
+-- (SELECT ... FROM order_events WHERE id > :cursor ORDER BY id). Ids only
 -- grow: a single writer commits them in order and rows are never deleted.
 CREATE TABLE order_events (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,
