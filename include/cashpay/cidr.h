@@ -23,17 +23,31 @@ struct cidr_list {
 };
 
 /* cidr_parse() - "10.0.0.0/8", "::1", "192.0.2.7" (host = full prefix).
+ * No blanks, no leading zeros in the prefix, no IPv6 zone ("%eth0").
  * Returns 0 or -EINVAL (also when host bits are set beyond the prefix). */
 int cidr_parse(const char *text, struct cidr *ret);
 
-/* cidr_list_parse() - comma-separated, blanks around items allowed; "" = empty list.
- * Returns 0, -EINVAL (with @ret_bad_item pointing into @text, may be NULL) or -ENOMEM. */
+/* cidr_list_parse() - comma-separated, blanks around items allowed; "" (or only
+ * blanks) = empty list. On success @ret is replaced (not freed first); on failure
+ * it is left empty. Free with cidr_list_clear().
+ * Returns 0, -EINVAL (with @ret_bad_item pointing at the start of the bad item
+ * inside @text; it ends at the next ',' or the end; may be NULL) or -ENOMEM. */
 int cidr_list_parse(const char *text, struct cidr_list *ret, const char **ret_bad_item);
 
+/* cidr_list_clear() - free the items; the list is empty afterwards. NULL-safe. */
 void cidr_list_clear(struct cidr_list *list);
 
+/* cidr_list_equal() - same ranges in the same order. */
+bool cidr_list_equal(const struct cidr_list *a, const struct cidr_list *b);
+
+/* cidr_match() - is the address in @sa (AF_INET or AF_INET6) inside @c?
+ * IPv4 addresses and IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are one
+ * space: 192.0.2.7 is inside ::ffff:192.0.2.0/120, ::ffff:192.0.2.7 inside
+ * 192.0.2.0/24, and ::/0 holds everything. Other families never match. */
 bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
+/* cidr_list_match() - inside any item; an empty list matches nothing. */
 bool cidr_list_match(const struct cidr_list *list, const struct sockaddr *sa);
 
-/* cidr_parse_addr() - a bare address (no prefix) as a sockaddr, e.g. from X-Forwarded-For. */
+/* cidr_parse_addr() - a bare address (no prefix, no brackets, no port) as a
+ * sockaddr with port 0, e.g. from X-Forwarded-For. Returns 0 or -EINVAL. */
 int cidr_parse_addr(const char *text, struct sockaddr_storage *ret);

@@ -15,6 +15,12 @@
 #include "cashpay/cidr.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/cashpayd/cashpayd.conf"
+/* secret_file when unset and $CREDENTIALS_DIRECTORY is not set. */
+#define CONFIG_DEFAULT_SECRET_FILE "/etc/cashpayd/webhook.secret"
+/* secret_file when unset: $CREDENTIALS_DIRECTORY/CONFIG_SECRET_CREDENTIAL. */
+#define CONFIG_SECRET_CREDENTIAL "webhook-secret"
+/* At most this many addresses in one listen list. */
+#define CONFIG_LISTEN_MAX 16
 
 enum verify_scheme { VERIFY_HMAC, VERIFY_STANDARD_WEBHOOKS, VERIFY_NONE };
 enum hmac_algorithm { HMAC_SHA256, HMAC_SHA512 };
@@ -111,7 +117,9 @@ enum config_type {
         CONFIG_ENUM,
         CONFIG_LISTEN,   /* comma-separated host:port */
         CONFIG_CIDRS,    /* comma-separated CIDRs */
-        CONFIG_URL_TEMPLATE,
+        CONFIG_URL_TEMPLATE, /* absolute http(s) URL or "/path", {charge_id} {order_ref} */
+        CONFIG_HEADER,   /* HTTP header name */
+        CONFIG_FIELD,    /* dotted path into the JSON payload */
 };
 
 /* One row of the key table. */
@@ -121,10 +129,22 @@ struct config_key {
         enum config_type type;
         const char *default_value; /* as it would be written in the file; "" = unset */
         const char *choices;       /* CONFIG_ENUM: "a|b|c", else NULL */
-        uint64_t min, max;         /* CONFIG_UINT/CONFIG_SIZE bounds */
+        const char *unit;          /* "bytes", "seconds", ... for numbers, else NULL */
+        uint64_t min, max;         /* numbers: bounds; lists: item counts; text: max bytes */
         bool reloadable;           /* SIGHUP applies it without a restart */
         const char *doc;           /* one paragraph, plain text */
+        size_t offset;             /* where the value lives in struct config */
+        const int *enum_values;    /* CONFIG_ENUM: value of each choice; NULL = its index */
 };
+
+/* One [section] of the file, with a paragraph for the docs. */
+struct config_section {
+        const char *name;
+        const char *doc;
+};
+
+/* config_sections() - the sections, in file order; keys follow the same order. */
+const struct config_section *config_sections(size_t *ret_n);
 
 /*
  * config_keys() - the key table, in file order.
@@ -132,8 +152,12 @@ struct config_key {
  */
 const struct config_key *config_keys(size_t *ret_n);
 
+/* config_type_name() - "integer", "size", "boolean", ... for messages and docs. */
+const char *config_type_name(enum config_type t);
+
 /*
  * config_new_defaults() - a config holding every default.
+ * secret_file is resolved from $CREDENTIALS_DIRECTORY at this moment.
  * Returns 0 or -ENOMEM. The caller frees with config_free().
  */
 int config_new_defaults(struct config **ret);
@@ -155,5 +179,6 @@ void config_free(struct config *cfg);
 bool config_reload_compatible(const struct config *cur, const struct config *next,
                               char *err, size_t err_len);
 
+/* Names as written in the file ("hmac", "warning"); "invalid" for values out of range. */
 const char *config_verify_scheme_name(enum verify_scheme v);
 const char *config_log_level_name(enum log_level l);
