@@ -2,6 +2,7 @@
  * timeutil — clocks and the database's time format.
  */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "cashpay/timeutil.h"
@@ -29,9 +30,13 @@ void time_format_iso(int64_t unix_ms, char buf[TIME_ISO_LEN])
         time_t secs = (time_t) (unix_ms / 1000);
         struct tm tm;
 
+        char wide[64]; /* the compiler cannot know every field has its width */
+
         gmtime_r(&secs, &tm);
         /* Years past 9999 cannot come from a real clock; clamp the width anyway. */
-        snprintf(buf, TIME_ISO_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+        snprintf(wide, sizeof(wide), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
                  (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
                  tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (unix_ms % 1000));
+        memcpy(buf, wide, TIME_ISO_LEN - 1);
+        buf[TIME_ISO_LEN - 1] = '\0';
 }

@@ -45,6 +45,7 @@ struct request {
         uint8_t *body;
         size_t len, cap;
         bool too_large;
+        size_t discarded; /* bytes past max_body thrown away */
         struct job *job;  /* queued delivery, once the body is complete */
 };
 
@@ -206,11 +207,16 @@ static bool webhook_headers_ok(struct MHD_Connection *conn, const char *method,
 
 /* ------------------------------------------------------------ the body */
 
+/* How much of an oversized chunked body is read (and thrown away) so that
+ * the client can still be told 413; past it the connection is just closed. */
+#define DISCARD_FACTOR 16
+
 static int append_body(struct request *req, const char *data, size_t size, size_t max_body)
 {
         if (req->too_large || size > max_body - req->len) {
                 req->too_large = true;
-                return 0;
+                req->discarded += size;
+                return req->discarded > DISCARD_FACTOR * max_body ? -EMSGSIZE : 0;
         }
         if (req->len + size > req->cap) {
                 size_t cap = req->cap ? req->cap : 4096;
@@ -290,7 +296,7 @@ static const char *header(struct MHD_Connection *conn, const char *name)
 }
 
 static int check_signature(struct MHD_Connection *conn, const struct settings *s,
-                           const struct request *req)
+                           const struct delivery *d)
 {
         const struct config *cfg = s->cfg;
         bool sw = cfg->webhook.verify == VERIFY_STANDARD_WEBHOOKS;
@@ -298,8 +304,8 @@ static int check_signature(struct MHD_Connection *conn, const struct settings *s
                 .signature = header(conn, sw ? SW_HEADER_SIGNATURE : cfg->webhook.signature_header),
                 .timestamp = header(conn, sw ? SW_HEADER_TIMESTAMP : cfg->webhook.timestamp_header),
                 .message_id = sw ? header(conn, SW_HEADER_ID) : NULL,
-                .body = req->body,
-                .body_len = req->len,
+                .body = d->body,
+                .body_len = d->body_len,
                 .now = time_now_ms() / 1000,
         };
 
@@ -312,7 +318,8 @@ static const char *verify_failure_text(int r)
         case VERIFY_MISSING: return "signature missing";
         case VERIFY_MALFORMED: return "signature malformed";
         case VERIFY_STALE: return "timestamp outside tolerance";
-        default: return "signature mismatch";
+        case VERIFY_MISMATCH: return "signature mismatch";
+        default: return "verification failed internally";
         }
 }
 
@@ -348,7 +355,7 @@ static void classify(struct MHD_Connection *conn, const struct settings *s,
                 reject(d, OUTCOME_FORBIDDEN, 403, "source address not allowed", keep);
                 return;
         }
-        int r = check_signature(conn, s, req);
+        int r = check_signature(conn, s, d);
         if (r != VERIFY_OK) {
                 reject(d, OUTCOME_UNAUTHORIZED, 401, verify_failure_text(r), keep);
                 return;
@@ -401,6 +408,9 @@ static enum MHD_Result respond_outcome(struct MHD_Connection *conn, const struct
         const struct delivery *d = &job->delivery;
         char body[256];
 
+        if (job->result == -EINVAL || job->result == -E2BIG)
+                return respond_json(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                    "{\"error\":\"internal_error\"}");
         if (job->result < 0)
                 return respond_unavailable(conn);
         switch (d->outcome) {
@@ -432,14 +442,13 @@ static enum MHD_Result handle_webhook_body(struct MHD_Connection *conn, const st
         if (*size > 0) {
                 int r = append_body(req, data, *size, s->cfg->http.max_body);
                 *size = 0;
-                if (r < 0)
-                        return MHD_NO;
-                /* A chunked body that passes the limit is refused at once. */
-                if (req->too_large)
-                        return respond_early(conn, MHD_HTTP_CONTENT_TOO_LARGE,
-                                             "{\"error\":\"payload_too_large\"}", NULL);
-                return MHD_YES;
+                /* libmicrohttpd cannot answer in the middle of a body: an
+                 * oversized chunked body is drained (bounded), then refused. */
+                return r < 0 ? MHD_NO : MHD_YES;
         }
+        if (req->too_large)
+                return respond_early(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                                     "{\"error\":\"payload_too_large\"}", NULL);
         if (req->job)
                 return respond_outcome(conn, req->job);
         return enqueue_webhook(conn, s, req);
@@ -462,8 +471,6 @@ static enum MHD_Result respond_page(struct MHD_Connection *conn, const struct pa
         }
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
         add_security_headers(resp);
-        if (info->kind == PAGE_PENDING)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "3");
         return queue(conn, status, resp);
 }
 
@@ -524,6 +531,8 @@ static enum MHD_Result handle_return(struct MHD_Connection *conn, struct runtime
                 info.has_amount = true;
                 info.amount = o.amount;
                 info.currency = o.currency;
+                info.order_ref = o.order_ref;
+                info.description = o.description;
                 if (o.status == CHARGE_CAPTURED)
                         info.kind = PAGE_SUCCESS;
                 else if (o.status == CHARGE_FAILED)

@@ -131,7 +131,13 @@ static void on_batch(struct job *const *jobs, size_t n, int result, int64_t comm
         }
         atomic_store(&dmn->last_commit_ms, time_now_ms());
         for (size_t i = 0; i < n; i++) {
-                metrics_count_outcome(jobs[i]->delivery.outcome);
+                const struct delivery *d = &jobs[i]->delivery;
+                if (d->fault < 0) {
+                        log_err("the database refused a delivery from %s: %s", d->remote_addr,
+                                store_strerror(d->fault));
+                        continue;
+                }
+                metrics_count_outcome(d->outcome);
                 log_delivery(jobs[i]);
         }
 }

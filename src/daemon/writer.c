@@ -117,8 +117,9 @@ static void commit_batch(struct writer *w, size_t n)
         atomic_store(&w->commit_started_ms, 0);
 
         for (size_t i = 0; i < n; i++) {
+                /* A delivery the database refused on its own gets its own fault. */
                 if (job_claim(w->batch[i], JOB_TAKEN))
-                        job_answer(w->batch[i], r);
+                        job_answer(w->batch[i], r < 0 ? r : w->batch[i]->delivery.fault);
                 job_unref(w->batch[i]);
         }
 }

@@ -31,7 +31,8 @@ enum job_state { JOB_QUEUED, JOB_TAKEN, JOB_ANSWERED };
 struct job {
         struct delivery delivery;
         int64_t deadline_ms;           /* monotonic */
-        int result;                    /* 0 committed; negative errno: answer 503 */
+        int result;                    /* 0 committed; -EINVAL/-E2BIG: the database refused
+                                        * this delivery (500); other -errno: 503 */
         _Atomic int state;             /* enum job_state */
         _Atomic int refs;
         void (*wake)(struct job *job); /* resumes the HTTP connection */
