@@ -22,7 +22,7 @@ static int only_common_options(struct ctl *c, int argc, char **argv)
         static const struct option opts[] = { CTL_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
                 if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE)
                         return r;
         return ctl_positional(c, argc, argv, 0, NULL);
@@ -138,7 +138,7 @@ static int prune_parse(struct ctl *c, int argc, char **argv, struct prune_option
         unsigned long long v;
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
                 if (opt == OPT_COMMAND) {
                         if (ctl_parse_uint(optarg, 0, 36500, &v) < 0)
                                 return ctl_usage_error(c, "--days needs 0 to 36500, not '%s'",

@@ -55,7 +55,7 @@ static int no_options(struct ctl *c, int argc, char **argv)
         static const struct option opts[] = { CTL_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
                 if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE)
                         return r;
         return CTL_CONTINUE;
@@ -147,7 +147,7 @@ int ctl_cmd_orders(struct ctl *c, int argc, char **argv)
         struct order_list l;
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
                 if ((r = orders_option(c, opt, &f)) != CTL_CONTINUE)
                         return r;
         if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
@@ -169,24 +169,22 @@ static int print_deliveries(const struct delivery_list *l, FILE *f)
         static const struct column cols[] = {
                 { "ID", ALIGN_RIGHT, 0, false },
                 { "RECEIVED_AT (UTC)", ALIGN_LEFT, 0, false },
-                { "REMOTE_ADDR", ALIGN_LEFT, 9, true },
-                { "CHARGE_ID", ALIGN_LEFT, 10, true },
+                { "REMOTE", ALIGN_LEFT, 9, true },
+                { "CHARGE_ID", ALIGN_LEFT, 12, true },
                 { "STATUS", ALIGN_LEFT, 6, true },
                 { "OUTCOME", ALIGN_LEFT, 0, false },
-                { "HTTP", ALIGN_RIGHT, 0, false },
                 { "ERROR", ALIGN_LEFT, 5, true },
         };
-        struct table *t = table_new(cols, 8);
-        char id[24], http[8], received[TIME_ISO_LEN];
+        struct table *t = table_new(cols, 7);
+        char id[24], received[TIME_ISO_LEN];
         int r = t ? 0 : -ENOMEM;
 
         for (size_t i = 0; r == 0 && i < l->n; i++) {
                 const struct delivery_record *d = &l->items[i];
                 snprintf(id, sizeof(id), "%lld", (long long) d->id);
-                snprintf(http, sizeof(http), "%d", d->http_status);
                 output_time_short(d->received_at, received, sizeof(received));
                 r = table_add_row(t, (const char *[]) { id, received, d->remote_addr, d->charge_id,
-                                  d->claimed_status, outcome_name(d->outcome), http, d->error });
+                                  d->claimed_status, outcome_name(d->outcome), d->error });
         }
         if (r == 0)
                 r = table_print(t, f, output_width());
@@ -235,7 +233,7 @@ int ctl_cmd_deliveries(struct ctl *c, int argc, char **argv)
         struct delivery_list l;
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
                 if ((r = deliveries_option(c, opt, &f)) != CTL_CONTINUE)
                         return r;
         if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
@@ -279,7 +277,7 @@ static void print_event_cells(const char *const *cells)
                 used += event_cols[i].min_width + 2;
         }
         rest = output_width() > used + 12 ? output_width() - used : 12;
-        output_cell(stdout, cells[4], strlen(cells[4]) < rest ? strlen(cells[4]) : rest, ALIGN_LEFT);
+        output_text(stdout, cells[4], rest);
         fputc('\n', stdout);
 }
 
@@ -429,7 +427,7 @@ int ctl_cmd_events(struct ctl *c, int argc, char **argv)
         struct feed fd = { 0 };
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
                 if ((r = events_option(c, opt, &fd)) != CTL_CONTINUE)
                         return r;
         if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
@@ -456,8 +454,8 @@ int ctl_cmd_events(struct ctl *c, int argc, char **argv)
 static void print_field(const char *name, const char *value)
 {
         printf("  %-16s", name);
-        output_cell(stdout, value && value[0] ? value : "-",
-                    output_width() > 30 ? output_width() - 18 : 12, ALIGN_LEFT);
+        output_text(stdout, value && value[0] ? value : "-",
+                    output_width() > 30 ? output_width() - 18 : 12);
         fputc('\n', stdout);
 }
 

@@ -217,7 +217,7 @@ int ctl_cmd_sign(struct ctl *c, int argc, char **argv)
         size_t len = 0;
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
                 if ((r = sign_option(c, opt, &rq)) != CTL_CONTINUE)
                         return r;
         if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE ||
@@ -485,7 +485,7 @@ static int send_parse(struct ctl *c, int argc, char **argv, struct send_options 
         };
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
                 if ((r = send_option(c, opt, o)) != CTL_CONTINUE)
                         return r;
         if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)

@@ -58,9 +58,10 @@ int ctl_common_option(struct ctl *c, int opt)
         case 'h':
                 ctl_print_help(c->command);
                 return CTL_EXIT_OK;
+        case ':':
+                return ctl_usage_error(c, "option '%s' needs a value", c->argv[optind - 1]);
         default:
-                /* getopt_long has already said what was wrong. */
-                return ctl_usage_error(c, "invalid usage");
+                return ctl_usage_error(c, "unrecognized option '%s'", c->argv[optind - 1]);
         }
 }
 
@@ -69,7 +70,8 @@ int ctl_positional(struct ctl *c, int argc, char **argv, int n, char ***ret)
         int have = argc - optind;
 
         if (have < n)
-                return ctl_usage_error(c, "missing argument");
+                return ctl_usage_error(c, "missing argument: cashpayctl %s %s",
+                                       c->command->name, c->command->args);
         if (have > n)
                 return ctl_usage_error(c, "unexpected argument '%s'", argv[optind + n]);
         if (ret)

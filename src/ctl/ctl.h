@@ -54,6 +54,7 @@ struct ctl {
         const char *db_path;       /* --db, else NULL */
         bool json;
         const struct ctl_command *command;
+        char **argv;               /* what getopt_long is parsing, for messages */
         struct config *cfg;        /* after ctl_load_config() */
         struct store *store;       /* after ctl_open_store() */
 };

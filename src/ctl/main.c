@@ -45,7 +45,7 @@ static const struct ctl_command commands[] = {
           "Print the signature header lines for the body read from stdin.",
           "  --timestamp T  unix time to sign with (default: now)\n"
           "  --id ID        standard-webhooks message id (default: random msg_...)\n" },
-        { "send", ctl_cmd_send, "[--status S] [--charge ID] [--amount N] [--currency C] [--url URL]",
+        { "send", ctl_cmd_send, "[OPTIONS]",
           "Build a charge webhook, sign it and POST it, the way CashPay would.",
           "  --status S       INITIATED, CAPTURED (default) or FAILED\n"
           "  --charge ID      charge id (default: random chg_ + 16 hex digits)\n"
@@ -79,10 +79,14 @@ static void print_usage(FILE *f)
 {
         fprintf(f, "Usage: cashpayctl [--config PATH | --db PATH] [--json] COMMAND [ARGS]\n\n"
                    "Commands:\n");
-        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-                fprintf(f, "  %-13s%s\n", commands[i].name, commands[i].args);
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                if (commands[i].args[0])
+                        fprintf(f, "  %-13s%s\n", commands[i].name, commands[i].args);
+                else
+                        fprintf(f, "  %s\n", commands[i].name);
+        }
         fprintf(f, "\n%s  --version      print the version\n\n"
-                   "'cashpayctl COMMAND --help' describes a command. "
+                   "'cashpayctl COMMAND --help' describes a command.\n"
                    "Exit status: 0 ok, 1 failure, 2 usage error.\n", common_help);
 }
 
@@ -113,7 +117,7 @@ static int cmd_help(struct ctl *c, int argc, char **argv)
         const struct ctl_command *cmd = NULL;
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
                 if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE)
                         return r;
         if (argc - optind > 1)
@@ -137,7 +141,7 @@ static int parse_global(struct ctl *c, int argc, char **argv)
         };
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
                 if (opt == OPT_VERSION) {
                         printf("cashpayctl %s\n", CASHPAY_VERSION);
                         return CTL_EXIT_OK;
@@ -163,12 +167,15 @@ int main(int argc, char **argv)
 
         /* A closed pipe is reported by write errors (EPIPE), handled where printed. */
         signal(SIGPIPE, SIG_IGN);
+        opterr = 0; /* ctl_common_option() words the complaint */
         if (c.config_path && !c.config_path[0])
                 c.config_path = NULL;
+        c.argv = argv;
         r = parse_global(&c, argc, argv);
         if (r != CTL_CONTINUE)
                 return r;
         c.command = find_command(argv[optind]);
+        c.argv = argv + optind;
         if (!c.command)
                 return ctl_usage_error(&c, "unknown command '%s'", argv[optind]);
         argc -= optind;

@@ -138,6 +138,18 @@ void output_cell(FILE *f, const char *text, size_t width, enum column_align alig
         free(s);
 }
 
+void output_text(FILE *f, const char *text, size_t max_width)
+{
+        char *s = sanitize(text);
+        size_t w;
+
+        if (!s)
+                return;
+        w = display_width(s);
+        put_cell(f, s, w < max_width ? w : max_width, ALIGN_LEFT);
+        free(s);
+}
+
 struct table *table_new(const struct column *cols, size_t n)
 {
         struct table *t = calloc(1, sizeof(*t));
@@ -224,17 +236,27 @@ static void fit_widths(const struct table *t, size_t *w, size_t width)
                 total += w[c] + (c ? COLUMN_GAP : 0);
         while (total > width && shrink_one(t, w))
                 total--;
+        /* Still too wide (huge ids, a narrow terminal): the last column gives
+         * up its floor, since cutting it hides the least. */
+        while (total > width && w[t->ncols - 1] > 1) {
+                w[t->ncols - 1]--;
+                total--;
+        }
 }
 
 static void print_row(const struct table *t, FILE *f, const size_t *w, const char *const *cells)
 {
-        for (size_t c = 0; c < t->ncols; c++) {
-                bool last = c + 1 == t->ncols;
+        size_t end = t->ncols;
+
+        /* No trailing blanks: stop after the last cell that shows something. */
+        while (end > 1 && !cells[end - 1][0])
+                end--;
+        for (size_t c = 0; c < end; c++) {
+                bool last = c + 1 == end;
                 enum column_align a = t->cols[c].align;
 
                 if (c)
                         fprintf(f, "%*s", COLUMN_GAP, "");
-                /* No trailing blanks after a left-aligned last column. */
                 if (last && a == ALIGN_LEFT && display_width(cells[c]) <= w[c])
                         fputs(cells[c], f);
                 else

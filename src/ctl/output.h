@@ -42,6 +42,9 @@ size_t output_width(void);
  * display columns, appended to @f. */
 void output_cell(FILE *f, const char *text, size_t width, enum column_align align);
 
+/* output_text() - @text sanitised, cut with "…" past @max_width columns, not padded. */
+void output_text(FILE *f, const char *text, size_t max_width);
+
 /* output_json() - @doc (stolen) as one document on stdout; @lines: compact,
  * one line (for feeds), else indented. Returns 0 or a negative errno
  * (-EPIPE when the reader went away). */
