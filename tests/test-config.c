@@ -783,10 +783,11 @@ static void test_reload(void)
                 "[http]\nlisten = 0.0.0.0:8080\n",
                 "[webhook]\nsecret_file = /etc/cashpayd/new.secret\nallow_from = 10.0.0.0/8\n",
                 "[webhook]\nverify = standard-webhooks\ntolerance = 10\n",
-                "[http]\ntrusted_proxies = ::1\ntimeout = 60\nmax_body = 1K\n",
+                "[http]\ntrusted_proxies = ::1\nmax_body = 1K\n",
                 "[return]\nsuccess_url = /ok\nrefresh = 9\nshop_name = S\nminor_units = yes\n",
                 "[log]\nlevel = debug\n",
-                "[database]\nbusy_timeout = 1\ncommit_timeout = 200\n",
+                "[database]\ncommit_timeout = 200\nwal_warn_bytes = 2M\n",
+                "[webhook]\nrejected_body_max = 10\norder_ref_field = a.b\n",
         };
         static const struct { const char *text, *key; } restart[] = {
                 { "[http]\nlisten = 0.0.0.0:8081\n", "[http] listen" },
@@ -799,6 +800,11 @@ static void test_reload(void)
                 { "[admin]\nlisten =\n", "[admin] listen" },
                 { "[database]\npath = /tmp/other.db\n", "[database] path" },
                 { "[database]\nsynchronous = normal\n", "[database] synchronous" },
+                { "[database]\nbusy_timeout = 1\n", "[database] busy_timeout" },
+                { "[database]\nmax_batch = 1\n", "[database] max_batch" },
+                { "[http]\ntimeout = 60\n", "[http] timeout" },
+                { "[http]\nmax_queue = 60\n", "[http] max_queue" },
+                { "[http]\nmax_header = 64K\n", "[http] max_header" },
         };
         char err[256];
 
