@@ -772,8 +772,11 @@ def test_prune():
     # Forty days on, the default retention removes them (faketime moves the clock).
     faketime = shutil.which("faketime")
     check(faketime is not None, "faketime is needed for this test (package faketime)")
+    # faketime preloads a library; a sanitizer build must be told that is fine.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = dict(os.environ, ASAN_OPTIONS=(asan + ":" if asan else "") + "verify_asan_link_order=0")
     p = subprocess.run([faketime, "-f", "+40d", CTL, "--config", DAEMON.config_path, "prune"],
-                       capture_output=True, timeout=60)
+                       capture_output=True, timeout=60, env=env)
     check_eq(p.returncode, 0, f"prune 40 days later: {p.stderr!r}")
     check(p.stdout.decode().startswith(f"deleted {rejected} rejected deliveries"), p.stdout)
     check_eq(DAEMON.query("SELECT count(*) AS n FROM webhook_deliveries")[0]["n"],
@@ -888,6 +891,61 @@ def test_sign_accepted_by_daemon():
     check_eq((status, json.loads(data)), (200, {"outcome": "applied"}), "accepted")
 
 
+# ---------------------------------------------------------------- completion
+
+COMPLETION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "completions",
+                          "cashpayctl.bash")
+BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
+
+
+def complete(*words):
+    """What the bash completion offers for the last of @words."""
+    script = f"""
+source {BASH_COMPLETION}
+source {COMPLETION}
+COMP_WORDS=("$@")
+COMP_CWORD=$(($# - 1))
+COMP_LINE="$*"
+COMP_POINT=${{#COMP_LINE}}
+_cashpayctl cashpayctl "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}"
+"""
+    p = subprocess.run(["bash", "-c", script, "bash", *words], capture_output=True, timeout=30)
+    check_eq(p.returncode, 0, f"completion of {words}: {p.stderr!r}")
+    return set(p.stdout.decode().split())
+
+
+def test_bash_completion():
+    check(os.path.exists(BASH_COMPLETION), "bash-completion is needed (package bash-completion)")
+    commands = {"orders", "show", "deliveries", "events", "fulfil", "review-done", "sign",
+                "send", "migrate", "check-config", "prune", "help"}
+    check_eq(complete("cashpayctl", ""), commands, "commands")
+    check_eq(complete("cashpayctl", "ful"), {"fulfil"}, "prefix")
+    check_eq(complete("cashpayctl", "--"), {"--config", "--db", "--json", "--help", "--version"},
+             "global options")
+    check_eq(complete("cashpayctl", "orders", "--st"), {"--status"}, "orders option")
+    check_eq(complete("cashpayctl", "orders", "--status", ""),
+             {"INITIATED", "CAPTURED", "FAILED"}, "--status values")
+    check_eq(complete("cashpayctl", "send", "--status", "F"), {"FAILED"}, "send --status")
+    check_eq(complete("cashpayctl", "deliveries", "--outcome", ""),
+             {"applied", "duplicate", "stale", "conflict", "invalid", "unauthorized",
+              "forbidden"}, "--outcome values")
+    check_eq(complete("cashpayctl", "--db", "x.db", "events", "--f"), {"--follow"},
+             "after --db VALUE the command is found")
+    check({"--order-ref", "--url", "--json"} <= complete("cashpayctl", "send", "--"),
+          "send options and common ones")
+    check_eq(complete("cashpayctl", "prune", "--d"), {"--days", "--db", "--dry-run"}, "prune")
+    check_eq(complete("cashpayctl", "help", "rev"), {"review-done"}, "help COMMAND")
+    # Every option the program accepts is offered.
+    for command in commands - {"help"}:
+        text = ctl(command, "--help")[1]
+        offered = complete("cashpayctl", command, "--")
+        options = [line.split()[0] for line in text.splitlines() if line.startswith("  --")]
+        check(len(options) >= 4, f"{command}: options found in --help")
+        for opt in options:
+            check(opt in offered, f"{command}: {opt} not completed ({sorted(offered)})")
+
+
 def main():
     try:
         harness.run_tests([
@@ -896,6 +954,7 @@ def main():
             test_migrate,
             test_newer_schema_refused,
             test_check_config,
+            test_bash_completion,
             test_sign_hmac,
             test_sign_standard_webhooks,
             test_setup_daemon,

@@ -12,6 +12,9 @@
 #include "src/ctl/ctl.h"
 
 static void vmessage(const char *prefix, const char *fmt, va_list ap)
+        __attribute__((format(printf, 2, 0)));
+
+static void vmessage(const char *prefix, const char *fmt, va_list ap)
 {
         fflush(stdout);
         fprintf(stderr, "%s: ", prefix);
