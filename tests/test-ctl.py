@@ -209,7 +209,7 @@ def test_check_config():
         f.write("a-secret\n")
     write_config(good, {"webhook": {"secret_file": secret}, "database": {"path": WORK + "/x.db"}})
     rc, out, err = ctl("--config", good, "check-config")
-    check_eq((rc, out.strip()), (0, f"{good}: configuration OK"), f"good config ({err})")
+    check_eq((rc, out.strip()), (0, f"{good}: configuration is valid"), f"good config ({err})")
     doc = json.loads(ctl("--config", good, "--json", "check-config")[1])
     check_eq((doc["ok"], doc["config"], doc["error"]), (True, good, None), "json")
     # The environment variable names the file too.
@@ -419,6 +419,13 @@ def test_orders():
     check_eq(len(ok_json("orders", "--limit", "2")["orders"]), 2, "--limit 2")
     both = ok_json("orders", "--review", "--status", "FAILED")["orders"]
     check_eq(both, [], "filters combine")
+    # [return] minor_units: the same amount in the currency's minor unit.
+    conf = os.path.join(WORK, "minor.conf")
+    write_config(conf, {"database": {"path": DAEMON.db_path}, "return": {"minor_units": "yes"}})
+    rc, out, _ = ctl("orders", config=conf)
+    late = next(line for line in out.splitlines() if IDS["late"] in line)
+    check_eq(rc, 0, "orders with minor_units")
+    check("USD 19.99" in late, f"minor units: {late!r}")
     # Options after the command and before it mean the same.
     check_eq(ok("--json", "orders"), ok("orders", "--json"), "option placement")
 

@@ -95,7 +95,7 @@ static int check_report(const struct ctl *c, const char *path, const char *err, 
         if (note[0])
                 fprintf(stderr, "cashpayctl: note: %s\n", note);
         if (!c->json)
-                printf("%s: configuration OK\n", path ? path : "(defaults)");
+                printf("%s: configuration is valid\n", path ? path : "(defaults)");
         return CTL_EXIT_OK;
 }
 
