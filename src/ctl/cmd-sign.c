@@ -6,6 +6,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -403,15 +404,26 @@ static int post(const char *url, const char *body, const struct sig_headers *sh,
         return 0;
 }
 
+/* The answer as text lines, each sanitised for the terminal. */
+static void print_body_lines(char *data)
+{
+        char *save = NULL;
+
+        for (char *line = data ? strtok_r(data, "\n", &save) : NULL; line;
+             line = strtok_r(NULL, "\n", &save)) {
+                output_text(stdout, line, SIZE_MAX);
+                fputc('\n', stdout);
+        }
+}
+
 static int print_response(const struct ctl *c, const struct send_options *o, const char *url,
-                          long status, const struct response *resp)
+                          long status, struct response *resp)
 {
         json_t *parsed;
 
         if (!c->json) {
-                printf("POST %s (charge %s, %s)\nHTTP %ld\n%s%s", url, o->charge_id, o->status,
-                       status, resp->data ? resp->data : "",
-                       resp->len && resp->data[resp->len - 1] != '\n' ? "\n" : "");
+                printf("POST %s (charge %s, %s)\nHTTP %ld\n", url, o->charge_id, o->status, status);
+                print_body_lines(resp->data);
                 return output_flush();
         }
         parsed = resp->data ? json_loads(resp->data, 0, NULL) : NULL;
