@@ -247,11 +247,47 @@ static void addr_to_text(const struct sockaddr *sa, char *buf, size_t len)
                 snprintf(buf, len, "unknown");
 }
 
+/* Copy the hop [start, end) of X-Forwarded-For, without blanks. */
+static bool hop_text(const char *start, const char *end, char *buf, size_t len)
+{
+        while (start < end && (*start == ' ' || *start == '\t'))
+                start++;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+        if ((size_t) (end - start) >= len)
+                return false;
+        memcpy(buf, start, (size_t) (end - start));
+        buf[end - start] = '\0';
+        return true;
+}
+
 /*
- * The peer, or — when the peer is a trusted proxy — the right-most address
- * of X-Forwarded-For that is not itself a trusted proxy (the left part of
- * that header is whatever the client wrote, so it proves nothing).
+ * Walk X-Forwarded-For from the right, as each trusted proxy appended the
+ * address it saw: the first hop that is not itself a trusted proxy is the
+ * client. Everything left of it is whatever the client wrote, and proves
+ * nothing. An unparseable hop stops the walk at the last good address.
  */
+static void forwarded_client(const char *xff, const struct cidr_list *proxies,
+                             struct sockaddr_storage *ret)
+{
+        const char *end = xff + strlen(xff);
+
+        for (;;) {
+                const char *start = end;
+                while (start > xff && start[-1] != ',')
+                        start--;
+                char text[INET6_ADDRSTRLEN];
+                struct sockaddr_storage hop;
+                if (!hop_text(start, end, text, sizeof(text)) || cidr_parse_addr(text, &hop) < 0)
+                        return;
+                *ret = hop;
+                if (!cidr_list_match(proxies, (struct sockaddr *) &hop) || start == xff)
+                        return;
+                end = start - 1; /* the comma */
+        }
+}
+
+/* The peer, or the client behind it when the peer is a trusted proxy. */
 static void effective_peer(struct MHD_Connection *conn, const struct settings *s,
                            struct sockaddr_storage *ret)
 {
@@ -266,26 +302,8 @@ static void effective_peer(struct MHD_Connection *conn, const struct settings *s
                                                ? sizeof(struct sockaddr_in6)
                                                : sizeof(struct sockaddr_in));
         const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
-        if (proxies->n == 0 || !xff || !cidr_list_match(proxies, (struct sockaddr *) ret))
-                return;
-
-        char copy[1024];
-        snprintf(copy, sizeof(copy), "%s", xff);
-        for (char *comma; (comma = strrchr(copy, ',')) || copy[0];) {
-                char *item = comma ? comma + 1 : copy;
-                while (*item == ' ' || *item == '\t')
-                        item++;
-                item[strcspn(item, " \t")] = '\0';
-                struct sockaddr_storage hop;
-                if (cidr_parse_addr(item, &hop) < 0)
-                        return; /* garbage: keep the proxy's own address */
-                *ret = hop;
-                if (!cidr_list_match(proxies, (struct sockaddr *) &hop))
-                        return;
-                if (!comma)
-                        return;
-                *comma = '\0';
-        }
+        if (proxies->n > 0 && xff && cidr_list_match(proxies, (struct sockaddr *) ret))
+                forwarded_client(xff, proxies, ret);
 }
 
 /* ------------------------------------------------------ the webhook path */

@@ -248,6 +248,15 @@ def test_trusted_proxy_forwarded_for():
                  "192.0.2.10", "remote_addr from X-Forwarded-For")
         status, _, _ = d.post(charge(), headers={"X-Forwarded-For": "198.51.100.1"})
         check_eq(status, 403, "forwarded address outside allowlist")
+        # Whatever the client writes on the left must not matter, however long.
+        padded = "192.0.2.99, " * 300 + "198.51.100.1"
+        check_eq(d.post(charge(), headers={"X-Forwarded-For": padded})[0], 403, "left padding ignored")
+        # Several trusted hops are skipped from the right.
+    with Daemon({"http.trusted_proxies": "127.0.0.0/8", "webhook.allow_from": "192.0.2.0/24"}) as d:
+        chain = "198.51.100.1, 192.0.2.10, 127.0.0.5"
+        check_eq(d.post(charge(), headers={"X-Forwarded-For": chain})[0], 200, "proxy chain")
+        check_eq(d.query("SELECT remote_addr FROM webhook_deliveries")[0]["remote_addr"], "192.0.2.10",
+                 "nearest untrusted hop")
 
 
 def test_timestamped_hmac():
