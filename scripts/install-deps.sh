@@ -11,7 +11,7 @@ packages=(
         libinih-dev libssl-dev libcurl4-openssl-dev openssl curl
 )
 if [[ "${1:-}" == "--test" ]]; then
-        packages+=(systemd chromium clang libclang-rt-14-dev valgrind faketime fiu-utils wrk)
+        packages+=(systemd chromium clang libclang-rt-14-dev valgrind faketime fiu-utils wrk bash-completion)
         # Node.js (for the Standard Webhooks reference library) may come from
         # elsewhere; take Debian's only when there is none.
         command -v node >/dev/null || packages+=(nodejs)
