@@ -201,7 +201,7 @@ static void test_table(void)
         const struct config_key *keys = config_keys(&n);
         const struct config_section *sections = config_sections(&n_sections);
 
-        CHECK(n == 36);
+        CHECK(n == 38);
         CHECK(n_sections == 6);
         for (size_t i = 0; i < n; i++) {
                 bool known = false;
@@ -329,6 +329,8 @@ static void test_full_file(void)
         CHECK(cfg->http.trusted_proxies.n == 2);
         CHECK(cfg->http.max_queue == 100);
         CHECK(cfg->http.max_header == 16384);
+        CHECK(cfg->http.max_connections_per_ip == 8);
+        CHECK(cfg->http.request_timeout == 45);
         CHECK(cfg->admin.listen.n == 1);
         CHECK(port_of(&cfg->admin.listen.items[0]) == 19180);
         CHECK(cfg->webhook.verify == VERIFY_STANDARD_WEBHOOKS);
@@ -403,6 +405,8 @@ static const struct bad_value bad_values[] = {
         { "http", "trusted_proxies", "10.0.0.0/8,,::1", "empty item" },
         { "http", "max_queue", "0", "expected an integer from 1 to 1048576" },
         { "http", "max_header", "1023", "expected a size from 1024 to 1048576 bytes" },
+        { "http", "max_connections_per_ip", "65537", "expected an integer from 0 to 65536" },
+        { "http", "request_timeout", "0", "expected an integer from 1 to 3600 seconds" },
         { "admin", "listen", "127.0.0.1:99999", "port must be" },
         { "admin", "listen", "0.0.0.0:8080", "overlaps [http] listen '0.0.0.0:8080'" },
         { "webhook", "verify", "hmac-sha256", "expected one of hmac, standard-webhooks, none" },

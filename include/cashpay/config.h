@@ -63,6 +63,8 @@ struct config {
                 struct cidr_list trusted_proxies;
                 unsigned max_queue;       /* deliveries waiting for the writer */
                 size_t max_header;        /* bytes of request line + headers */
+                unsigned max_connections_per_ip; /* 0 = no limit */
+                unsigned request_timeout; /* seconds for headers + body of one request */
         } http;
 
         struct {

@@ -108,6 +108,19 @@ static const struct config_key keys[] = {
           .default_value = "8192", .min = 1024, .max = 1048576, .offset = OFF(http.max_header),
           .doc = "Largest request line plus headers of a request; larger requests are "
                  "refused." },
+        { .section = "http", .name = "max_connections_per_ip", .type = CONFIG_UINT,
+          .default_value = "64", .min = 0, .max = 65536,
+          .offset = OFF(http.max_connections_per_ip),
+          .doc = "Most connections one client address may hold open at once; further ones "
+                 "are closed at once. Together with request_timeout this keeps slow clients "
+                 "from taking every connection. Behind a reverse proxy every connection comes "
+                 "from the proxy's address: raise it, or set 0 for no limit." },
+        { .section = "http", .name = "request_timeout", .type = CONFIG_UINT, .unit = "seconds",
+          .default_value = "30", .min = 1, .max = 3600, .offset = OFF(http.request_timeout),
+          .doc = "Time a client has to send one whole request, headers and body, counted from "
+                 "the connection (or the end of its previous request). A client still sending "
+                 "then is disconnected, however steadily it trickles bytes: timeout alone "
+                 "restarts on every byte." },
 
         /* [admin] */
         { .section = "admin", .name = "listen", .type = CONFIG_LISTEN,
