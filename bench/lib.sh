@@ -1,0 +1,127 @@
+# Shared by run.sh, run-peer.sh and scale.sh (sourced, not run).
+#
+# A run: start a receiver on a fresh database, point wrk at it for a fixed
+# time, read its peak RSS, stop it, count what it stored, print one line.
+# Only 127.0.0.1 is ever used, and every wait is bounded.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SOURCE_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+BENCH_SECRET=bench-secret-0123456789abcdef
+WRK_THREADS=2
+
+die() {
+        echo "bench: $*" >&2
+        exit 1
+}
+
+need() {
+        command -v "$1" >/dev/null || die "$1 is required (Debian package: $2)"
+}
+
+free_port() {
+        /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT PID: until something listens on 127.0.0.1:PORT (10 s at most).
+wait_port() {
+        local i
+        for ((i = 0; i < 200; i++)); do
+                kill -0 "$2" 2>/dev/null || return 1
+                (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+                sleep 0.05
+        done
+        return 1
+}
+
+# stop_pid PID: SIGTERM, then wait up to 30 s; SIGKILL and fail after that.
+stop_pid() {
+        local i
+        kill -TERM "$1" 2>/dev/null || return 0
+        for ((i = 0; i < 300; i++)); do
+                kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null; return 0; }
+                sleep 0.1
+        done
+        kill -KILL "$1" 2>/dev/null
+        wait "$1" 2>/dev/null
+        return 1
+}
+
+# peak_rss_kib PID: VmHWM, the high-water mark of the resident set.
+peak_rss_kib() {
+        awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# gen_bodies FILE COUNT [PREFIX]
+gen_bodies() {
+        /usr/bin/python3 "$BENCH_DIR/gen-bodies.py" --secret "$BENCH_SECRET" --count "$2" \
+                --prefix "${3:-b}" "$1" || die "cannot generate request bodies"
+}
+
+# seconds DURATION: "10s", "2m" or "10" in seconds.
+seconds() {
+        case $1 in
+        *m) echo $((${1%m} * 60)) ;;
+        *s) echo "${1%s}" ;;
+        *) echo "$1" ;;
+        esac
+}
+
+# run_wrk URL CONNS DURATION BODIES MODE OUT: writes wrk's output to OUT.
+run_wrk() {
+        local threads=$WRK_THREADS close=
+        ((threads > $2)) && threads=$2
+        [[ $5 == close ]] && close=close
+        # The script must see the thread count wrk really uses.
+        wrk -t"$threads" -c"$2" -d"$3" --timeout 10s -s "$BENCH_DIR/webhooks.lua" "$1" \
+                -- "$4" "$threads" $close >"$6" 2>&1
+}
+
+# result_field FILE NAME: a value of wrk's RESULT line.
+result_field() {
+        sed -n "s/^RESULT .*\<$2=\([0-9]*\).*/\1/p" "$1"
+}
+
+# count_stored DB: deliveries that were answered 200.
+count_stored() {
+        /usr/bin/python3 - "$1" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+print(db.execute("SELECT count(*) FROM webhook_deliveries WHERE http_status = 200").fetchone()[0])
+EOF
+}
+
+print_header() {
+        printf '%-9s %5s %-9s %11s %9s %9s %8s %9s %9s %9s\n' \
+                receiver conns conn-mode webhooks/s p50 p99 non-2xx acked stored peak-RSS
+}
+
+ms() {
+        awk -v us="$1" 'BEGIN { if (us < 10000) printf "%.2fms", us / 1000; else printf "%.1fms", us / 1000 }'
+}
+
+# report NAME CONNS MODE WRK_OUT STORED RSS_KIB: prints the line; fails when
+# something was acknowledged that is not in the database.
+report() {
+        local out=$4 requests duration non2xx acked rate errs wraps
+        requests=$(result_field "$out" requests)
+        [[ -n $requests ]] || { cat "$out" >&2; die "wrk did not finish (see above)"; }
+        duration=$(result_field "$out" duration_us)
+        non2xx=$(result_field "$out" non2xx)
+        acked=$((requests - non2xx))
+        rate=$(awk -v n="$acked" -v us="$duration" 'BEGIN { printf "%d", n / (us / 1e6) }')
+        printf '%-9s %5d %-9s %11s %9s %9s %8d %9d %9d %8.1fM\n' "$1" "$2" "$3" \
+                "$rate" "$(ms "$(result_field "$out" p50_us)")" \
+                "$(ms "$(result_field "$out" p99_us)")" "$non2xx" "$acked" "$5" \
+                "$(awk -v k="$6" 'BEGIN { print k / 1024 }')"
+        errs=$(($(result_field "$out" connect_err) + $(result_field "$out" read_err) +
+                $(result_field "$out" write_err) + $(result_field "$out" timeouts)))
+        wraps=$(result_field "$out" wraps)
+        ((errs == 0)) || echo "          (socket errors: $(grep -m1 'Socket errors' "$out" | sed 's/^ *//'))"
+        ((wraps == 0)) || echo "          (request list wrapped $wraps time(s): some webhooks were repeats)"
+        LAST_ACKED=$acked
+        LAST_RATE=$rate
+        if ((${5} < acked)); then
+                echo "bench: FAILED: $1 acknowledged $acked webhooks but stored only $5" >&2
+                exit 1
+        fi
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Throughput and latency of cashpayd under signed, unique webhooks.
+#
+#   bench/run.sh [options]
+#     --cashpayd PATH      the daemon to measure (default: build/cashpayd)
+#     --duration D         per run, wrk's -d (default 10s)
+#     --connections "N…"   (default "1 16 64 256")
+#     --modes "M…"         keepalive and/or close (default "keepalive close")
+#     --set SECTION.KEY=V  extra cashpayd setting (repeatable)
+#     --log-level L        (default notice)
+#     --peer / --no-peer   also measure the Express peer at 64 connections
+#                          (default: on unless --smoke)
+#     --smoke              one 1 s run at 4 connections; fails unless
+#                          something was acknowledged
+#     --keep               keep the work directory (logs, databases)
+#
+# Each run starts cashpayd on a fresh database (synchronous = full), loads it
+# with `wrk -t2 -cN -dD`, stops it, counts the deliveries stored with a 200
+# and prints one line. It fails when a run acknowledged more webhooks than
+# its database holds.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cashpayd=$SOURCE_ROOT/build/cashpayd
+duration=10s
+connections="1 16 64 256"
+modes="keepalive close"
+log_level=notice
+peer=auto
+smoke=false
+keep=false
+extra=()
+
+while (($#)); do
+        case $1 in
+        --cashpayd) cashpayd=$2; shift ;;
+        --duration) duration=$2; shift ;;
+        --connections) connections=$2; shift ;;
+        --modes) modes=$2; shift ;;
+        --set) extra+=("$2"); shift ;;
+        --log-level) log_level=$2; shift ;;
+        --peer) peer=true ;;
+        --no-peer) peer=false ;;
+        --smoke) smoke=true ;;
+        --keep) keep=true ;;
+        -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+        esac
+        shift
+done
+if $smoke; then
+        duration=1s connections=4 modes=keepalive
+        [[ $peer == auto ]] && peer=false
+fi
+[[ $peer == auto ]] && peer=true
+need wrk wrk
+[[ -x $cashpayd ]] || die "no cashpayd at $cashpayd (build it, or pass --cashpayd PATH)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-bench.XXXXXX")
+$keep || trap 'rm -rf "$WORK"' EXIT
+
+# Enough distinct webhooks for 60,000 a second: none is sent twice.
+bodies=$WORK/bodies.txt
+gen_bodies "$bodies" $(($(seconds "$duration") * 60000 + 2000))
+
+write_config() {
+        local dir=$1 port=$2 admin=$3 kv
+        {
+                printf '[http]\nlisten = 127.0.0.1:%s\n' "$port"
+                printf '[admin]\nlisten = 127.0.0.1:%s\n' "$admin"
+                printf '[webhook]\nsecret_file = %s/secret\n' "$dir"
+                printf '[database]\npath = %s/db/cashpay.db\nsynchronous = full\n' "$dir"
+                printf '[log]\nlevel = %s\n' "$log_level"
+        } >"$dir/cashpayd.conf"
+        for kv in "${extra[@]+"${extra[@]}"}"; do
+                /usr/bin/python3 - "$dir/cashpayd.conf" "$kv" <<'EOF'
+import configparser, sys
+path, kv = sys.argv[1], sys.argv[2]
+key, value = kv.split("=", 1)
+section, name = key.split(".", 1)
+c = configparser.ConfigParser(interpolation=None)
+c.read(path)
+if not c.has_section(section):
+    c.add_section(section)
+c.set(section, name, value)
+with open(path, "w") as f:
+    c.write(f)
+EOF
+        done
+}
+
+# run_one MODE CONNS
+run_one() {
+        local dir=$WORK/cashpayd-$1-$2 port admin pid rss stored
+        mkdir -p "$dir"
+        echo "$BENCH_SECRET" >"$dir/secret"
+        port=$(free_port)
+        admin=$(free_port)
+        write_config "$dir" "$port" "$admin"
+        "$cashpayd" --config "$dir/cashpayd.conf" 2>"$dir/cashpayd.log" &
+        pid=$!
+        wait_port "$port" "$pid" || { cat "$dir/cashpayd.log" >&2; die "cashpayd did not start"; }
+        run_wrk "http://127.0.0.1:$port/cashpay/webhook" "$2" "$duration" "$bodies" "$1" "$dir/wrk.txt"
+        rss=$(peak_rss_kib "$pid")
+        curl -s "http://127.0.0.1:$admin/metrics" >"$dir/metrics.txt" || true
+        stop_pid "$pid" || die "cashpayd did not stop within 30 s"
+        stored=$(count_stored "$dir/db/cashpay.db")
+        report cashpayd "$2" "$1" "$dir/wrk.txt" "$stored" "$rss"
+}
+
+print_header
+ours_64=
+for mode in $modes; do
+        for conns in $connections; do
+                run_one "$mode" "$conns"
+                [[ $mode == keepalive && $conns == 64 ]] && ours_64=$LAST_RATE
+        done
+done
+if $smoke && ((LAST_ACKED == 0)); then
+        die "FAILED: the smoke run acknowledged no webhook"
+fi
+if $peer; then
+        BENCH_WORK=$WORK BENCH_BODIES=$bodies "$BENCH_DIR/run-peer.sh" --duration "$duration" \
+                --connections 64 --no-header
+        if [[ -n $ours_64 && -s $WORK/peer-rate ]]; then
+                awk -v a="$ours_64" -v b="$(cat "$WORK/peer-rate")" \
+                        'BEGIN { if (b > 0) printf "cashpayd / express at 64 connections: %.1fx\n", a / b }'
+        fi
+fi
+$keep && echo "work directory kept: $WORK"
+exit 0
