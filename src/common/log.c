@@ -271,6 +271,7 @@ static int send_journal(enum log_level level, const struct log_fields *f, const 
 
 #define MESSAGE_PREFIX "MESSAGE="
 
+__attribute__((format(printf, 3, 0)))
 static void log_vfields(enum log_level level, const struct log_fields *f,
                         const char *fmt, va_list ap)
 {
