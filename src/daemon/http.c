@@ -124,28 +124,83 @@ static void add_security_headers(struct MHD_Response *resp)
 struct framing {
         unsigned content_length_headers;
         unsigned transfer_encoding_headers;
+        bool bad_coding;  /* a Transfer-Encoding other than "chunked" alone */
+        bool bad_line;    /* a header line we cannot trust libmicrohttpd's reading of */
 };
 
-static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
+/* RFC 9110 token characters, what a field name is made of. */
+static bool is_token(const char *s, size_t n)
+{
+        static const char extra[] = "!#$%&'*+-.^_`|~";
+
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                             (c >= 'A' && c <= 'Z');
+                if (!alnum && (c == '\0' || !strchr(extra, c)))
+                        return false;
+        }
+        return n > 0;
+}
+
+/*
+ * libmicrohttpd 0.9.75 joins an obs-fold continuation line onto the field
+ * *name* ("X-A: 1\r\n b" arrives as "X-Ab: 1"), copying the name elsewhere.
+ * An unfolded line leaves name, NUL (where the colon was), blanks and value
+ * side by side in the request buffer; a folded one does not.
+ */
+#define MAX_BLANKS_AFTER_COLON 256
+
+static bool was_folded(const char *key, size_t key_len, const char *value)
+{
+        uintptr_t after = (uintptr_t) key + key_len + 1, v = (uintptr_t) value;
+
+        if (v < after || v - after > MAX_BLANKS_AFTER_COLON)
+                return true;
+        for (const char *p = key + key_len + 1; p < value; p++)
+                if (*p != ' ' && *p != '\t')
+                        return true;
+        return false;
+}
+
+static bool is_plain_chunked(const char *value, size_t len)
+{
+        while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+                len--;
+        return len == 7 && strncasecmp(value, "chunked", 7) == 0;
+}
+
+static enum MHD_Result check_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_len, const char *value, size_t value_len)
 {
         struct framing *f = cls;
 
-        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        if (!is_token(key, key_len) || !value || was_folded(key, key_len, value))
+                f->bad_line = true;
+        else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
                 f->content_length_headers++;
-        else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
                 f->transfer_encoding_headers++;
+                f->bad_coding |= !is_plain_chunked(value, value_len);
+        }
         return MHD_YES;
 }
 
-/* Request smuggling shapes libmicrohttpd accepts by itself: two
- * Content-Length headers, or Content-Length together with chunked. */
+/*
+ * Request smuggling shapes libmicrohttpd accepts by itself: two
+ * Content-Length headers, Content-Length together with chunked, a transfer
+ * coding other than plain chunked (which it would read as "no body"), and
+ * header lines a front proxy may read differently: whitespace before the
+ * colon (kept as part of the name) and obs-fold (RFC 9112 lets a server
+ * refuse both; libmicrohttpd misreads the latter).
+ */
 static bool framing_ambiguous(struct MHD_Connection *conn)
 {
         struct framing f = { 0 };
 
-        MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
-        return f.content_length_headers > 1 || f.transfer_encoding_headers > 1 ||
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, check_field, &f);
+        return f.bad_line || f.bad_coding || f.content_length_headers > 1 ||
+               f.transfer_encoding_headers > 1 ||
                (f.content_length_headers > 0 && f.transfer_encoding_headers > 0);
 }
 
@@ -190,10 +245,6 @@ static bool webhook_headers_ok(struct MHD_Connection *conn, const char *method,
         if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
                 *ret = respond_early(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                                      "{\"error\":\"method_not_allowed\"}", "POST");
-        else if (framing_ambiguous(conn))
-                *ret = respond_early(conn, MHD_HTTP_BAD_REQUEST,
-                                     "{\"error\":\"bad_request\",\"detail\":\"ambiguous message framing\"}",
-                                     NULL);
         else if (declared_too_large(conn, s->cfg->http.max_body))
                 *ret = respond_early(conn, MHD_HTTP_CONTENT_TOO_LARGE,
                                      "{\"error\":\"payload_too_large\"}", NULL);
@@ -352,9 +403,30 @@ static void reject(struct delivery *d, enum outcome outcome, int status, const c
                 d->body_len = keep_bytes; /* rejected bodies are kept truncated */
 }
 
-/* Decide what the delivery is; the writer records whatever we decide. */
-static void classify(struct MHD_Connection *conn, const struct settings *s,
-                     struct request *req, struct delivery *d)
+/*
+ * jansson ignores a failed allocation while it collects a string or a
+ * number, and goes on without the byte: "chg_ab12" may be read as
+ * "chg_a12" and 2000 as 200. Every allocation jansson makes comes through
+ * here, so that a request during which one failed can be refused whole.
+ */
+static __thread bool json_alloc_failed;
+
+static void *json_alloc(size_t size)
+{
+        void *p = malloc(size);
+
+        if (!p)
+                json_alloc_failed = true;
+        return p;
+}
+
+/*
+ * Decide what the delivery is; the writer records whatever we decide.
+ * Returns 0, or a negative errno when deciding itself failed (out of
+ * memory): a valid webhook must then be retried, never refused for good.
+ */
+static int classify(struct MHD_Connection *conn, const struct settings *s,
+                    struct request *req, struct delivery *d)
 {
         const struct config *cfg = s->cfg;
         size_t keep = cfg->webhook.rejected_body_max;
@@ -371,24 +443,32 @@ static void classify(struct MHD_Connection *conn, const struct settings *s,
         if (cfg->webhook.allow_from.n > 0 &&
             !cidr_list_match(&cfg->webhook.allow_from, (struct sockaddr *) &peer)) {
                 reject(d, OUTCOME_FORBIDDEN, 403, "source address not allowed", keep);
-                return;
+                return 0;
         }
         int r = check_signature(conn, s, d);
+        if (r < 0)
+                return r; /* could not compute it: not the sender's fault */
         if (r != VERIFY_OK) {
                 reject(d, OUTCOME_UNAUTHORIZED, 401, verify_failure_text(r), keep);
-                return;
+                return 0;
         }
+        json_alloc_failed = false;
         r = charge_parse(d->body, d->body_len, cfg->webhook.order_ref_field, &d->charge,
                          detail, sizeof(detail));
+        if (r == -ENOMEM || json_alloc_failed)
+                return -ENOMEM;
         if (r < 0) {
-                reject(d, OUTCOME_INVALID, 400, r == -ENOMEM ? "out of memory" : detail, keep);
-                return;
+                reject(d, OUTCOME_INVALID, 400, detail, keep);
+                return 0;
         }
         d->has_charge = true;
         if (cfg->webhook.verify == VERIFY_STANDARD_WEBHOOKS) {
                 const char *id = header(conn, SW_HEADER_ID);
                 d->message_id = id ? strdup(id) : NULL;
+                if (id && !d->message_id)
+                        return -ENOMEM;
         }
+        return 0;
 }
 
 static void wake_connection(struct job *job)
@@ -405,7 +485,13 @@ static enum MHD_Result enqueue_webhook(struct MHD_Connection *conn, const struct
 
         if (!job)
                 return respond_unavailable(conn);
-        classify(conn, s, req, &job->delivery);
+        int r = classify(conn, s, req, &job->delivery);
+        if (r < 0) {
+                log_warning("webhook from %s answered 503: %s", job->delivery.remote_addr,
+                            strerror(-r));
+                job_unref(job);
+                return respond_unavailable(conn);
+        }
         job->deadline_ms = time_monotonic_ms() + s->cfg->database.commit_timeout;
         job->wake = wake_connection;
         job->wake_data = req;
@@ -413,7 +499,7 @@ static enum MHD_Result enqueue_webhook(struct MHD_Connection *conn, const struct
 
         /* Suspend first: the writer may finish before writer_submit() returns. */
         MHD_suspend_connection(conn);
-        int r = atomic_load(&req->rt->draining) ? -ESHUTDOWN : writer_submit(req->rt->writer, job);
+        r = atomic_load(&req->rt->draining) ? -ESHUTDOWN : writer_submit(req->rt->writer, job);
         if (r < 0) {
                 job->result = r;
                 MHD_resume_connection(conn);
@@ -639,6 +725,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
         if (req) {
                 r = handle_webhook_body(conn, s, req, upload_data, upload_data_size);
+        } else if (framing_ambiguous(conn)) {
+                /* On every path: a keep-alive connection is as open to
+                 * smuggling behind a GET as behind a webhook. */
+                r = respond_early(conn, MHD_HTTP_BAD_REQUEST,
+                                  "{\"error\":\"bad_request\",\"detail\":\"ambiguous message framing\"}",
+                                  NULL);
         } else if (strcmp(url, s->cfg->http.webhook_path) != 0) {
                 r = handle_read_route(conn, rt, s, url, method);
         } else if (webhook_headers_ok(conn, method, s, &r)) {
@@ -715,6 +807,7 @@ int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_ser
         if (!srv)
                 return -ENOMEM;
         srv->rt = rt;
+        json_set_alloc_funcs(json_alloc, free); /* before any request thread runs */
         const struct settings *s = runtime_settings_acquire(rt);
         for (size_t i = 0; i < n_fds && i < MAX_DAEMONS; i++) {
                 srv->daemons[i] = start_daemon(rt, s->cfg, fds[i]);
