@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build cashpayd twice — a -Werror build and an ASan+UBSan build — and run
-# the whole test suite in both. Ends with one line: "N passed, N failed".
+# the whole test suite in both; then run the fuzzers briefly in a third
+# (clang) build. Ends with one line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,14 @@ if [[ -d build-asan/meson-logs ]] && [[ -f build-asan/build.ninja ]]; then
         meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3 || status=1
 fi
 
-python3 scripts/count-tests.py build-ci build-asan
+# The libFuzzer targets (clang), each for a few seconds from its seeds; the
+# long runs are by hand (fuzz/README.md).
+CC=clang build build-fuzz-ci --buildtype=debugoptimized -Dfuzz=true \
+        -Db_sanitize=address,undefined -Db_lundef=false || status=1
+if [[ -f build-fuzz-ci/build.ninja ]]; then
+        meson test -C build-fuzz-ci --suite fuzz --print-errorlogs --num-processes 2 || status=1
+fi
+
+python3 scripts/count-tests.py build-ci build-asan build-fuzz-ci
 count=$?
 (( status == 0 && count == 0 ))
