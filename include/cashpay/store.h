@@ -120,7 +120,8 @@ void store_close(struct store *s);
  * Returns 0 when COMMIT succeeded: every delivery has @fault == 0 and its
  * results filled, or @fault < 0. Otherwise nothing is committed, every
  * result is invalid and the return is -EBUSY (locked past busy_timeout),
- * -ENOSPC, -EIO, -EROFS or -ENOMEM — errors worth a 503 and a retry.
+ * -ENOSPC, -EIO, -EROFS, -ENOMEM, or -ENOENT/-ESTALE (store_check_file())
+ * — errors worth a 503 and a retry.
  */
 int store_submit(struct store *s, struct delivery *const *items, size_t n);
 
@@ -133,6 +134,14 @@ int store_get_order(struct store *s, const char *charge_id, struct order_record 
  * process), else a negative errno (-ENOENT for a vanished file).
  */
 int store_health(struct store *s);
+
+/*
+ * store_check_file() - 0 when the database file at the configured path is
+ * still the one this handle opened and, for a writable handle, still
+ * writable; -ENOENT (deleted), -ESTALE (replaced) or -EROFS (made
+ * read-only). store_submit() runs it before every batch.
+ */
+int store_check_file(struct store *s);
 
 /* store_checkpoint() - PASSIVE (truncate = false) or TRUNCATE checkpoint of the WAL. */
 int store_checkpoint(struct store *s, bool truncate);

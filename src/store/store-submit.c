@@ -406,6 +406,11 @@ int store_submit(struct store *s, struct delivery *const *items, size_t n)
                 return -EROFS;
         if (n == 0)
                 return 0;
+        /* once per batch: committing into a deleted, replaced or read-only
+         * file would acknowledge what the next start cannot see */
+        r = store_check_file(s);
+        if (r < 0)
+                return r;
         r = run_batch(s, items, n, false);
         /* rare: a delivery the database refuses; redo the batch around it */
         if (delivery_fault(r))

@@ -282,11 +282,9 @@ int store_get_order(struct store *s, const char *charge_id, struct order_record 
         return r;
 }
 
-int store_health(struct store *s)
+int store_check_file(struct store *s)
 {
         struct stat st;
-        sqlite3_stmt *q;
-        int r, rc;
 
         /* a database deleted or replaced under a running daemon would take
          * every acknowledged webhook with it when the process ends */
@@ -294,6 +292,20 @@ int store_health(struct store *s)
                 return -errno;
         if (st.st_dev != s->dev || st.st_ino != s->ino)
                 return -ESTALE;
+        /* the open descriptor could still write, but the next start could not */
+        if (!s->read_only && faccessat(AT_FDCWD, s->path, W_OK, AT_EACCESS) < 0)
+                return errno == ENOENT ? -ENOENT : -EROFS;
+        return 0;
+}
+
+int store_health(struct store *s)
+{
+        sqlite3_stmt *q;
+        int r, rc;
+
+        r = store_check_file(s);
+        if (r < 0)
+                return r;
         r = store_stmt(s, STMT_HEALTH, &q);
         if (r < 0)
                 return r;
