@@ -27,6 +27,10 @@ struct store_options {
         unsigned busy_timeout_ms;
         bool read_only;     /* lookups only; never migrates */
         bool migrate;       /* apply pending migrations on open (read_only = false) */
+        int64_t wal_limit_bytes; /* writable: keep the WAL well below this size by
+                                  * checkpointing at a quarter of it and cutting a
+                                  * checkpointed WAL back to half (0: SQLite's
+                                  * 1000-page cadence, 64 MiB) */
 };
 
 /*
@@ -143,7 +147,11 @@ int store_health(struct store *s);
  */
 int store_check_file(struct store *s);
 
-/* store_checkpoint() - PASSIVE (truncate = false) or TRUNCATE checkpoint of the WAL. */
+/*
+ * store_checkpoint() - PASSIVE (truncate = false) or TRUNCATE checkpoint of
+ * the WAL. Neither waits: TRUNCATE returns -EBUSY at once (after
+ * checkpointing what it could) while a reader or another writer needs the WAL.
+ */
 int store_checkpoint(struct store *s, bool truncate);
 
 /* store_wal_bytes() - current size of the -wal file, or -1 when unknown. */

@@ -21,6 +21,8 @@ struct admin_server {
         size_t n;
 };
 
+static int64_t wal_bytes(struct runtime *rt);
+
 int admin_health(struct runtime *rt, const char **why)
 {
         struct store *reader = reader_pool_acquire(rt->readers);
@@ -28,7 +30,7 @@ int admin_health(struct runtime *rt, const char **why)
 
         reader_pool_release(rt->readers, reader);
         if (r < 0) {
-                *why = "database does not answer";
+                *why = store_strerror(r);
                 return r;
         }
         if (!writer_making_progress(rt->writer, time_monotonic_ms())) {
@@ -39,6 +41,13 @@ int admin_health(struct runtime *rt, const char **why)
         if (r < 0) {
                 *why = store_strerror(r);
                 return r;
+        }
+        const struct settings *s = runtime_settings_acquire(rt);
+        int64_t limit = (int64_t) s->cfg->database.wal_warn_bytes;
+        runtime_settings_release(rt);
+        if (wal_bytes(rt) > limit) {
+                *why = "write-ahead log past wal_warn_bytes: a reader keeps a transaction open";
+                return -EFBIG;
         }
         *why = "ok";
         return 0;

@@ -46,6 +46,8 @@ struct daemon {
 };
 
 static struct log_ratelimit rejected_log = LOG_RATELIMIT_INIT(10, 5000);
+/* a full disk fails every batch: logging each would only fill it further */
+static struct log_ratelimit commit_failure_log = LOG_RATELIMIT_INIT(5, 10000);
 
 static void usage(FILE *out)
 {
@@ -125,8 +127,16 @@ static void on_batch(struct job *const *jobs, size_t n, int result, int64_t comm
 
         metrics_observe_commit(commit_us, n, result);
         if (result < 0) {
-                log_err("could not commit %zu webhook(s), answering 503: %s", n,
-                        store_strerror(result));
+                if (!log_rate_ok(&commit_failure_log))
+                        return;
+                if (result == -ENOENT || result == -ESTALE || result == -EROFS)
+                        log_err("could not commit %zu webhook(s), answering 503: %s; the "
+                                "database file was deleted, replaced or made read-only while "
+                                "running: restore it and restart cashpayd", n,
+                                store_strerror(result));
+                else
+                        log_err("could not commit %zu webhook(s), answering 503: %s", n,
+                                store_strerror(result));
                 return;
         }
         atomic_store(&dmn->last_commit_ms, time_now_ms());
@@ -175,6 +185,7 @@ static int open_database(struct daemon *dmn, const struct config *cfg)
                 .synchronous = cfg->database.synchronous,
                 .busy_timeout_ms = cfg->database.busy_timeout,
                 .migrate = true,
+                .wal_limit_bytes = (int64_t) cfg->database.wal_warn_bytes,
         };
         int r = ensure_parent_dir(cfg->database.path);
 
@@ -241,6 +252,7 @@ static int start_serving(struct daemon *dmn, const struct config *cfg)
                 .max_queue = cfg->http.max_queue,
                 .commit_timeout_ms = cfg->database.commit_timeout,
                 .busy_timeout_ms = cfg->database.busy_timeout,
+                .wal_limit_bytes = (int64_t) cfg->database.wal_warn_bytes,
                 .stall_file = getenv("CASHPAYD_TEST_STALL_FILE"),
         };
         int r = writer_start(dmn->store, &wopts, on_batch, dmn, &dmn->rt.writer);
@@ -295,6 +307,7 @@ static void reload(struct daemon *dmn)
                 log_err("reload failed, keeping the running configuration: %s", err);
         } else {
                 log_set_level(settings->cfg->log.level);
+                writer_set_wal_limit(dmn->rt.writer, (int64_t) settings->cfg->database.wal_warn_bytes);
                 runtime_settings_swap(&dmn->rt, settings);
                 log_notice("configuration and secrets reloaded from %s", dmn->config_path);
         }
@@ -318,11 +331,29 @@ static void report_status(struct daemon *dmn)
                               writer_queue_depth(dmn->rt.writer), last);
 }
 
-/* Housekeeping between signals: deadlines, the watchdog, STATUS=. */
+/* Housekeeping between signals: deadlines, the watchdog, STATUS=, the WAL. */
 struct ticker {
         int64_t next_watchdog, next_status;
         uint64_t watchdog_usec;
+        bool wal_warned;
 };
+
+/* Say so once when the WAL passes wal_warn_bytes, and once when it is back. */
+static void watch_wal(struct daemon *dmn, struct ticker *t)
+{
+        const struct settings *s = runtime_settings_acquire(&dmn->rt);
+        int64_t limit = (int64_t) s->cfg->database.wal_warn_bytes;
+        runtime_settings_release(&dmn->rt);
+        int64_t wal = store_wal_bytes(dmn->store);
+
+        if (wal > limit && !t->wal_warned)
+                log_warning("the write-ahead log is %lld bytes, past wal_warn_bytes (%lld): a "
+                            "reader keeping a transaction open stops checkpoints",
+                            (long long) wal, (long long) limit);
+        else if (wal <= limit && t->wal_warned)
+                log_notice("the write-ahead log is back to %lld bytes", (long long) wal);
+        t->wal_warned = wal > limit;
+}
 
 static void tick(struct daemon *dmn, struct ticker *t)
 {
@@ -338,6 +369,7 @@ static void tick(struct daemon *dmn, struct ticker *t)
         }
         if (now >= t->next_status) {
                 report_status(dmn);
+                watch_wal(dmn, t);
                 t->next_status = now + STATUS_EVERY_MS;
         }
 }

@@ -4,10 +4,16 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cashpay/timeutil.h"
 #include "writer.h"
+
+/* After this long without work the writer checkpoints the WAL and looks at
+ * the database file; past wal_limit it tries to truncate the WAL at most
+ * this often even under load. */
+#define IDLE_MS 1000
 
 struct writer {
         struct store *store;
@@ -28,6 +34,11 @@ struct writer {
 
         _Atomic int64_t commit_started_ms; /* 0 while idle */
         _Atomic int last_result;
+
+        /* checkpoints, writer thread only (but wal_limit) */
+        bool dirty;                  /* committed since the last checkpoint */
+        int64_t next_truncate_ms;    /* monotonic */
+        _Atomic int64_t wal_limit;   /* bytes of WAL worth a TRUNCATE checkpoint */
 };
 
 struct job *job_new(void)
@@ -109,6 +120,7 @@ static void commit_batch(struct writer *w, size_t n)
         int64_t commit_us = (time_monotonic_ms() - t0) * 1000;
 
         atomic_store(&w->last_result, r);
+        w->dirty |= r == 0;
         w->on_batch(w->batch, n, r, commit_us, w->cb_data);
 
         pthread_mutex_lock(&w->lock);
@@ -124,14 +136,57 @@ static void commit_batch(struct writer *w, size_t n)
         }
 }
 
+/*
+ * SQLite checkpoints by itself after commits, but a reader holding a
+ * snapshot stops those short and the WAL grows. Once the writer is idle it
+ * checkpoints what is left (PASSIVE: it never waits), and a WAL past
+ * wal_limit is truncated as soon as no reader needs it (the TRUNCATE
+ * attempt gives up at once while one does).
+ */
+static void checkpoint(struct writer *w, bool idle)
+{
+        int64_t now = time_monotonic_ms();
+        bool over = store_wal_bytes(w->store) > atomic_load(&w->wal_limit);
+
+        if (!(idle && w->dirty) && !(over && now >= w->next_truncate_ms))
+                return;
+        if (over)
+                w->next_truncate_ms = now + IDLE_MS;
+        w->dirty = store_checkpoint(w->store, over) < 0;
+}
+
+/* A file deleted, replaced or made read-only shows in /healthz at once,
+ * not only when the next webhook fails; a file fixed again clears it. */
+static void check_file(struct writer *w)
+{
+        int r = store_check_file(w->store), last = atomic_load(&w->last_result);
+
+        if (r < 0)
+                atomic_store(&w->last_result, r);
+        else if (last == -ENOENT || last == -ESTALE || last == -EROFS)
+                atomic_compare_exchange_strong(&w->last_result, &last, 0);
+}
+
+/* Wait for jobs; true when IDLE_MS passed without any. Called locked. */
+static bool wait_for_work(struct writer *w)
+{
+        struct timespec until;
+
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += IDLE_MS / 1000;
+        while (!w->head && !w->stopping)
+                if (pthread_cond_timedwait(&w->wake, &w->lock, &until) == ETIMEDOUT)
+                        return !w->head && !w->stopping;
+        return false;
+}
+
 static void *writer_main(void *arg)
 {
         struct writer *w = arg;
 
         for (;;) {
                 pthread_mutex_lock(&w->lock);
-                while (!w->head && !w->stopping)
-                        pthread_cond_wait(&w->wake, &w->lock);
+                bool idle = wait_for_work(w);
                 if (!w->head && w->stopping) {
                         pthread_mutex_unlock(&w->lock);
                         break;
@@ -140,6 +195,9 @@ static void *writer_main(void *arg)
                 pthread_mutex_unlock(&w->lock);
                 if (n > 0)
                         commit_batch(w, n);
+                if (idle)
+                        check_file(w);
+                checkpoint(w, idle);
         }
         return NULL;
 }
@@ -165,8 +223,13 @@ int writer_start(struct store *store, const struct writer_options *opts,
                 free(w);
                 return -ENOMEM;
         }
+        atomic_init(&w->wal_limit, opts->wal_limit_bytes ? opts->wal_limit_bytes : INT64_MAX);
         pthread_mutex_init(&w->lock, NULL);
-        pthread_cond_init(&w->wake, NULL);
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* idle timeouts ignore clock steps */
+        pthread_cond_init(&w->wake, &attr);
+        pthread_condattr_destroy(&attr);
         int r = pthread_create(&w->thread, NULL, writer_main, w);
         if (r != 0) {
                 pthread_cond_destroy(&w->wake);
@@ -256,4 +319,9 @@ bool writer_making_progress(struct writer *w, int64_t now_ms)
 int writer_last_result(struct writer *w)
 {
         return atomic_load(&w->last_result);
+}
+
+void writer_set_wal_limit(struct writer *w, int64_t bytes)
+{
+        atomic_store(&w->wal_limit, bytes > 0 ? bytes : INT64_MAX);
 }

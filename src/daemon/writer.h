@@ -7,6 +7,9 @@
  * whatever arrives while a commit runs forms the next batch), then wakes each
  * connection with its own result.
  *
+ * When idle for a second it checkpoints the WAL (see checkpoint() in
+ * writer.c) and checks that the database file is still there and writable.
+ *
  * libmicrohttpd never times out a suspended connection, so every queued
  * delivery has a deadline; writer_expire() answers late ones with 503 from
  * the main loop, even while the writer thread is stuck inside a commit.
@@ -45,6 +48,7 @@ struct writer_options {
         unsigned max_queue;
         unsigned commit_timeout_ms;
         unsigned busy_timeout_ms;
+        int64_t wal_limit_bytes;       /* try to truncate a WAL past this (0: never) */
         const char *stall_file;        /* tests: stall before commits while this file exists */
 };
 
@@ -82,5 +86,9 @@ unsigned writer_queue_depth(struct writer *w);
  */
 bool writer_making_progress(struct writer *w, int64_t now_ms);
 
-/* writer_last_result() - result of the newest commit attempt (0 or -errno). */
+/* writer_last_result() - result of the newest commit attempt (0 or -errno),
+ * or the database file's problem (store_check_file()) seen while idle. */
 int writer_last_result(struct writer *w);
+
+/* writer_set_wal_limit() - change wal_limit_bytes (on reload). */
+void writer_set_wal_limit(struct writer *w, int64_t bytes);

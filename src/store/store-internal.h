@@ -42,6 +42,7 @@ struct store {
         char *wal_path;          /* path + "-wal" */
         bool read_only;
         unsigned busy_timeout_ms;
+        int64_t wal_limit_bytes; /* store_options.wal_limit_bytes */
         dev_t dev;               /* identity of the file opened, for store_health() */
         ino_t ino;
         sqlite3_stmt *stmt[_STMT_MAX]; /* NULL until first use */

@@ -23,7 +23,10 @@
 #define STORE_SQLITE_MIN 3037000
 
 /* Bounds the -wal file left after a checkpoint; big batches may grow it. */
-#define STORE_JOURNAL_SIZE_LIMIT "67108864"
+#define STORE_JOURNAL_SIZE_LIMIT (INT64_C(64) << 20)
+/* SQLite's own checkpoint cadence, in pages, and its default page size. */
+#define STORE_AUTOCHECKPOINT_MAX 1000
+#define STORE_PAGE_SIZE 4096
 
 static const char *const synchronous_names[] = {
         [DB_SYNC_OFF] = "OFF",
@@ -48,6 +51,7 @@ static int store_new(const struct store_options *opts, struct store **ret)
         }
         s->read_only = opts->read_only;
         s->busy_timeout_ms = opts->busy_timeout_ms;
+        s->wal_limit_bytes = opts->wal_limit_bytes;
         *ret = s;
         return 0;
 }
@@ -154,6 +158,29 @@ fail:
         return r < 0 ? r : -EIO;
 }
 
+/*
+ * Keep the WAL well below wal_limit_bytes (where the daemon warns): SQLite
+ * checkpoints after a commit once the WAL holds a quarter of it, and cuts a
+ * checkpointed WAL back to half of it. A reader holding a snapshot can still
+ * make it grow: that is what the warning is for.
+ */
+static int bound_wal(struct store *s, char *err, size_t err_len)
+{
+        int64_t limit = s->wal_limit_bytes, keep = STORE_JOURNAL_SIZE_LIMIT;
+        int64_t pages = STORE_AUTOCHECKPOINT_MAX;
+        char sql[64];
+
+        if (limit > 0 && limit / 2 < keep)
+                keep = limit / 2;
+        if (limit > 0 && limit / 4 / STORE_PAGE_SIZE < pages)
+                pages = limit / 4 / STORE_PAGE_SIZE > 0 ? limit / 4 / STORE_PAGE_SIZE : 1;
+        snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %lld", (long long) keep);
+        int r = pragma(s, sql, err, err_len);
+        if (r >= 0)
+                r = store_errno_from_sqlite(sqlite3_wal_autocheckpoint(s->db, (int) pages));
+        return r;
+}
+
 static int configure(struct store *s, enum db_synchronous sync, char *err, size_t err_len)
 {
         char sql[64];
@@ -173,8 +200,7 @@ static int configure(struct store *s, enum db_synchronous sync, char *err, size_
         if (r >= 0)
                 r = pragma(s, "PRAGMA foreign_keys = ON", err, err_len);
         if (r >= 0)
-                r = pragma(s, "PRAGMA journal_size_limit = " STORE_JOURNAL_SIZE_LIMIT,
-                           err, err_len);
+                r = bound_wal(s, err, err_len);
         /* the per-delivery savepoints journal a few pages each: keep them in memory */
         if (r >= 0)
                 r = pragma(s, "PRAGMA temp_store = MEMORY", err, err_len);
@@ -320,10 +346,18 @@ int store_checkpoint(struct store *s, bool truncate)
 
         if (s->read_only)
                 return -EROFS;
+        /* TRUNCATE waits for readers through the busy handler; the writer
+         * must not sit there while webhooks queue up, so it gives up at once
+         * (having checkpointed what it could) and tries again later */
+        if (truncate)
+                sqlite3_busy_timeout(s->db, 0);
         rc = sqlite3_wal_checkpoint_v2(s->db, "main",
                                        truncate ? SQLITE_CHECKPOINT_TRUNCATE
                                                 : SQLITE_CHECKPOINT_PASSIVE,
                                        NULL, NULL);
+        if (truncate)
+                sqlite3_busy_timeout(s->db, (int) (s->busy_timeout_ms > INT32_MAX ? INT32_MAX
+                                                                                  : s->busy_timeout_ms));
         return store_errno_from_sqlite(rc);
 }
 
