@@ -51,6 +51,11 @@ peak_rss_kib() {
         awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
+# cpu_ticks PID: user + system time so far, in clock ticks.
+cpu_ticks() {
+        awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 # gen_bodies FILE COUNT [PREFIX]
 gen_bodies() {
         /usr/bin/python3 "$BENCH_DIR/gen-bodies.py" --secret "$BENCH_SECRET" --count "$2" \
@@ -91,28 +96,32 @@ EOF
 }
 
 print_header() {
-        printf '%-9s %5s %-9s %11s %9s %9s %8s %9s %9s %9s\n' \
-                receiver conns conn-mode webhooks/s p50 p99 non-2xx acked stored peak-RSS
+        printf '%-9s %5s %-9s %11s %9s %9s %8s %9s %9s %9s %7s\n' \
+                receiver conns conn-mode webhooks/s p50 p99 non-2xx acked stored peak-RSS cpu/req
 }
 
 ms() {
         awk -v us="$1" 'BEGIN { if (us < 10000) printf "%.2fms", us / 1000; else printf "%.1fms", us / 1000 }'
 }
 
-# report NAME CONNS MODE WRK_OUT STORED RSS_KIB: prints the line; fails when
-# something was acknowledged that is not in the database.
+# report NAME CONNS MODE WRK_OUT STORED RSS_KIB CPU_TICKS: prints the line;
+# fails when something was acknowledged that is not in the database.
+# cpu/req is the receiver's own CPU time (user + system) per acknowledged
+# webhook: unlike webhooks/s it hardly moves when something else runs.
 report() {
-        local out=$4 requests duration non2xx acked rate errs wraps
+        local out=$4 requests duration non2xx acked rate errs wraps cpu
         requests=$(result_field "$out" requests)
         [[ -n $requests ]] || { cat "$out" >&2; die "wrk did not finish (see above)"; }
         duration=$(result_field "$out" duration_us)
         non2xx=$(result_field "$out" non2xx)
         acked=$((requests - non2xx))
         rate=$(awk -v n="$acked" -v us="$duration" 'BEGIN { printf "%d", n / (us / 1e6) }')
-        printf '%-9s %5d %-9s %11s %9s %9s %8d %9d %9d %8.1fM\n' "$1" "$2" "$3" \
+        cpu=$(awk -v t="$7" -v hz="$(getconf CLK_TCK)" -v n="$acked" \
+                'BEGIN { if (n > 0) printf "%.0fus", t / hz * 1e6 / n; else print "-" }')
+        printf '%-9s %5d %-9s %11s %9s %9s %8d %9d %9d %8.1fM %7s\n' "$1" "$2" "$3" \
                 "$rate" "$(ms "$(result_field "$out" p50_us)")" \
                 "$(ms "$(result_field "$out" p99_us)")" "$non2xx" "$acked" "$5" \
-                "$(awk -v k="$6" 'BEGIN { print k / 1024 }')"
+                "$(awk -v k="$6" 'BEGIN { print k / 1024 }')" "$cpu"
         errs=$(($(result_field "$out" connect_err) + $(result_field "$out" read_err) +
                 $(result_field "$out" write_err) + $(result_field "$out" timeouts)))
         wraps=$(result_field "$out" wraps)

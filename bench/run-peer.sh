@@ -52,7 +52,7 @@ fi
 
 # run_one MODE CONNS
 run_one() {
-        local dir=$WORK/express-$1-$2 port pid rss stored
+        local dir=$WORK/express-$1-$2 port pid rss cpu stored
         mkdir -p "$dir"
         echo "$BENCH_SECRET" >"$dir/secret"
         port=$(free_port)
@@ -62,9 +62,10 @@ run_one() {
         wait_port "$port" "$pid" || { cat "$dir/peer.log" >&2; die "the Express peer did not start"; }
         run_wrk "http://127.0.0.1:$port/cashpay/webhook" "$2" "$duration" "$bodies" "$1" "$dir/wrk.txt"
         rss=$(peak_rss_kib "$pid")
+        cpu=$(cpu_ticks "$pid")
         stop_pid "$pid" || die "the Express peer did not stop within 30 s"
         stored=$(count_stored "$dir/peer.db")
-        report express "$2" "$1" "$dir/wrk.txt" "$stored" "$rss"
+        report express "$2" "$1" "$dir/wrk.txt" "$stored" "$rss" "$cpu"
 }
 
 $header && print_header

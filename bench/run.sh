@@ -91,7 +91,7 @@ EOF
 
 # run_one MODE CONNS
 run_one() {
-        local dir=$WORK/cashpayd-$1-$2 port admin pid rss stored
+        local dir=$WORK/cashpayd-$1-$2 port admin pid rss cpu stored
         mkdir -p "$dir"
         echo "$BENCH_SECRET" >"$dir/secret"
         port=$(free_port)
@@ -102,10 +102,11 @@ run_one() {
         wait_port "$port" "$pid" || { cat "$dir/cashpayd.log" >&2; die "cashpayd did not start"; }
         run_wrk "http://127.0.0.1:$port/cashpay/webhook" "$2" "$duration" "$bodies" "$1" "$dir/wrk.txt"
         rss=$(peak_rss_kib "$pid")
+        cpu=$(cpu_ticks "$pid")
         curl -s "http://127.0.0.1:$admin/metrics" >"$dir/metrics.txt" || true
         stop_pid "$pid" || die "cashpayd did not stop within 30 s"
         stored=$(count_stored "$dir/db/cashpay.db")
-        report cashpayd "$2" "$1" "$dir/wrk.txt" "$stored" "$rss"
+        report cashpayd "$2" "$1" "$dir/wrk.txt" "$stored" "$rss" "$cpu"
 }
 
 print_header
