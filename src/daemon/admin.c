@@ -123,7 +123,7 @@ int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_s
                 return -ENOMEM;
         for (size_t i = 0; i < n_fds && i < MAX_ADMIN; i++) {
                 srv->daemons[i] = MHD_start_daemon(
-                        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
+                        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL,
                         on_admin_request, rt,
                         MHD_OPTION_LISTEN_SOCKET, fds[i],
                         MHD_OPTION_CONNECTION_LIMIT, 64,
@@ -144,7 +144,10 @@ void admin_free(struct admin_server *srv)
 {
         if (!srv)
                 return;
-        for (size_t i = 0; i < srv->n; i++)
+        /* Quiesced first, MHD leaves the listening socket (maybe systemd's) alone. */
+        for (size_t i = 0; i < srv->n; i++) {
+                MHD_quiesce_daemon(srv->daemons[i]);
                 MHD_stop_daemon(srv->daemons[i]);
+        }
         free(srv);
 }
