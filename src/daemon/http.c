@@ -24,6 +24,7 @@
 #include "cashpay/page.h"
 #include "cashpay/timeutil.h"
 #include "cashpay/verify.h"
+#include "deadline.h"
 #include "http.h"
 #include "metrics.h"
 
@@ -34,6 +35,8 @@ struct http_server {
         struct runtime *rt;
         struct MHD_Daemon *daemons[MAX_DAEMONS];
         size_t n;
+        struct deadline_list *deadlines;
+        int64_t request_timeout_ms;
 };
 
 enum route { ROUTE_WEBHOOK, ROUTE_OTHER };
@@ -42,10 +45,11 @@ enum route { ROUTE_WEBHOOK, ROUTE_OTHER };
 struct request {
         struct runtime *rt;
         struct MHD_Connection *conn;
+        enum route route;
         uint8_t *body;
         size_t len, cap;
         bool too_large;
-        size_t discarded; /* bytes past max_body thrown away */
+        size_t discarded; /* bytes past max_body (or of an unwanted body) thrown away */
         struct job *job;  /* queued delivery, once the body is complete */
 };
 
@@ -695,53 +699,102 @@ static bool is_get_or_head(const char *method)
         return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 }
 
-static enum MHD_Result handle_read_route(struct MHD_Connection *conn, struct runtime *rt,
-                                         const struct settings *s, const char *url,
-                                         const char *method)
+/* True when @url and @method name a page or a status lookup; otherwise an
+ * answer was queued and @ret is what the handler returns. */
+static bool read_route_ok(struct MHD_Connection *conn, const struct settings *s, const char *url,
+                          const char *method, enum MHD_Result *ret)
 {
         const struct config *cfg = s->cfg;
-        bool is_return = strcmp(url, cfg->http.return_path) == 0;
-        const char *status_id = is_return ? NULL : status_suffix(url, cfg->http.status_path);
 
-        if (!is_return && !status_id)
-                return respond_early(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}", NULL);
-        if (!is_get_or_head(method))
-                return respond_early(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+        if (strcmp(url, cfg->http.return_path) != 0 && !status_suffix(url, cfg->http.status_path))
+                *ret = respond_early(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}", NULL);
+        else if (!is_get_or_head(method))
+                *ret = respond_early(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                                      "{\"error\":\"method_not_allowed\"}", "GET, HEAD");
-        return is_return ? handle_return(conn, rt, s) : handle_status(conn, rt, status_id);
+        else
+                return true;
+        return false;
+}
+
+/*
+ * Answered once the request is complete, not from the first call: a response
+ * queued before libmicrohttpd has the whole request makes it close the
+ * connection afterwards (no keep-alive for the page's refreshes, and the
+ * rest of a pipeline dropped).
+ */
+static enum MHD_Result handle_read_route(struct MHD_Connection *conn, struct runtime *rt,
+                                         const struct settings *s, const char *url,
+                                         struct request *req, size_t *size)
+{
+        const char *status_id = status_suffix(url, s->cfg->http.status_path);
+
+        if (*size > 0) {
+                /* A body nobody asked for: thrown away, within bounds. */
+                req->discarded += *size;
+                *size = 0;
+                return req->discarded > s->cfg->http.max_body ? MHD_NO : MHD_YES;
+        }
+        if (strcmp(url, s->cfg->http.return_path) == 0)
+                return handle_return(conn, rt, s);
+        if (status_id)
+                return handle_status(conn, rt, status_id);
+        return respond_early(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}", NULL);
 }
 
 /* -------------------------------------------------------------- plumbing */
+
+/* The connection's request deadline (NULL when it went untracked). */
+static struct deadline *connection_deadline(struct MHD_Connection *conn)
+{
+        const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+        return info ? info->socket_context : NULL;
+}
+
+static enum MHD_Result new_request(struct runtime *rt, struct MHD_Connection *conn,
+                                   enum route route, void **req_cls)
+{
+        struct request *req = calloc(1, sizeof(*req));
+
+        if (!req)
+                return MHD_NO;
+        req->rt = rt;
+        req->conn = conn;
+        req->route = route;
+        *req_cls = req;
+        atomic_fetch_add(&rt->in_flight, 1);
+        return MHD_YES;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
 {
-        struct runtime *rt = cls;
+        struct http_server *srv = cls;
+        struct runtime *rt = srv->rt;
         struct request *req = *req_cls;
         enum MHD_Result r;
         const struct settings *s = runtime_settings_acquire(rt);
 
-        if (req) {
+        if (req && *upload_data_size == 0)
+                deadline_set(connection_deadline(conn), 0); /* the whole request is here */
+        if (req && req->route == ROUTE_WEBHOOK) {
                 r = handle_webhook_body(conn, s, req, upload_data, upload_data_size);
+        } else if (req) {
+                r = handle_read_route(conn, rt, s, url, req, upload_data_size);
         } else if (framing_ambiguous(conn)) {
                 /* On every path: a keep-alive connection is as open to
                  * smuggling behind a GET as behind a webhook. */
                 r = respond_early(conn, MHD_HTTP_BAD_REQUEST,
                                   "{\"error\":\"bad_request\",\"detail\":\"ambiguous message framing\"}",
                                   NULL);
-        } else if (strcmp(url, s->cfg->http.webhook_path) != 0) {
-                r = handle_read_route(conn, rt, s, url, method);
-        } else if (webhook_headers_ok(conn, method, s, &r)) {
-                req = calloc(1, sizeof(*req));
-                r = req ? MHD_YES : MHD_NO;
-                if (req) {
-                        req->rt = rt;
-                        req->conn = conn;
-                        *req_cls = req;
-                        atomic_fetch_add(&rt->in_flight, 1);
-                }
+        } else if (strcmp(url, s->cfg->http.webhook_path) == 0) {
+                if (webhook_headers_ok(conn, method, s, &r))
+                        r = new_request(rt, conn, ROUTE_WEBHOOK, req_cls);
+        } else if (read_route_ok(conn, s, url, method, &r)) {
+                r = new_request(rt, conn, ROUTE_OTHER, req_cls);
         }
         runtime_settings_release(rt);
         return r;
@@ -750,16 +803,36 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode code)
 {
-        struct runtime *rt = cls;
+        struct http_server *srv = cls;
         struct request *req = *req_cls;
 
+        /* The next request on a kept-alive connection gets its own time. */
+        deadline_set(connection_deadline(conn), time_monotonic_ms() + srv->request_timeout_ms);
         if (!req)
                 return;
         job_unref(req->job);
         free(req->body);
         free(req);
         *req_cls = NULL;
-        atomic_fetch_sub(&rt->in_flight, 1);
+        atomic_fetch_sub(&srv->rt->in_flight, 1);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+        struct http_server *srv = cls;
+
+        if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+                /* libmicrohttpd closes the descriptor only after this. */
+                deadline_remove(*socket_context);
+                *socket_context = NULL;
+                return;
+        }
+        const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (info)
+                *socket_context = deadline_add(srv->deadlines, info->connect_fd,
+                                               time_monotonic_ms() + srv->request_timeout_ms);
 }
 
 static void on_mhd_error(void *cls, const char *fmt, va_list ap)
@@ -780,21 +853,23 @@ static unsigned thread_count(const struct config *cfg)
         return cpus > 0 ? (unsigned) cpus : 1;
 }
 
-static struct MHD_Daemon *start_daemon(struct runtime *rt, const struct config *cfg, int fd)
+static struct MHD_Daemon *start_daemon(struct http_server *srv, const struct config *cfg, int fd)
 {
         unsigned threads = thread_count(cfg);
         size_t memory = cfg->http.max_header * 2 > 32768 ? cfg->http.max_header * 2 : 32768;
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
-        return MHD_start_daemon(flags, 0, NULL, NULL, on_request, rt,
+        return MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
+                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
                                 MHD_OPTION_LISTEN_SOCKET, fd,
                                 MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0,
                                 MHD_OPTION_CONNECTION_LIMIT, cfg->http.max_connections,
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->http.max_connections_per_ip,
                                 MHD_OPTION_CONNECTION_TIMEOUT, cfg->http.timeout,
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, rt,
-                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                                MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
                                 MHD_OPTION_STRICT_FOR_CLIENT, 1,
                                 MHD_OPTION_END);
 }
@@ -804,13 +879,16 @@ int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_ser
 {
         struct http_server *srv = calloc(1, sizeof(*srv));
 
-        if (!srv)
+        if (!srv || deadline_list_new(&srv->deadlines) < 0) {
+                free(srv);
                 return -ENOMEM;
+        }
         srv->rt = rt;
         json_set_alloc_funcs(json_alloc, free); /* before any request thread runs */
         const struct settings *s = runtime_settings_acquire(rt);
+        srv->request_timeout_ms = (int64_t) s->cfg->http.request_timeout * 1000;
         for (size_t i = 0; i < n_fds && i < MAX_DAEMONS; i++) {
-                srv->daemons[i] = start_daemon(rt, s->cfg, fds[i]);
+                srv->daemons[i] = start_daemon(srv, s->cfg, fds[i]);
                 if (!srv->daemons[i]) {
                         runtime_settings_release(rt);
                         snprintf(err, err_len, "cannot start the HTTP server on socket %d", fds[i]);
@@ -822,6 +900,18 @@ int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_ser
         runtime_settings_release(rt);
         *ret = srv;
         return 0;
+}
+
+void http_expire(struct http_server *srv, int64_t now_ms)
+{
+        static struct log_ratelimit rl = LOG_RATELIMIT_INIT(5, 10000);
+
+        if (!srv)
+                return;
+        unsigned n = deadline_expire(srv->deadlines, now_ms);
+        if (n > 0 && log_rate_ok(&rl))
+                log_info("closed %u connection(s) that did not send a whole request within %lld s",
+                         n, (long long) (srv->request_timeout_ms / 1000));
 }
 
 void http_quiesce(struct http_server *srv)
@@ -836,5 +926,6 @@ void http_free(struct http_server *srv)
                 return;
         for (size_t i = 0; i < srv->n; i++)
                 MHD_stop_daemon(srv->daemons[i]);
+        deadline_list_free(srv->deadlines);
         free(srv);
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "runtime.h"
 
@@ -18,6 +19,12 @@ struct http_server;
  * The sockets stay owned by the caller until http_free(). */
 int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_server **ret,
                char *err, size_t err_len);
+
+/*
+ * http_expire() - disconnect clients that have not sent their whole request
+ * within [http] request_timeout (see deadline.h). From the main loop.
+ */
+void http_expire(struct http_server *srv, int64_t now_ms);
 
 /* http_quiesce() - stop accepting new connections; in-flight ones go on. */
 void http_quiesce(struct http_server *srv);

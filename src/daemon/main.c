@@ -360,6 +360,7 @@ static void tick(struct daemon *dmn, struct ticker *t)
         int64_t now = time_monotonic_ms();
 
         writer_expire(dmn->rt.writer, now);
+        http_expire(dmn->http, now);
         /* Only a writer that commits (or waits for work) keeps us alive:
          * one stuck inside a commit must let systemd restart us. */
         if (t->watchdog_usec && now >= t->next_watchdog &&
