@@ -304,7 +304,8 @@ static void reload(struct daemon *dmn)
         if (r == 0)
                 r = settings_new(next, &settings, err, sizeof(err));
         if (r < 0) {
-                log_err("reload failed, keeping the running configuration: %s", err);
+                log_err("reload of %s failed, keeping the running configuration: %s",
+                        dmn->config_path, err);
         } else {
                 log_set_level(settings->cfg->log.level);
                 writer_set_wal_limit(dmn->rt.writer, (int64_t) settings->cfg->database.wal_warn_bytes);
