@@ -114,6 +114,19 @@ static enum MHD_Result respond_unavailable(struct MHD_Connection *conn)
         return queue(conn, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
 }
 
+/* While the daemon drains: this connection will not be served again. */
+static enum MHD_Result respond_stopping(struct MHD_Connection *conn)
+{
+        static const char body[] = "{\"error\":\"unavailable\",\"detail\":\"shutting down\"}";
+        struct MHD_Response *resp = make_response("application/json", body, sizeof(body) - 1);
+
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        return queue(conn, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+}
+
 static void add_security_headers(struct MHD_Response *resp)
 {
         size_t n;
@@ -501,9 +514,10 @@ static enum MHD_Result enqueue_webhook(struct MHD_Connection *conn, const struct
         job->wake_data = req;
         req->job = job;
 
-        /* Suspend first: the writer may finish before writer_submit() returns. */
+        /* Suspend first: the writer may finish before writer_submit() returns.
+         * Once the writer is closed (shutdown) it refuses, and we resume. */
         MHD_suspend_connection(conn);
-        r = atomic_load(&req->rt->draining) ? -ESHUTDOWN : writer_submit(req->rt->writer, job);
+        r = writer_submit(req->rt->writer, job);
         if (r < 0) {
                 job->result = r;
                 MHD_resume_connection(conn);
@@ -784,6 +798,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 r = handle_webhook_body(conn, s, req, upload_data, upload_data_size);
         } else if (req) {
                 r = handle_read_route(conn, rt, s, url, req, upload_data_size);
+        } else if (atomic_load(&rt->draining)) {
+                /* Requests already started finish; kept-alive connections
+                 * must not start new ones, or the drain never ends. */
+                r = respond_stopping(conn);
         } else if (framing_ambiguous(conn)) {
                 /* On every path: a keep-alive connection is as open to
                  * smuggling behind a GET as behind a webhook. */

@@ -401,6 +401,7 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
 
         service_notify_stopping();
         http_quiesce(dmn->http);
+        atomic_store(&dmn->rt.draining, true);
         while (atomic_load(&dmn->rt.in_flight) > 0 && time_monotonic_ms() < give_up) {
                 writer_expire(dmn->rt.writer, time_monotonic_ms());
                 usleep(10 * 1000);
@@ -408,7 +409,8 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
         if (atomic_load(&dmn->rt.in_flight) > 0)
                 log_warning("%d request(s) still in flight after the drain period",
                             atomic_load(&dmn->rt.in_flight));
-        atomic_store(&dmn->rt.draining, true);
+        /* Every suspended connection resumed (503) before the listeners stop. */
+        writer_close(dmn->rt.writer);
         http_free(dmn->http);
         dmn->http = NULL;
         writer_stop(dmn->rt.writer);

@@ -29,7 +29,7 @@ struct runtime {
         struct writer *writer;
         struct reader_pool *readers;
         _Atomic int in_flight;       /* requests between first call and completion */
-        _Atomic bool draining;       /* shutting down: refuse new webhooks */
+        _Atomic bool draining;       /* shutting down: new requests get 503 and a close */
 };
 
 /*

@@ -25,6 +25,7 @@ struct writer {
         pthread_mutex_t lock;
         pthread_cond_t wake;
         bool stopping;
+        bool closed;              /* writer_close(): no more jobs */
 
         struct job *head, *tail;  /* FIFO, guarded by lock */
         unsigned depth;           /* jobs in the FIFO */
@@ -274,7 +275,7 @@ int writer_submit(struct writer *w, struct job *job)
         int r = 0;
 
         pthread_mutex_lock(&w->lock);
-        if (w->stopping)
+        if (w->stopping || w->closed)
                 r = -ESHUTDOWN;
         else if (w->depth >= w->opts.max_queue)
                 r = -EAGAIN;
@@ -294,17 +295,31 @@ int writer_submit(struct writer *w, struct job *job)
         return r;
 }
 
-void writer_expire(struct writer *w, int64_t now_ms)
+/* Under the lock: answer queued and running jobs due by @now_ms with @result. */
+static void answer_due(struct writer *w, int64_t now_ms, int result)
 {
-        pthread_mutex_lock(&w->lock);
         for (struct job *job = w->head; job; job = job->next)
                 if (job->deadline_ms <= now_ms && job_claim(job, JOB_QUEUED))
-                        job_answer(job, -ETIMEDOUT);
+                        job_answer(job, result);
         for (size_t i = 0; i < w->batch_n; i++) {
                 struct job *job = w->batch[i];
                 if (job->deadline_ms <= now_ms && job_claim(job, JOB_TAKEN))
-                        job_answer(job, -ETIMEDOUT);
+                        job_answer(job, result);
         }
+}
+
+void writer_expire(struct writer *w, int64_t now_ms)
+{
+        pthread_mutex_lock(&w->lock);
+        answer_due(w, now_ms, -ETIMEDOUT);
+        pthread_mutex_unlock(&w->lock);
+}
+
+void writer_close(struct writer *w)
+{
+        pthread_mutex_lock(&w->lock);
+        w->closed = true;
+        answer_due(w, INT64_MAX, -ESHUTDOWN);
         pthread_mutex_unlock(&w->lock);
 }
 
