@@ -10,10 +10,13 @@ the order_events invariants; every request that got no answer (or a 503) is
 delivered again, must get 200 and must not take effect twice.
 
 CRASH_CYCLES (default 50), CRASH_CLIENTS (4) and CRASH_SEED set the run;
-thousands of cycles are a matter of CRASH_CYCLES=5000.
+thousands of cycles are a matter of CRASH_CYCLES=5000. Every CRASH_DB_CYCLES
+(100) cycles the run moves on to a fresh database, so that the checks after
+each cycle keep their cost.
 """
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -25,6 +28,7 @@ from harness import random_charge_id  # on the path once hostile is imported
 CYCLES = int(os.environ.get("CRASH_CYCLES", "50"))
 CLIENTS = int(os.environ.get("CRASH_CLIENTS", "4"))
 SEED = int(os.environ.get("CRASH_SEED", str(random.randrange(1 << 32))))
+DB_CYCLES = int(os.environ.get("CRASH_DB_CYCLES", "100"))
 PER_CLIENT_LIMIT = 2000   # requests per client and cycle: the load is bounded
 
 # What a charge goes through; some repeat or contradict themselves on purpose.
@@ -146,13 +150,30 @@ def max_delivery_id(daemon):
     return daemon.query("SELECT coalesce(max(id), 0) AS n FROM webhook_deliveries")[0]["n"]
 
 
+def new_daemon():
+    return Daemon({"log.level": "notice", "http.threads": "4"}, start=False)
+
+
+def finish(d, log, after_id, stats):
+    """Restart after the last kill on this database, account, stop cleanly."""
+    start(d, stats)
+    account(d, log, after_id, stats)
+    check_eq(d.stop(), 0, "clean stop after the last cycle")
+    d.log.close()
+    check_database(d)
+
+
 def test_sigkill_under_load():
     rng = random.Random(SEED)
     stats = Stats()
-    d = Daemon({"log.level": "notice", "http.threads": "4"}, start=False)
+    d = new_daemon()
     log, after_id = [], 0
     try:
         for cycle in range(CYCLES):
+            if cycle > 0 and cycle % DB_CYCLES == 0:
+                finish(d, log, after_id, stats)
+                shutil.rmtree(d.dir, ignore_errors=True)
+                d, log, after_id = new_daemon(), [], 0
             start(d, stats)
             try:
                 account(d, log, after_id, stats)
@@ -160,11 +181,8 @@ def test_sigkill_under_load():
                 raise AssertionError(f"cycle {cycle} (seed {SEED}): {e}") from None
             after_id = max_delivery_id(d)
             log = kill_under_load(d, stats, rng)
-        start(d, stats)
-        account(d, log, after_id, stats)
-        check_eq(d.stop(), 0, "clean stop after the last cycle")
-        d.log.close()
-        check_database(d)
+        finish(d, log, after_id, stats)
+        shutil.rmtree(d.dir, ignore_errors=True)
     finally:
         print(stats.summary(), flush=True)
         if d.proc and d.proc.poll() is None:
