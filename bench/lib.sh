@@ -56,6 +56,23 @@ cpu_ticks() {
         awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
+# trace_rss PID SECONDS: VmRSS in KiB once a second, for SECONDS seconds.
+trace_rss() {
+        local i
+        for ((i = 0; i < $2; i++)); do
+                sleep 1
+                awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || return 0
+        done
+}
+
+# wait_jobs_except PID: wait for every background job but PID.
+wait_jobs_except() {
+        local job
+        for job in $(jobs -p); do
+                [[ $job == "$1" ]] || wait "$job" || true
+        done
+}
+
 # gen_bodies FILE COUNT [PREFIX]
 gen_bodies() {
         /usr/bin/python3 "$BENCH_DIR/gen-bodies.py" --secret "$BENCH_SECRET" --count "$2" \

@@ -13,6 +13,7 @@
 #     --smoke              one 1 s run at 4 connections; fails unless
 #                          something was acknowledged
 #     --keep               keep the work directory (logs, databases)
+#     --rss-trace          also print each run's RSS once a second (is it flat?)
 #
 # Each run starts cashpayd on a fresh database (synchronous = full), loads it
 # with `wrk -t2 -cN -dD`, stops it, counts the deliveries stored with a 200
@@ -29,6 +30,7 @@ log_level=notice
 peer=auto
 smoke=false
 keep=false
+rss_trace=false
 extra=()
 
 while (($#)); do
@@ -43,6 +45,7 @@ while (($#)); do
         --no-peer) peer=false ;;
         --smoke) smoke=true ;;
         --keep) keep=true ;;
+        --rss-trace) rss_trace=true ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
         esac
@@ -100,15 +103,24 @@ run_one() {
         "$cashpayd" --config "$dir/cashpayd.conf" 2>"$dir/cashpayd.log" &
         pid=$!
         wait_port "$port" "$pid" || { cat "$dir/cashpayd.log" >&2; die "cashpayd did not start"; }
+        $rss_trace && trace_rss "$pid" "$(seconds "$duration")" >"$dir/rss.txt" &
         run_wrk "http://127.0.0.1:$port/cashpay/webhook" "$2" "$duration" "$bodies" "$1" "$dir/wrk.txt"
+        wait_jobs_except "$pid"
         rss=$(peak_rss_kib "$pid")
         cpu=$(cpu_ticks "$pid")
         curl -s "http://127.0.0.1:$admin/metrics" >"$dir/metrics.txt" || true
         stop_pid "$pid" || die "cashpayd did not stop within 30 s"
         stored=$(count_stored "$dir/db/cashpay.db")
         report cashpayd "$2" "$1" "$dir/wrk.txt" "$stored" "$rss" "$cpu"
+        if $rss_trace; then
+                echo "          RSS MiB, once a second: $(awk '{ printf "%.1f ", $1 / 1024 }' "$dir/rss.txt")"
+        fi
 }
 
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)," \
+        "$(basename "$cashpayd") $("$cashpayd" --version | cut -d' ' -f2), wrk -t$WRK_THREADS -d$duration"
+$smoke || /usr/bin/python3 "$BENCH_DIR/storage-floor.py" --seconds 2 "$SOURCE_ROOT/migrations" "$WORK" |
+        sed 's/^/# /'
 print_header
 ours_64=
 for mode in $modes; do
