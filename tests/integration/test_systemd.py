@@ -414,6 +414,44 @@ def test_no_ready_when_start_fails():
             notify.close()
 
 
+def test_stop_drains_and_checkpoints():
+    """SIGTERM: STOPPING=1, a webhook whose commit is under way still gets
+    its 200 and is stored, the WAL is checkpointed into the database, exit 0."""
+    d = ServiceDaemon(start=False)
+    notify = Notifications(d.dir)
+    stall = os.path.join(d.dir, "stall")
+    d.env.update({"NOTIFY_SOCKET": notify.path, "CASHPAYD_TEST_STALL_FILE": stall})
+    try:
+        d.start()
+        for _ in range(20):
+            check_eq(d.post_json(charge())[0], 200, "webhook")
+        open(stall, "w").close()
+        results, body = [], charge()
+        poster = threading.Thread(target=lambda: results.append(d.post_json(body)), daemon=True)
+        poster.start()
+        time.sleep(0.3)
+        d.proc.send_signal(signal.SIGTERM)
+        notify.wait_key("STOPPING")
+        check_eq(d.proc.poll(), None, "still draining")
+        os.unlink(stall)
+        poster.join(15)
+        check_eq(results, [(200, {"outcome": "applied"})], "in-flight webhook answered")
+        check_eq(d.proc.wait(20), 0, "exit status")
+        wal = d.db_path + "-wal"
+        check(not os.path.exists(wal) or os.path.getsize(wal) == 0, "WAL checkpointed")
+        with contextlib.closing(sqlite3.connect(f"file:{d.db_path}?mode=ro&immutable=1",
+                                                uri=True)) as c:
+            n = c.execute("SELECT count(*) FROM orders").fetchone()[0]
+            found = c.execute("SELECT count(*) FROM orders WHERE charge_id = ?",
+                              (body["id"],)).fetchone()[0]
+        check_eq((n, found), (21, 1), "every order in the main database file")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stall)
+        d.close()
+        notify.close()
+
+
 # ------------------------------------------------------------ watchdog
 
 def max_gap(times, start, end):
@@ -766,6 +804,7 @@ if __name__ == "__main__":
         test_passed_sockets_survive_stop,
         test_notify_protocol,
         test_no_ready_when_start_fails,
+        test_stop_drains_and_checkpoints,
         test_watchdog,
         test_reload_rotated_secret,
         test_reload_broken_config,
