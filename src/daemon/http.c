@@ -305,13 +305,21 @@ static int append_body(struct request *req, const char *data, size_t size, size_
 
 /* ------------------------------------------------------ who is calling */
 
+/* An IPv4 peer on a dual-stack socket (::ffff:a.b.c.d) is written as the
+ * IPv4 address it is, so logs and remote_addr read the same either way. */
 static void addr_to_text(const struct sockaddr *sa, char *buf, size_t len)
 {
-        const void *raw = sa->sa_family == AF_INET6
-                ? (const void *) &((const struct sockaddr_in6 *) sa)->sin6_addr
-                : (const void *) &((const struct sockaddr_in *) sa)->sin_addr;
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *) sa)->sin6_addr;
+        int family = sa->sa_family;
+        const void *raw = &((const struct sockaddr_in *) sa)->sin_addr;
 
-        if (!inet_ntop(sa->sa_family, raw, buf, (socklen_t) len))
+        if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(v6)) {
+                family = AF_INET;
+                raw = &v6->s6_addr[12];
+        } else if (family == AF_INET6) {
+                raw = v6;
+        }
+        if (!inet_ntop(family, raw, buf, (socklen_t) len))
                 snprintf(buf, len, "unknown");
 }
 
@@ -853,6 +861,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                                                time_monotonic_ms() + srv->request_timeout_ms);
 }
 
+__attribute__((format(printf, 2, 0)))
 static void on_mhd_error(void *cls, const char *fmt, va_list ap)
 {
         char msg[512];
@@ -876,7 +885,7 @@ static struct MHD_Daemon *start_daemon(struct http_server *srv, const struct con
         unsigned threads = thread_count(cfg);
         size_t memory = cfg->http.max_header * 2 > 32768 ? cfg->http.max_header * 2 : 32768;
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
         return MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
@@ -942,6 +951,9 @@ void http_free(struct http_server *srv)
 {
         if (!srv)
                 return;
+        /* Quiesced first, MHD leaves the listening socket alone: under
+         * socket activation it belongs to systemd and must stay usable. */
+        http_quiesce(srv);
         for (size_t i = 0; i < srv->n; i++)
                 MHD_stop_daemon(srv->daemons[i]);
         deadline_list_free(srv->deadlines);
