@@ -89,6 +89,7 @@ def stop_clean(daemon):
     rc = daemon.stop()
     daemon.log.close()
     check_eq(rc, 0, "exit status after SIGTERM\n" + daemon.log_text()[-2000:])
+    shutil.rmtree(daemon.dir, ignore_errors=True)  # kept only when something failed
 
 
 def kill(daemon):
