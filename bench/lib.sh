@@ -56,20 +56,12 @@ cpu_ticks() {
         awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-# trace_rss PID SECONDS: VmRSS in KiB once a second, for SECONDS seconds.
+# trace_rss PID WHILE_PID: VmRSS of PID in KiB once a second while WHILE_PID runs
+# (bounded by wrk's own duration).
 trace_rss() {
-        local i
-        for ((i = 0; i < $2; i++)); do
+        while kill -0 "$2" 2>/dev/null; do
                 sleep 1
                 awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || return 0
-        done
-}
-
-# wait_jobs_except PID: wait for every background job but PID.
-wait_jobs_except() {
-        local job
-        for job in $(jobs -p); do
-                [[ $job == "$1" ]] || wait "$job" || true
         done
 }
 

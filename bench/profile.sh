@@ -38,7 +38,7 @@ trap 'rm -rf "$WORK"' EXIT
 gen_bodies "$WORK/bodies.txt" $(($(seconds "$duration") * 60000 + 2000))
 echo "$BENCH_SECRET" >"$WORK/secret"
 port=$(free_port)
-printf '[http]\nlisten = 127.0.0.1:%s\n[admin]\nlisten =\n[webhook]\nsecret_file = %s/secret\n[database]\npath = %s/db/cashpay.db\nsynchronous = full\n[log]\nlevel = notice\n' \
+printf '[http]\nlisten = 127.0.0.1:%s\nmax_connections_per_ip = 0\n[admin]\nlisten =\n[webhook]\nsecret_file = %s/secret\n[database]\npath = %s/db/cashpay.db\nsynchronous = full\n[log]\nlevel = notice\n' \
         "$port" "$WORK" "$WORK" >"$WORK/cashpayd.conf"
 
 if [[ $tool == perf ]]; then

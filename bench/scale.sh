@@ -98,7 +98,7 @@ run_size() {
         mkdir -p "$dir"
         echo "$BENCH_SECRET" >"$dir/secret"
         port=$(free_port)
-        printf '[http]\nlisten = 127.0.0.1:%s\n[admin]\nlisten =\n[webhook]\nsecret_file = %s/secret\n[database]\npath = %s/cashpay.db\nsynchronous = full\n[log]\nlevel = notice\n' \
+        printf '[http]\nlisten = 127.0.0.1:%s\nmax_connections_per_ip = 0\n[admin]\nlisten =\n[webhook]\nsecret_file = %s/secret\n[database]\npath = %s/cashpay.db\nsynchronous = full\n[log]\nlevel = notice\n' \
                 "$port" "$dir" "$dir" >"$dir/cashpayd.conf"
         start_daemon "$dir" # creates and migrates the database
         stop_pid "$pid" || die "cashpayd did not stop"
