@@ -9,6 +9,7 @@ and the database shared with a second Unix user through group cashpay.
 """
 import contextlib
 import grp
+import http.client
 import json
 import os
 import pwd
@@ -547,7 +548,6 @@ class Client(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self):
-        import http.client
         conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=10)
         i = 0
         while not self.stopped.is_set() and i < 5000:
@@ -701,13 +701,20 @@ def ensure_accounts():
     ensure_account(APP_USER, GROUP)
 
 
-def as_app(*sql, check_rc=True):
+def as_user(user, *command):
+    """@command as @user with its groups and a umask of 022, through setpriv
+    (util-linux; unlike runuser it needs no PAM configuration)."""
+    pw = pwd.getpwnam(user)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "--",
+            "sh", "-c", 'umask 022; exec "$@"', "sh", *command]
+
+
+def as_app(*sql, user=APP_USER, check_rc=True):
     """Run SQL as the merchant's application user through the sqlite3 shell."""
-    r = subprocess.run(["runuser", "-u", APP_USER, "--", "sh", "-c", 'umask 022; exec "$@"', "sh",
-                        "sqlite3", "-bail", "-cmd", ".timeout 5000", *sql],
+    r = subprocess.run(as_user(user, "sqlite3", "-bail", "-cmd", ".timeout 5000", *sql),
                        capture_output=True, text=True, timeout=60)
     if check_rc and r.returncode != 0:
-        raise AssertionError(f"sqlite3 as {APP_USER}: {r.returncode} {r.stderr}")
+        raise AssertionError(f"sqlite3 as {user}: {r.returncode} {r.stderr}")
     return r
 
 
@@ -766,6 +773,8 @@ def test_shared_database_group_access():
         check_eq(fulfilled, [{"n": 10}], "fulfilled_at written by the application")
         todo = as_app(db, "SELECT count(*) FROM orders_to_fulfil;").stdout.strip()
         check_eq(todo, "30", "orders_to_fulfil seen by the application")
+        outsider = as_app(db, "SELECT 1;", user="nobody", check_rc=False)
+        check("unable to open" in outsider.stderr, f"a user outside the group: {outsider.stderr!r}")
         check_eq(d.stop(), 0, "exit status")
 
         # The application first, with its own umask, while the daemon is down:
@@ -773,12 +782,13 @@ def test_shared_database_group_access():
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(db + suffix)
-        holder = subprocess.Popen(["runuser", "-u", APP_USER, "--", "sh", "-c", 'umask 022; exec "$@"',
-                                   "sh", "/usr/bin/python3", "-c",
-                                   "import sqlite3,sys,time\n"
-                                   "c=sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM orders')\n"
-                                   "c.execute('UPDATE orders SET needs_review = 0'); c.commit()\n"
-                                   "print('open', flush=True); sys.stdin.readline()", db],
+        holder = subprocess.Popen(as_user(APP_USER, "/usr/bin/python3", "-c",
+                                          "import sqlite3, sys\n"
+                                          "c = sqlite3.connect(sys.argv[1])\n"
+                                          "c.execute('UPDATE orders SET needs_review = 0')\n"
+                                          "c.commit()\n"
+                                          "print('open', flush=True)\n"
+                                          "sys.stdin.readline()", db),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             check_eq(holder.stdout.readline().strip(), "open", "the application has the database open")
