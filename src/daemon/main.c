@@ -284,6 +284,23 @@ static void announce(const struct config *cfg, const struct daemon *dmn)
 
 /* ------------------------------------------------------------ running */
 
+/*
+ * A secret from LoadCredential= is systemd's copy, made when the service
+ * started: systemd 252 does not copy it again for a reload, so a changed
+ * source file only takes effect on restart. Say so where operators look.
+ */
+static const char *credential_note(const struct config *cfg)
+{
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        const char *file = cfg->webhook.secret_file;
+        size_t n = dir ? strlen(dir) : 0;
+
+        if (n == 0 || !file || strncmp(file, dir, n) != 0 || file[n] != '/')
+                return "";
+        return " (the secret is a systemd credential, copied when the service started: "
+               "after changing its source file, restart the service)";
+}
+
 static void reload(struct daemon *dmn)
 {
         char err[512];
@@ -307,10 +324,11 @@ static void reload(struct daemon *dmn)
                 log_err("reload of %s failed, keeping the running configuration: %s",
                         dmn->config_path, err);
         } else {
+                const char *note = credential_note(settings->cfg);
                 log_set_level(settings->cfg->log.level);
                 writer_set_wal_limit(dmn->rt.writer, (int64_t) settings->cfg->database.wal_warn_bytes);
                 runtime_settings_swap(&dmn->rt, settings);
-                log_notice("configuration and secrets reloaded from %s", dmn->config_path);
+                log_notice("configuration and secrets reloaded from %s%s", dmn->config_path, note);
         }
         service_notify_ready();
 }
