@@ -608,6 +608,7 @@ def test_reload_rotated_secret():
             check_eq({(s, st) for s, st in before}, {(old, 200), (new, 401)}, f"{kind} before")
             check_eq({(s, st) for s, st in after}, {(old, 401), (new, 200)}, f"{kind} after")
         check("configuration and secrets reloaded" in d.log_text(), d.log_text())
+        check("systemd credential" not in d.log_text(), "no credential note for secret_file")
         check(old not in d.log_text() and new not in d.log_text(), "secrets are never logged")
 
         # Rotation without downtime: both secrets for a while, then only one.
@@ -618,6 +619,36 @@ def test_reload_rotated_secret():
     finally:
         for c in clients:
             c.stopped.set()
+        d.close()
+        notify.close()
+
+
+def test_secret_from_credentials_directory():
+    """No secret_file: the secret is $CREDENTIALS_DIRECTORY/webhook-secret
+    (LoadCredential=), read again on reload; the reload says that systemd
+    itself copies the credential only when the service starts."""
+    old, new = "credential-secret-old-0123456789", "credential-secret-new-0123456789"
+    creds = None
+    d = ServiceDaemon({"webhook.secret_file": ""}, secret=old, start=False)
+    notify = Notifications(d.dir)
+    try:
+        creds = os.path.join(d.dir, "credentials")
+        os.mkdir(creds, 0o700)
+        with open(os.path.join(creds, "webhook-secret"), "w") as f:
+            f.write(old + "\n")
+        os.unlink(d.secret_path)  # only the credential exists
+        d.env.update({"CREDENTIALS_DIRECTORY": creds, "NOTIFY_SOCKET": notify.path})
+        d.start()
+        check_eq((post_with_secret(d, old), post_with_secret(d, new)), (200, 401), "credential read")
+        # A newer systemd, or a restart, puts the new credential in place.
+        with open(os.path.join(creds, "webhook-secret"), "w") as f:
+            f.write(new + "\n")
+        reload_and_wait(d, notify)
+        check_eq((post_with_secret(d, old), post_with_secret(d, new)), (401, 200), "re-read on reload")
+        line = [l for l in d.log_text().splitlines() if "reloaded from" in l]
+        check(line and "systemd credential" in line[-1] and "restart" in line[-1], f"note: {line}")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
         d.close()
         notify.close()
 
@@ -817,6 +848,7 @@ if __name__ == "__main__":
         test_stop_drains_and_checkpoints,
         test_watchdog,
         test_reload_rotated_secret,
+        test_secret_from_credentials_directory,
         test_reload_broken_config,
         test_shared_database_group_access,
     ])
