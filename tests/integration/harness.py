@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import random
+import shlex
 import signal
 import socket
 import sqlite3
@@ -21,6 +22,11 @@ import tempfile
 import time
 
 SECRET = "integration-test-secret-0123456789"
+
+# CASHPAYD_WRAPPER runs the daemon under a tool, e.g. "valgrind --error-exitcode=99 ...";
+# the tool exiting with WRAPPER_ERROR_EXIT fails the test.
+WRAPPER = shlex.split(os.environ.get("CASHPAYD_WRAPPER", ""))
+WRAPPER_ERROR_EXIT = 99
 
 
 def free_port():
@@ -95,7 +101,7 @@ class Daemon:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary, "--config", self.config_path],
+        self.proc = subprocess.Popen(WRAPPER + [self.binary, "--config", self.config_path],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         if wait:
             self.wait_ready()
@@ -121,11 +127,14 @@ class Daemon:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("cashpayd did not stop in time:\n" + self.log_text())
+        if WRAPPER and rc == WRAPPER_ERROR_EXIT:
+            raise AssertionError(f"{WRAPPER[0]} reported errors:\n" + self.log_text()[-20000:])
+        return rc
 
     def __enter__(self):
         return self

@@ -1,0 +1,137 @@
+"""A flood of unsigned junk against the real daemon on loopback.
+
+Every POST past the size and content-type checks leaves a delivery row (the
+contract), so what must stay bounded is what each one costs: the body of a
+rejected delivery is stored truncated ([webhook] rejected_body_max), the
+log lines about them are rate limited, and `cashpayctl prune` removes the
+rows once they are old enough, after which the database file stops growing
+(SQLite reuses the freed pages). Figures are printed for NETWORK.md.
+
+FLOOD_REQUESTS (default 2000) sets the size of each flood.
+"""
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+
+from netlib import (Daemon, Reader, charge, check, check_eq, connect, count, deliveries,
+                    run_tests, webhook_request)
+
+N = int(os.environ.get("FLOOD_REQUESTS", "2000"))
+CLIENTS = 8
+BODY = 60000  # just under max_body
+KEEP = 4096   # [webhook] rejected_body_max, the default
+
+
+def db_bytes(d):
+    total = 0
+    for suffix in ("", "-wal"):
+        try:
+            total += os.path.getsize(d.db_path + suffix)
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def junk_client(d, n, statuses, seed):
+    with connect(d.port, timeout=30) as s:
+        reader = Reader(s, deadline=300)
+        for i in range(n):
+            body = json.dumps({"id": f"chg_junk{seed}x{i}", "pad": "j" * BODY}).encode()[:BODY]
+            head, raw = webhook_request(d, body=body, sign=(i % 3 == 0))
+            if i % 3 == 0:  # a signature, but a wrong one
+                head = head.replace(b"X-CashPay-Signature: ", b"X-CashPay-Signature: 00")
+            s.sendall(head + raw)
+            statuses.append(reader.next().status)
+
+
+def flood(d, n):
+    statuses = []
+    threads = [threading.Thread(target=junk_client, args=(d, n // CLIENTS, statuses, k))
+               for k in range(CLIENTS)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses, time.monotonic() - started
+
+
+def log_lines(d):
+    return d.log_text().splitlines()
+
+
+def checkpoint(d):
+    # The daemon's own WAL is folded into the file at its checkpoints; ask
+    # for one so the file size is what the rows take.
+    d.query("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def prune(d):
+    ctl = os.environ.get("CASHPAYCTL")
+    check(ctl, "CASHPAYCTL is not set")
+    r = subprocess.run([ctl, "--config", d.config_path, "--json", "prune", "--days", "0"],
+                       capture_output=True, text=True, timeout=120)
+    check_eq(r.returncode, 0, f"prune: {r.stderr}")
+    return json.loads(r.stdout)["deleted"]
+
+
+def test_junk_flood_is_bounded():
+    with Daemon({"log.level": "notice"}) as d:
+        n = N // CLIENTS * CLIENTS
+        base_lines = len(log_lines(d))
+        checkpoint(d)
+        base = db_bytes(d)
+        statuses, seconds = flood(d, n)
+        check_eq(sorted(set(statuses)), [401], "every junk POST answered 401")
+        check_eq(deliveries(d), n, "one row per junk POST")
+        bodies = d.query("SELECT max(length(body)) AS m, sum(length(body)) AS s FROM webhook_deliveries")[0]
+        check_eq(bodies["m"], KEEP, "rejected bodies truncated")
+        checkpoint(d)
+        grown = db_bytes(d) - base
+        per_row = grown / n
+        lines = log_lines(d)[base_lines:]
+        rejected_lines = sum(1 for l in lines if "rejected webhook" in l)
+        suppressed = [int(m.group(1)) for l in lines for m in [re.search(r"(\d+) similar messages suppressed", l)] if m]
+        print(f"  flood of {n} x {BODY} B unsigned bodies in {seconds:.1f}s ({n / seconds:.0f}/s): "
+              f"database +{grown / 1048576:.1f} MiB ({per_row:.0f} B per row, {n * BODY / 1048576:.0f} MiB sent); "
+              f"{len(lines)} log lines ({rejected_lines} about rejected webhooks, "
+              f"{sum(suppressed)} suppressed)")
+        check(per_row < KEEP + 1024, f"{per_row:.0f} bytes per rejected row")
+        # The rate limit: 10 lines per 5 s window, plus one "suppressed" line per window.
+        windows = seconds / 5 + 2
+        check(rejected_lines <= 10 * windows, f"{rejected_lines} rejected-webhook log lines")
+        check(len(lines) <= 12 * windows + 5, f"{len(lines)} log lines during the flood")
+
+        deleted = prune(d)
+        check_eq(deleted, n, "prune removed every rejected row")
+        check_eq(deliveries(d), 0, "no rows left")
+        checkpoint(d)
+        after_prune = db_bytes(d)
+        statuses, _ = flood(d, n)
+        checkpoint(d)
+        after_second = db_bytes(d)
+        print(f"  after prune {after_prune / 1048576:.1f} MiB; a second flood of the same size "
+              f"leaves {after_second / 1048576:.1f} MiB (pages reused)")
+        check(after_second <= after_prune * 1.1 + 1048576,
+              f"the second flood reused the pruned pages ({after_prune} -> {after_second})")
+        # Genuine webhooks are unaffected.
+        check_eq(d.post_json(charge())[0], 200, "signed webhook after the flood")
+
+
+def test_junk_that_is_refused_early_leaves_nothing():
+    with Daemon({"log.level": "notice"}) as d:
+        for i in range(200):  # 415 closes the connection: its body is never read
+            head = (b"POST /cashpay/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                    b"Content-Length: 5000\r\n\r\n")
+            with connect(d.port) as s:
+                s.sendall(head + b"x" * 1000)
+                check_eq(Reader(s).next().status, 415, "wrong content type")
+        check_eq(deliveries(d), 0, "415 leaves no row")
+        check_eq(count(d, "SELECT count(*) AS n FROM orders"), 0, "and no order")
+
+
+if __name__ == "__main__":
+    run_tests([test_junk_flood_is_bounded, test_junk_that_is_refused_early_leaves_nothing])
