@@ -77,6 +77,30 @@ check "systemctl reload" systemctl reload cashpayd.service
 check "reload logged" eventually 5 journal_has cashpayd "configuration and secrets reloaded"
 check "still running after the reload" running
 
+echo "--- a new secret (LoadCredential= copies it when the service starts)"
+# The container's /etc/cashpayd/webhook.secret is read-only: put the
+# rotated file (old and new secret) over it, and sign with the new one only.
+newsecret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+umask 077
+{ cat /etc/cashpayd/webhook.secret; echo "$newsecret"; } >/run/e2e-rotated.secret
+echo "$newsecret" >/run/e2e-new.secret
+umask 022
+mount --bind /run/e2e-rotated.secret /etc/cashpayd/webhook.secret
+sed 's|^\[webhook\]$|[webhook]\nsecret_file = /run/e2e-new.secret|' "$conf" >/run/e2e-new.conf
+send_new() {
+        cashpayctl --config /run/e2e-new.conf send --json --status CAPTURED --charge "$1" \
+                --amount 2000 --currency YER 2>/dev/null |
+                python3 -c 'import json,sys; r=json.load(sys.stdin); print((r.get("response") or {}).get("outcome") or r.get("http_status"))'
+}
+systemctl reload cashpayd.service
+sleep 0.5
+echo "    after systemctl reload, the new secret gets: $(send_new chg_e2e_rot1)"
+check "reload says the credential needs a restart" eventually 3 journal_has cashpayd \
+        "copied when the service started"
+check "systemctl restart" systemctl restart cashpayd.service
+check "after a restart the new secret verifies" is_ "$(send_new chg_e2e_rot2)" applied
+check "and the old one still does" is_ "$(send chg_e2e_rot3 CAPTURED)" applied
+
 echo "--- the merchant's application in group cashpay"
 useradd --system --no-create-home --groups cashpay merchant-app 2>/dev/null || true
 check "the application reads orders" is_ \
@@ -141,7 +165,8 @@ done
 check "the next webhook starts it again" is_ "$(send chg_e2e_five CAPTURED)" applied
 check "stop service and sockets" systemctl stop cashpayd.service cashpayd.socket cashpayd-admin.socket
 check "nothing failed" sh -c '! systemctl is-failed --quiet cashpayd.service cashpayd.socket cashpayd-admin.socket'
-check "five orders recorded" is_ "$(sqlite3 "$db" 'SELECT count(*) FROM orders')" 5
+check "every applied webhook recorded" is_ "$(sqlite3 "$db" "SELECT count(*) FROM orders
+        WHERE charge_id NOT IN ('chg_e2e_stuck', 'chg_e2e_rot1')")" 7
 
 echo "--- $failures failed"
 [ "$failures" = 0 ]
