@@ -48,7 +48,8 @@ private_apt() {
 # One "deb-src" line for each repository the machine installs packages from.
 write_sources() {
         mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial"
-        apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' \
+        # --no-release-info: from the configuration, even before any apt-get update
+        apt-get indextargets --no-release-info --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' \
                 'Created-By: Packages' | sort -u |
                 while read -r uri release component; do
                         [[ -n "$uri" ]] && echo "deb-src $uri $release $component"

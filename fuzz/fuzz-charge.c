@@ -7,7 +7,8 @@
  * reference is looked up after every other rule, all parses must agree on
  * everything else. An input that starts with '#' carries its own reference
  * path on that first line instead (no JSON body starts with '#'), so odd
- * paths are fuzzed too.
+ * paths are fuzzed too. A body refused before the reference is looked up is
+ * parsed with one path only, since every path must fail the same way.
  *
  * Each successful parse is checked against the contract's payload table, and
  * each failure for a sane result code and detail.
@@ -21,6 +22,7 @@
 static const char *const ref_paths[] = {
         "metadata.order_id", "order_ref", "id", "a.b.c.d.e.f", ".", "x..y",
 };
+#define N_PATHS (sizeof(ref_paths) / sizeof(ref_paths[0]))
 
 struct parsed {
         int r;
@@ -172,8 +174,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 check_invalid(&base, true);
         if (own_path)
                 run_one(body, len, &base, own_path, false);
+        else if (base.r < 0)
+                /* the same early failure whatever the path: one path (chosen
+                 * by the input) keeps that checked at a sixth of the cost */
+                run_one(body, len, &base, ref_paths[len % N_PATHS], true);
         else
-                for (size_t i = 0; i < sizeof(ref_paths) / sizeof(ref_paths[0]); i++)
+                for (size_t i = 0; i < N_PATHS; i++)
                         run_one(body, len, &base, ref_paths[i], true);
 
         charge_clear(&base.c);
