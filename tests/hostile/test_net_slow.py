@@ -223,6 +223,53 @@ def test_beyond_max_connections():
         check(elapsed < 1.0 + IDLE + DEADLINE, f"served in {elapsed:.2f}s")
 
 
+def test_suspended_connections_answered_at_their_deadline():
+    # libmicrohttpd never times out a suspended connection: each webhook
+    # waiting for its commit has its own deadline ([database] commit_timeout).
+    import os
+    import tempfile
+    from netlib import Reader, charge
+    stall = os.path.join(tempfile.mkdtemp(prefix="cashpayd-stall-"), "stall")
+    d = Daemon({"log.level": "notice", "database.commit_timeout": "1000"},
+               env={"CASHPAYD_TEST_STALL_FILE": stall})
+    try:
+        check_eq(timed_post(d)[0], 200, "before the stall")
+        open(stall, "w").close()  # the writer now hangs before its next commit
+        results = []
+
+        def one():
+            head, raw = webhook_request(d, charge())
+            started = time.monotonic()
+            with connect(d.port, timeout=10) as s:
+                s.sendall(head + raw)
+                r = Reader(s, deadline=10).next()
+            results.append((r.status if r else "closed", r.header("retry-after") if r else None,
+                            time.monotonic() - started))
+
+        threads = [threading.Thread(target=one) for _ in range(20)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        page = d.request("GET", "/cashpay/return?charge_id=chg_waiting")[0]
+        for t in threads:
+            t.join(15)
+        worst = max(t for _, _, t in results)
+        print(f"  20 webhooks while the writer hangs: {sorted(set((s, ra) for s, ra, _ in results))}, "
+              f"answered within {worst:.2f}s")
+        check_eq(len(results), 20, "every waiting webhook answered")
+        check(all((s, ra) == (503, "5") for s, ra, _ in results), f"503 with Retry-After: {results[:3]}")
+        check(worst < 1.0 + 1.0, f"answered at the deadline ({worst:.2f}s)")
+        check_eq(page, 200, "the return page is served meanwhile")
+        os.unlink(stall)
+        status, elapsed = timed_post(d)
+        check_eq(status, 200, "after the stall")
+    finally:
+        if os.path.exists(stall):
+            os.unlink(stall)
+        d.stop()
+        d.log.close()
+
+
 def keep_alive_client(d, stop, acked, refused):
     """Signed webhooks back to back on one kept-alive connection, until the
     daemon closes it (or @stop, or a bounded count)."""
@@ -288,4 +335,5 @@ if __name__ == "__main__":
                test_slow_chunked_body_is_cut_at_the_deadline, test_keep_alive_is_not_cut_by_the_deadline,
                test_idle_connections_are_closed,
                test_slowloris_from_several_addresses_keeps_webhooks_flowing,
-               test_beyond_max_connections, test_sigterm_under_endless_keep_alive_load])
+               test_beyond_max_connections, test_suspended_connections_answered_at_their_deadline,
+               test_sigterm_under_endless_keep_alive_load])
