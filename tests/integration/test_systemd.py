@@ -490,7 +490,9 @@ def test_watchdog():
         time.sleep(1.2)
         pings = notify.times("WATCHDOG", t0, time.monotonic())
         check(len(pings) >= 4, f"{len(pings)} pings in 1.2 s at WATCHDOG_USEC=400000")
-        check(max_gap(pings, t0 + 0.3, time.monotonic()) < 0.45, f"regular pings: {pings}")
+        # Every 200 ms; the margins allow for a loaded test machine, far
+        # below the 1.5 s after which the writer counts as stuck.
+        check(max_gap(pings, t0 + 0.3, time.monotonic()) < 0.6, f"regular pings: {pings}")
 
         # Merely busy: another process holds the write lock for 2.5 s, longer
         # than the stuck threshold; commits fail after busy_timeout (503).
@@ -504,7 +506,7 @@ def test_watchdog():
         holder.close()
         check(answers and set(answers) == {503}, f"503 while locked: {set(answers)}")
         gap = max_gap(notify.times("WATCHDOG"), busy_start, busy_end)
-        check(gap < 0.5, f"pings go on under an external lock (largest gap {gap:.2f}s)")
+        check(gap < 0.7, f"pings go on under an external lock (largest gap {gap:.2f}s)")
         check_eq(d.post_json(charge())[0], 200, "webhook after the lock is gone")
 
         # Stuck: the writer stalls inside its commit.
