@@ -148,7 +148,9 @@ static const struct config_key keys[] = {
                  "CashPay over, remove the old one, reload. Read at start and on every "
                  "reload. Default: $CREDENTIALS_DIRECTORY/" CONFIG_SECRET_CREDENTIAL " when "
                  "the CREDENTIALS_DIRECTORY environment variable is set (systemd's "
-                 "LoadCredential=), else " CONFIG_DEFAULT_SECRET_FILE "." },
+                 "LoadCredential=), else " CONFIG_DEFAULT_SECRET_FILE ". systemd copies "
+                 "credentials only when the service starts: with LoadCredential=, rotate "
+                 "with a restart (socket activation keeps the port open meanwhile)." },
         { .section = "webhook", .name = "signature_header", .type = CONFIG_HEADER,
           .default_value = "X-CashPay-Signature", .max = 64, .reloadable = true,
           .offset = OFF(webhook.signature_header),
