@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
@@ -139,9 +140,12 @@ class Daemon:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.stop()
         self.log.close()
+        passed = exc_type is None or (exc_type is SystemExit and not exc.code)
+        if passed:  # keep the directory of a failed test for a look
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ------------------------------------------------------------ HTTP
 
