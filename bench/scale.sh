@@ -7,9 +7,9 @@
 # For each size N: a fresh database migrated by cashpayd, pre-filled in one
 # SQL transaction with N orders the way cashpayd would have left them (each
 # INITIATED then CAPTURED: two deliveries with their bodies and two events;
-# all but the newest thousand fulfilled), then cashpayd on it under wrk as in
-# run.sh (synchronous = full), one line per size. Fails when a run stored
-# fewer webhooks than it acknowledged.
+# all but the newest thousand fulfilled) and flushed to disk, then cashpayd
+# on it under wrk as in run.sh (synchronous = full), one line per size. Fails
+# when a run stored fewer webhooks than it acknowledged.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -72,6 +72,12 @@ db.execute(f"""INSERT INTO order_events (charge_id, from_status, to_status, deli
 db.execute("COMMIT")
 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 db.close()
+# Written without syncing: flush it now, or the kernel's writeback of a
+# gigabyte competes with the measured run's fsyncs.
+import os
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd)
+os.close(fd)
 EOF
 }
 
