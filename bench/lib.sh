@@ -1,4 +1,6 @@
-# Shared by run.sh, run-peer.sh and scale.sh (sourced, not run).
+# Shared by run.sh, run-peer.sh, scale.sh and profile.sh (sourced, not run;
+# the globals it sets are theirs).
+# shellcheck shell=bash disable=SC2034
 #
 # A run: start a receiver on a fresh database, point wrk at it for a fixed
 # time, read its peak RSS, stop it, count what it stored, print one line.

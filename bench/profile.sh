@@ -10,6 +10,7 @@
 # thread), for machines where hardware counters are not available to perf
 # stat; reports by thread and by symbol into OUT_DIR/perf-*.txt.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cashpayd=$SOURCE_ROOT/build/cashpayd

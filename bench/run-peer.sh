@@ -9,6 +9,7 @@
 # same script and signed bodies, one line per run. run.sh calls it with
 # BENCH_WORK and BENCH_BODIES set to share its work directory and bodies.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 duration=10s

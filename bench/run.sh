@@ -20,6 +20,7 @@
 # and prints one line. It fails when a run acknowledged more webhooks than
 # its database holds.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cashpayd=$SOURCE_ROOT/build/cashpayd

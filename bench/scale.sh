@@ -11,6 +11,7 @@
 # on it under wrk as in run.sh (synchronous = full), one line per size. Fails
 # when a run stored fewer webhooks than it acknowledged.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cashpayd=$SOURCE_ROOT/build/cashpayd
