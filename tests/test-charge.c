@@ -3,39 +3,12 @@
  * the inputs a careless or hostile sender would try.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cashpay/charge.h"
-
-static unsigned checks, failures;
-
-#define CHECK(cond) check_at(__LINE__, (cond), "%s", #cond)
-#define CHECK_STR(got, want) check_str_at(__LINE__, (got), (want))
-
-__attribute__((format(printf, 3, 4)))
-static void check_at(int line, int ok, const char *fmt, ...)
-{
-        va_list ap;
-
-        checks++;
-        if (ok)
-                return;
-        failures++;
-        fprintf(stderr, "%s:%d: check failed: ", __FILE__, line);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-}
-
-static void check_str_at(int line, const char *got, const char *want)
-{
-        check_at(line, got && want ? strcmp(got, want) == 0 : got == want,
-                 "got \"%s\", want \"%s\"", got ? got : "(null)", want ? want : "(null)");
-}
+#include "check.h"
 
 /* A charge body built from raw JSON texts; NULL keeps the default, OMIT drops the key. */
 static const char OMIT[] = "omit";
@@ -87,7 +60,7 @@ static void expect_ok_at(int line, char *body, size_t len, const char *ref_field
         char detail[256] = "";
         int r = charge_parse(body, len, ref_field, ret, detail, sizeof(detail));
 
-        check_at(line, r == 0, "parse failed (%d, \"%s\") for: %.200s", r, detail, body);
+        check_at(__FILE__, line, r == 0, "parse failed (%d, \"%s\") for: %.200s", r, detail, body);
         free(body);
 }
 
@@ -99,10 +72,12 @@ static void expect_invalid_at(int line, char *body, size_t len, const char *ref_
         char detail[256] = "unset";
         int r = charge_parse(body, len, ref_field, &c, detail, sizeof(detail));
 
-        check_at(line, r == -EINVAL, "want -EINVAL, got %d for: %.200s", r, body);
-        check_at(line, strstr(detail, want) != NULL, "detail \"%s\" lacks \"%s\"", detail, want);
-        check_at(line, strcmp(c.id, want_id) == 0, "id \"%s\", want \"%s\"", c.id, want_id);
-        check_at(line, !c.description && !c.transaction_url && !c.order_ref,
+        check_at(__FILE__, line, r == -EINVAL, "want -EINVAL, got %d for: %.200s", r, body);
+        check_at(__FILE__, line, strstr(detail, want) != NULL, "detail \"%s\" lacks \"%s\"",
+                 detail, want);
+        check_at(__FILE__, line, strcmp(c.id, want_id) == 0, "id \"%s\", want \"%s\"",
+                 c.id, want_id);
+        check_at(__FILE__, line, !c.description && !c.transaction_url && !c.order_ref,
                  "a failed parse still owns memory");
         charge_clear(&c);
         free(body);
@@ -528,8 +503,8 @@ static void test_order_ref(void)
                                  "metadata.z", "metadata.z.k", "metadata..order_id", "", NULL };
         for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++) {
                 OK_REF(BODY(.extra = md), absent[i], &c);
-                check_at(__LINE__, c.order_ref == NULL, "path %s gave \"%s\"",
-                         absent[i] ? absent[i] : "(null)", c.order_ref);
+                CHECK(c.order_ref == NULL, "path %s gave \"%s\"",
+                      absent[i] ? absent[i] : "(null)", c.order_ref);
                 charge_clear(&c);
         }
 
@@ -605,6 +580,5 @@ int main(void)
         test_order_ref();
         test_failure_state();
 
-        printf("%u checks, %u failed\n", checks, failures);
-        return failures ? 1 : 0;
+        return check_summary();
 }

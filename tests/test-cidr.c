@@ -11,15 +11,7 @@
 #include <sys/un.h>
 
 #include "cashpay/cidr.h"
-
-static int failures;
-
-#define CHECK(cond) do { \
-        if (!(cond)) { \
-                fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-                failures++; \
-        } \
-} while (0)
+#include "check.h"
 
 /* A peer address from text; aborts the test on a typo in the test itself. */
 static struct sockaddr_storage peer(const char *text)
@@ -231,10 +223,5 @@ int main(void)
         test_list();
         test_list_equal();
         test_parse_addr();
-        if (failures) {
-                fprintf(stderr, "%d check(s) failed\n", failures);
-                return 1;
-        }
-        printf("cidr: all checks passed\n");
-        return 0;
+        return check_summary();
 }

@@ -11,15 +11,7 @@
 #include <unistd.h>
 
 #include "src/daemon/deadline.h"
-
-static int failures;
-
-#define CHECK(cond) do { \
-        if (!(cond)) { \
-                fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-                failures++; \
-        } \
-} while (0)
+#include "check.h"
 
 /* A connected pair: [0] plays the daemon's side, [1] the client's. */
 struct pair {
@@ -138,10 +130,5 @@ int main(void)
 {
         test_expire();
         test_remove_order();
-        if (failures) {
-                fprintf(stderr, "%d check(s) failed\n", failures);
-                return 1;
-        }
-        printf("deadline: all checks passed\n");
-        return 0;
+        return check_summary();
 }

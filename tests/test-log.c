@@ -13,26 +13,9 @@
 #include <unistd.h>
 
 #include "cashpay/log.h"
+#include "check.h"
 
-static FILE *report; /* the real stderr; fd 2 is the pipe under test */
-static int failures;
 static int pipe_rd = -1;
-
-#define CHECK(cond) do { \
-        if (!(cond)) { \
-                fprintf(report, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-                failures++; \
-        } \
-} while (0)
-
-#define CHECK_STR(got, want) do { \
-        const char *g_ = (got), *w_ = (want); \
-        if (strcmp(g_, w_) != 0) { \
-                fprintf(report, "%s:%d: got \"%s\"\n%*swant \"%s\"\n", __FILE__, __LINE__, \
-                        g_, (int) strlen(__FILE__) + 8, "", w_); \
-                failures++; \
-        } \
-} while (0)
 
 /* Everything written to stderr since the last call. */
 static const char *captured(void)
@@ -60,8 +43,9 @@ static void redirect_stderr(void)
 {
         int p[2];
 
-        report = fdopen(dup(STDERR_FILENO), "w");
-        setvbuf(report, NULL, _IONBF, 0);
+        /* Failures go to the real stderr: fd 2 becomes the pipe under test. */
+        check_stream = fdopen(dup(STDERR_FILENO), "w");
+        setvbuf(check_stream, NULL, _IONBF, 0);
         if (pipe(p) < 0 || dup2(p[1], STDERR_FILENO) < 0) {
                 perror("pipe");
                 exit(1);
@@ -267,10 +251,5 @@ int main(void)
         test_rate_limit_threads();
         test_journal_detection();
 
-        if (failures) {
-                fprintf(report, "%d check(s) failed\n", failures);
-                return 1;
-        }
-        fprintf(report, "test-log: all checks passed\n");
-        return 0;
+        return check_summary();
 }

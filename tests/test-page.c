@@ -8,30 +8,7 @@
 #include <string.h>
 
 #include "cashpay/page.h"
-
-static int failures;
-static int checks;
-
-#define CHECK(cond)                                                             \
-        do {                                                                    \
-                checks++;                                                       \
-                if (!(cond)) {                                                  \
-                        fprintf(stderr, "%s:%d: check failed: %s\n",            \
-                                __FILE__, __LINE__, #cond);                     \
-                        failures++;                                             \
-                }                                                               \
-        } while (0)
-
-#define CHECK_STR(got, want)                                                    \
-        do {                                                                    \
-                const char *g_ = (got), *w_ = (want);                           \
-                checks++;                                                       \
-                if (!g_ || strcmp(g_, w_) != 0) {                               \
-                        fprintf(stderr, "%s:%d: got \"%s\", want \"%s\"\n",     \
-                                __FILE__, __LINE__, g_ ? g_ : "(null)", w_);    \
-                        failures++;                                             \
-                }                                                               \
-        } while (0)
+#include "check.h"
 
 static char *render(const struct page_info *info)
 {
@@ -265,13 +242,9 @@ static void check_expand(const char *tmpl, const char *cid, const char *ref,
         char *out = NULL;
         int r = page_expand_url(tmpl, cid, ref, &out);
 
-        checks++;
-        if (r != want_r || (want && (!out || strcmp(out, want) != 0))) {
-                fprintf(stderr, "%s:%d: expand(\"%s\") = %d \"%s\", want %d \"%s\"\n",
-                        __FILE__, line, tmpl, r, out ? out : "(null)", want_r,
-                        want ? want : "(null)");
-                failures++;
-        }
+        check_at(__FILE__, line, r == want_r && (!want || (out && strcmp(out, want) == 0)),
+                 "expand(\"%s\") = %d \"%s\", want %d \"%s\"", tmpl, r,
+                 out ? out : "(null)", want_r, want ? want : "(null)");
         free(out);
 }
 
@@ -303,13 +276,9 @@ static void check_amount(int64_t amount, const char *cur, bool minor, int want_r
         char buf[PAGE_AMOUNT_MAX] = "untouched";
         int r = page_format_amount(amount, cur, minor, buf, sizeof(buf));
 
-        checks++;
-        if (r != want_r || (want && strcmp(buf, want) != 0)) {
-                fprintf(stderr, "%s:%d: format(%lld, %s, %d) = %d \"%s\", want %d \"%s\"\n",
-                        __FILE__, line, (long long) amount, cur ? cur : "NULL", minor, r,
-                        buf, want_r, want ? want : "");
-                failures++;
-        }
+        check_at(__FILE__, line, r == want_r && (!want || strcmp(buf, want) == 0),
+                 "format(%lld, %s, %d) = %d \"%s\", want %d \"%s\"", (long long) amount,
+                 cur ? cur : "NULL", minor, r, buf, want_r, want ? want : "");
 }
 
 #define AMOUNT(a, c, m, r, w) check_amount(a, c, m, r, w, __LINE__)
@@ -383,10 +352,5 @@ int main(void)
         test_expand_url();
         test_format_amount();
         test_security_headers();
-        if (failures) {
-                fprintf(stderr, "test-page: %d of %d checks failed\n", failures, checks);
-                return 1;
-        }
-        printf("test-page: %d checks passed\n", checks);
-        return 0;
+        return check_summary();
 }

@@ -18,15 +18,7 @@
 #include <unistd.h>
 
 #include "cashpay/service.h"
-
-static int failures;
-
-#define CHECK(cond) do { \
-        if (!(cond)) { \
-                fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-                failures++; \
-        } \
-} while (0)
+#include "check.h"
 
 #define FIRST_FD 3 /* SD_LISTEN_FDS_START */
 
@@ -269,10 +261,5 @@ int main(void)
         test_notify();
         test_watchdog();
 
-        if (failures) {
-                fprintf(stderr, "%d check(s) failed\n", failures);
-                return 1;
-        }
-        printf("test-service: all checks passed\n");
-        return 0;
+        return check_summary();
 }

@@ -3,31 +3,11 @@
  * and the rule that an amount or currency mismatch wins over all of them.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cashpay/state.h"
-
-static unsigned checks, failures;
-
-#define CHECK(cond) check_at(__LINE__, (cond), "%s", #cond)
-
-__attribute__((format(printf, 3, 4)))
-static void check_at(int line, int ok, const char *fmt, ...)
-{
-        va_list ap;
-
-        checks++;
-        if (ok)
-                return;
-        failures++;
-        fprintf(stderr, "%s:%d: check failed: ", __FILE__, line);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-}
+#include "check.h"
 
 /* The full expected transition, compared field by field. */
 struct want {
@@ -41,13 +21,15 @@ static void expect_at(int line, const struct order_view *cur, const struct charg
         struct transition t = state_decide(cur, rcv);
         const char *got = outcome_name(t.outcome), *exp = outcome_name(w.outcome);
 
-        check_at(line, t.outcome == w.outcome, "outcome %s, want %s",
+        check_at(__FILE__, line, t.outcome == w.outcome, "outcome %s, want %s",
                  got ? got : "?", exp ? exp : "?");
-        check_at(line, t.insert_order == w.insert_order, "insert_order %d", t.insert_order);
-        check_at(line, t.change_status == w.change_status, "change_status %d", t.change_status);
-        check_at(line, t.flag_review == w.flag_review, "flag_review %d", t.flag_review);
-        check_at(line, t.warn == w.warn, "warn %d", t.warn);
-        check_at(line, t.reason && t.reason[0], "no reason given");
+        check_at(__FILE__, line, t.insert_order == w.insert_order, "insert_order %d",
+                 t.insert_order);
+        check_at(__FILE__, line, t.change_status == w.change_status, "change_status %d",
+                 t.change_status);
+        check_at(__FILE__, line, t.flag_review == w.flag_review, "flag_review %d", t.flag_review);
+        check_at(__FILE__, line, t.warn == w.warn, "warn %d", t.warn);
+        check_at(__FILE__, line, t.reason && t.reason[0], "no reason given");
 }
 
 #define EXPECT(cur, rcv, ...) expect_at(__LINE__, (cur), (rcv), (struct want) { __VA_ARGS__ })
@@ -146,10 +128,10 @@ static void test_outcome_names(void)
         for (unsigned i = 0; i < _OUTCOME_MAX; i++) {
                 const char *n = outcome_name((enum outcome) i);
 
-                check_at(__LINE__, n && strcmp(n, names[i]) == 0, "outcome %u is %s", i, n ? n : "NULL");
+                CHECK(n && strcmp(n, names[i]) == 0, "outcome %u is %s", i, n ? n : "NULL");
                 o = _OUTCOME_MAX;
-                check_at(__LINE__, outcome_from_name(names[i], &o) == 0 && o == (enum outcome) i,
-                         "%s does not round-trip", names[i]);
+                CHECK(outcome_from_name(names[i], &o) == 0 && o == (enum outcome) i,
+                      "%s does not round-trip", names[i]);
         }
         CHECK(outcome_name(_OUTCOME_MAX) == NULL);
         CHECK(outcome_name((enum outcome) -1) == NULL);
@@ -166,6 +148,5 @@ int main(void)
         test_terms_conflict();
         test_outcome_names();
 
-        printf("%u checks, %u failed\n", checks, failures);
-        return failures ? 1 : 0;
+        return check_summary();
 }

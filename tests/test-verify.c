@@ -20,43 +20,7 @@
 
 #include "cashpay/config.h"
 #include "cashpay/verify.h"
-
-/* ---- a tiny assertion kit ------------------------------------------------ */
-
-static unsigned n_checks, n_failed;
-
-static void check_true(bool ok, const char *what, const char *file, int line)
-{
-        n_checks++;
-        if (!ok) {
-                n_failed++;
-                fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what);
-        }
-}
-
-static void check_int(long long got, long long want, const char *what, const char *file, int line)
-{
-        n_checks++;
-        if (got != want) {
-                n_failed++;
-                fprintf(stderr, "%s:%d: %s is %lld, expected %lld\n", file, line, what, got, want);
-        }
-}
-
-static void check_str(const char *got, const char *want, const char *what, const char *file,
-                      int line)
-{
-        n_checks++;
-        if (!got || strcmp(got, want) != 0) {
-                n_failed++;
-                fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", file, line, what,
-                        got ? got : "(null)", want);
-        }
-}
-
-#define CHECK(cond) check_true((cond), #cond, __FILE__, __LINE__)
-#define CHECK_INT(got, want) check_int((long long)(got), (long long)(want), #got, __FILE__, __LINE__)
-#define CHECK_STR(got, want) check_str((got), (want), #got, __FILE__, __LINE__)
+#include "check.h"
 
 /* ---- counting CRYPTO_memcmp() calls -------------------------------------- */
 
@@ -218,17 +182,19 @@ static void test_hmac_encodings(void)
         struct secret_set set;
 
         set_of(&set, S1, NULL);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, V256_B64, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, V512_HEX, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA512, SIG_BASE64, &set, V512_B64, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, V256_B64, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, V512_HEX, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA512, SIG_BASE64, &set, V512_B64, NULL, 0), VERIFY_OK);
 
         /* A digest in the other encoding or of the other algorithm is malformed. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, V256_HEX, NULL, 0), VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_B64, NULL, 0), VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V512_HEX, NULL, 0), VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, V512_B64, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, V256_HEX, NULL, 0),
+                     VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_B64, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V512_HEX, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, V512_B64, NULL, 0),
+                     VERIFY_MALFORMED);
 }
 
 static void test_hmac_hex_forms(void)
@@ -241,29 +207,33 @@ static void test_hmac_hex_forms(void)
                 upper[i] = (char)(V256_HEX[i] >= 'a' && V256_HEX[i] <= 'f' ? V256_HEX[i] - 32
                                                                             : V256_HEX[i]);
         CHECK(strcmp(upper, V256_HEX) != 0);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, upper, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha256=" V256_HEX, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "SHA256=" V256_HEX, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, "sha512=" V512_HEX, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "  " V256_HEX "\t", NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, upper, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha256=" V256_HEX, NULL, 0),
+                     VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "SHA256=" V256_HEX, NULL, 0),
+                     VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, "sha512=" V512_HEX, NULL, 0),
+                     VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "  " V256_HEX "\t", NULL, 0),
+                     VERIFY_OK);
 
         /* A prefix naming the other algorithm, an unknown one, or doubled. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha512=" V256_HEX, NULL, 0),
-                  VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, "sha256=" V512_HEX, NULL, 0),
-                  VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha1=" V256_HEX, NULL, 0),
-                  VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha256=sha256=" V256_HEX, NULL, 0),
-                  VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha256=", NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha512=" V256_HEX, NULL, 0),
+                     VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, "sha256=" V512_HEX, NULL, 0),
+                     VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha1=" V256_HEX, NULL, 0),
+                     VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha256=sha256=" V256_HEX, NULL, 0),
+                     VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "sha256=", NULL, 0), VERIFY_MALFORMED);
         /* hex with a separator or a space inside */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set,
-                             "ef:521d6f153693e4a05387e6cb0886dbea0433065529f398494262791c939cb1",
-                             NULL, 0), VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set,
-                             "ef 21d6f153693e4a05387e6cb0886dbea0433065529f398494262791c939cb1",
-                             NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set,
+                                "ef:521d6f153693e4a05387e6cb0886dbea0433065529f398494262791c939cb1",
+                                NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set,
+                                "ef 21d6f153693e4a05387e6cb0886dbea0433065529f398494262791c939cb1",
+                                NULL, 0), VERIFY_MALFORMED);
 }
 
 static void test_hmac_base64_forms(void)
@@ -272,28 +242,30 @@ static void test_hmac_base64_forms(void)
         char buf[128];
 
         set_of(&set, S1, NULL);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, "sha256=" V256_B64, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA512, SIG_BASE64, &set, "sha512=" V512_B64, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, "sha512=" V256_B64, NULL, 0),
-                  VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, "sha256=" V256_B64, NULL, 0),
+                     VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA512, SIG_BASE64, &set, "sha512=" V512_B64, NULL, 0),
+                     VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, "sha512=" V256_B64, NULL, 0),
+                     VERIFY_MALFORMED);
 
         /* Without its padding. */
         snprintf(buf, sizeof(buf), "%.*s", (int)strlen(V256_B64) - 1, V256_B64);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, buf, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, buf, NULL, 0), VERIFY_MALFORMED);
         /* The URL-safe alphabet ('+' becomes '-'). */
         snprintf(buf, sizeof(buf), "%s", V256_B64);
         *strchr(buf, '+') = '-';
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, buf, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, buf, NULL, 0), VERIFY_MALFORMED);
         /* Padding in the middle. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set,
-                             "71Idbx=2k+SgU4fmywiG2+oEMwZVKfOYSUJieRyTnLE=", NULL, 0),
-                  VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set,
+                                "71Idbx=2k+SgU4fmywiG2+oEMwZVKfOYSUJieRyTnLE=", NULL, 0),
+                     VERIFY_MALFORMED);
         /* Too much padding. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, "====", NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, "====", NULL, 0), VERIFY_MALFORMED);
         /* One bit flipped in the first character ('7' -> '6'). */
         snprintf(buf, sizeof(buf), "%s", V256_B64);
         buf[0] = '6';
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, buf, NULL, 0), VERIFY_MISMATCH);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_BASE64, &set, buf, NULL, 0), VERIFY_MISMATCH);
 }
 
 static void test_hmac_mismatch_and_missing(void)
@@ -302,36 +274,37 @@ static void test_hmac_mismatch_and_missing(void)
         char buf[256];
 
         set_of(&set, S1, NULL);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, NULL, NULL, 0), VERIFY_MISSING);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "", NULL, 0), VERIFY_MISSING);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "   ", NULL, 0), VERIFY_MISSING);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, NULL, NULL, 0), VERIFY_MISSING);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "", NULL, 0), VERIFY_MISSING);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, "   ", NULL, 0), VERIFY_MISSING);
 
         /* Truncated by one and by two characters: not a whole digest. */
         snprintf(buf, sizeof(buf), "%.63s", V256_HEX);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, buf, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, buf, NULL, 0), VERIFY_MALFORMED);
         snprintf(buf, sizeof(buf), "%.62s", V256_HEX);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, buf, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, buf, NULL, 0), VERIFY_MALFORMED);
         /* One character too many. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX "0", NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX "0", NULL, 0),
+                     VERIFY_MALFORMED);
 
         /* One bit flipped in the last byte (...b1 -> ...b0). */
         snprintf(buf, sizeof(buf), "%s", V256_HEX);
         buf[63] = '0';
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, buf, NULL, 0), VERIFY_MISMATCH);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, buf, NULL, 0), VERIFY_MISMATCH);
 
         /* Right signature, wrong secret; and the other secret's signature. */
         set_of(&set, S2, NULL);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_MISMATCH);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX_S2, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_MISMATCH);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX_S2, NULL, 0), VERIFY_OK);
 
         /* An over-long header is refused before any work. */
         memset(buf, 'a', sizeof(buf));
         buf[sizeof(buf) - 1] = '\0';
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, buf, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, buf, NULL, 0), VERIFY_MALFORMED);
         char *huge = malloc(VERIFY_HEADER_MAX + 2);
         memset(huge, ' ', VERIFY_HEADER_MAX + 1);
         huge[VERIFY_HEADER_MAX + 1] = '\0';
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, huge, NULL, 0), VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, huge, NULL, 0), VERIFY_MALFORMED);
         free(huge);
 }
 
@@ -344,18 +317,18 @@ static void test_hmac_body_bound(void)
                                    .body_len = strlen(body) };
 
         set_of(&set, S1, NULL);
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_OK);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_OK);
         body[20] ^= 1;
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_MISMATCH);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_MISMATCH);
         body[20] ^= 1;
         in.body_len--; /* one byte less of the same body */
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_MISMATCH);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_MISMATCH);
 
         /* The empty body is a body like any other. */
         in = (struct verify_input){ .signature = V256_EMPTY_HEX, .body = NULL, .body_len = 0 };
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_OK);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_OK);
         in.body = "";
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_OK);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_OK);
 }
 
 static void test_hmac_several_secrets(void)
@@ -364,15 +337,15 @@ static void test_hmac_several_secrets(void)
 
         /* The second secret matches. */
         set_of(&set, S2, S1);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX_S2, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX_S2, NULL, 0), VERIFY_OK);
         set_of(&set, S1, S2);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX_S2, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX_S2, NULL, 0), VERIFY_OK);
         set_add(&set, "third", 5);
-        CHECK_INT(hmac_check(HMAC_SHA512, SIG_BASE64, &set, V512_B64, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA512, SIG_BASE64, &set, V512_B64, NULL, 0), VERIFY_OK);
         set_of(&set, "x", "y");
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_MISMATCH);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_MISMATCH);
 }
 
 static void test_hmac_timestamped(void)
@@ -380,30 +353,30 @@ static void test_hmac_timestamped(void)
         struct secret_set set;
 
         set_of(&set, S1, NULL);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, 0), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA512, SIG_BASE64, &set, V512_TS_B64, TS, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA512, SIG_BASE64, &set, V512_TS_B64, TS, 0), VERIFY_OK);
         /* Exactly at the tolerance passes; one second beyond it, either way, does not. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, 300), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, -300), VERIFY_OK);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, 301), VERIFY_STALE);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, -301), VERIFY_STALE);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, 300), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, -300), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, 301), VERIFY_STALE);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, -301), VERIFY_STALE);
         /* Far away clocks do not overflow anything. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, INT64_MAX - TS_NUM),
-                  VERIFY_STALE);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, INT64_MIN + 1),
-                  VERIFY_STALE);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, INT64_MAX - TS_NUM),
+                     VERIFY_STALE);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, TS, INT64_MIN + 1),
+                     VERIFY_STALE);
         struct verify_params p = hmac_params(HMAC_SHA256, SIG_HEX, true);
         struct verify_input in = { .signature = V256_TS_HEX, .timestamp = "999999999999999999",
                                    .body = BODY, .body_len = strlen(BODY), .now = INT64_MIN };
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_STALE); /* no signed overflow (UBSan) */
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_STALE); /* no signed overflow (UBSan) */
 
         /* The timestamp is signed: another one (still fresh) does not verify. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, "1700000001", 0),
-                  VERIFY_MISMATCH);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, "1700000001", 0),
+                     VERIFY_MISMATCH);
         /* A body-only signature is not accepted where a timestamp is required. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, TS, 0), VERIFY_MISMATCH);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, TS, 0), VERIFY_MISMATCH);
         /* ... and the timestamp header is ignored when none is configured. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, NULL, 0), VERIFY_MISMATCH);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, NULL, 0), VERIFY_MISMATCH);
 }
 
 static void test_hmac_timestamp_syntax(void)
@@ -416,25 +389,25 @@ static void test_hmac_timestamp_syntax(void)
 
         set_of(&set, S1, NULL);
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-                CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, bad[i], 0),
-                          VERIFY_MALFORMED);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, "", 0), VERIFY_MISSING);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, " " TS " ", 0), VERIFY_OK);
+                CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, bad[i], 0),
+                             VERIFY_MALFORMED);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, "", 0), VERIFY_MISSING);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, " " TS " ", 0), VERIFY_OK);
         /* "0" is a canonical number, just a very old one. */
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, "0", 0), VERIFY_STALE);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_TS_HEX, "0", 0), VERIFY_STALE);
 
         /* Order of findings: missing before malformed before stale. */
         struct verify_params p = hmac_params(HMAC_SHA256, SIG_HEX, true);
         struct verify_input in = { .signature = NULL, .timestamp = "abc", .body = BODY,
                                    .body_len = strlen(BODY), .now = TS_NUM };
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_MISSING);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_MISSING);
         in = (struct verify_input){ .signature = "zz", .timestamp = NULL, .body = BODY,
                                     .body_len = strlen(BODY), .now = TS_NUM };
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_MISSING);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_MISSING);
         in.timestamp = "1";
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_MALFORMED);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_MALFORMED);
         in.signature = V256_HEX;
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_STALE);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_STALE);
 }
 
 static void test_hmac_bad_arguments(void)
@@ -443,20 +416,20 @@ static void test_hmac_bad_arguments(void)
         struct verify_params p = hmac_params(HMAC_SHA256, SIG_HEX, false);
         struct verify_input in = { .signature = V256_HEX, .body = BODY, .body_len = strlen(BODY) };
 
-        CHECK_INT(verify_check(&p, &set, &in), -EINVAL);  /* no secret */
-        CHECK_INT(verify_check(&p, NULL, &in), -EINVAL);
-        CHECK_INT(verify_check(NULL, &set, &in), -EINVAL);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), -EINVAL);  /* no secret */
+        CHECK_EQ_INT(verify_check(&p, NULL, &in), -EINVAL);
+        CHECK_EQ_INT(verify_check(NULL, &set, &in), -EINVAL);
         set_of(&set, S1, NULL);
         in.body = NULL;
-        CHECK_INT(verify_check(&p, &set, &in), -EINVAL);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), -EINVAL);
         in.body = BODY;
         p.algorithm = (enum hmac_algorithm)7;
-        CHECK_INT(verify_check(&p, &set, &in), -EINVAL);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), -EINVAL);
 
         /* verify = none passes anything, even without secrets. */
         p = (struct verify_params){ .scheme = VERIFY_NONE };
         in.signature = NULL;
-        CHECK_INT(verify_check(&p, NULL, &in), VERIFY_OK);
+        CHECK_EQ_INT(verify_check(&p, NULL, &in), VERIFY_OK);
 }
 
 /* ---- standard webhooks --------------------------------------------------- */
@@ -465,7 +438,8 @@ static void sw_load(struct secret_set *set, const char *text)
 {
         char err[256] = "";
 
-        CHECK_INT(load_text("sw-secrets", text, VERIFY_STANDARD_WEBHOOKS, set, err, sizeof(err)), 0);
+        CHECK_EQ_INT(load_text("sw-secrets", text, VERIFY_STANDARD_WEBHOOKS, set, err,
+                               sizeof(err)), 0);
         if (err[0])
                 fprintf(stderr, "unexpected: %s\n", err);
 }
@@ -476,24 +450,25 @@ static void test_sw_vectors(void)
         const int64_t ref_now = INT64_C(1614265330);
 
         sw_load(&set, SW_REF_SECRET "\n");
-        CHECK_INT(set.n, 1);
-        CHECK_INT(set.items[0].len, 24);
-        CHECK_INT(sw_check(&set, SW_REF_ID, SW_REF_TS, SW_REF_SIG, SW_REF_BODY, ref_now), VERIFY_OK);
-        CHECK_INT(sw_check(&set, SW_REF_ID, SW_REF_TS, SW_BOGUS, SW_REF_BODY, ref_now),
-                  VERIFY_MISMATCH);
+        CHECK_EQ_INT(set.n, 1);
+        CHECK_EQ_INT(set.items[0].len, 24);
+        CHECK_EQ_INT(sw_check(&set, SW_REF_ID, SW_REF_TS, SW_REF_SIG, SW_REF_BODY, ref_now),
+                     VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_REF_ID, SW_REF_TS, SW_BOGUS, SW_REF_BODY, ref_now),
+                     VERIFY_MISMATCH);
 
         sw_load(&set, SW_SECRET "\n");
-        CHECK_INT(set.items[0].len, strlen(SW_KEY));
+        CHECK_EQ_INT(set.items[0].len, strlen(SW_KEY));
         CHECK(memcmp(set.items[0].bytes, SW_KEY, strlen(SW_KEY)) == 0);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM), VERIFY_OK);
         /* id, timestamp and body are all signed. */
-        CHECK_INT(sw_check(&set, "msg_other", TS, SW_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
-        CHECK_INT(sw_check(&set, SW_ID, "1700000001", SW_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY " ", TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, "msg_other", TS, SW_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, "1700000001", SW_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY " ", TS_NUM), VERIFY_MISMATCH);
         /* The key is the decoded secret, not the whsec_ text. */
         struct secret_set text;
         set_of(&text, SW_SECRET, NULL);
-        CHECK_INT(sw_check(&text, SW_ID, TS, SW_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&text, SW_ID, TS, SW_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
 }
 
 static void test_sw_entries(void)
@@ -501,29 +476,29 @@ static void test_sw_entries(void)
         struct secret_set set;
 
         sw_load(&set, SW_SECRET "\n");
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_BOGUS " " SW_SIG, BODY, TS_NUM), VERIFY_OK);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG " " SW_BOGUS, BODY, TS_NUM), VERIFY_OK);
-        CHECK_INT(sw_check(&set, SW_ID, TS, "  " SW_BOGUS "   " SW_SIG "  ", BODY, TS_NUM),
-                  VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_BOGUS " " SW_SIG, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG " " SW_BOGUS, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, "  " SW_BOGUS "   " SW_SIG "  ", BODY, TS_NUM),
+                     VERIFY_OK);
         /* v1a (asymmetric) and unknown versions are ignored, even carrying our digest. */
-        CHECK_INT(sw_check(&set, SW_ID, TS, "v1a,BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI=",
-                           BODY, TS_NUM), VERIFY_MISMATCH);
-        CHECK_INT(sw_check(&set, SW_ID, TS, "v2,BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI=",
-                           BODY, TS_NUM), VERIFY_MISMATCH);
-        CHECK_INT(sw_check(&set, SW_ID, TS, "V1,BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI=",
-                           BODY, TS_NUM), VERIFY_MISMATCH);
-        CHECK_INT(sw_check(&set, SW_ID, TS,
-                           "v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZ"
-                           "dpXwVLPo3mNl8EM+m7TBAg== " SW_SIG, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, "v1a,BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI=",
+                              BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, "v2,BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI=",
+                              BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, "V1,BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI=",
+                              BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS,
+                              "v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZ"
+                              "dpXwVLPo3mNl8EM+m7TBAg== " SW_SIG, BODY, TS_NUM), VERIFY_OK);
         /* Entries that cannot be a v1 digest are skipped, not fatal. */
-        CHECK_INT(sw_check(&set, SW_ID, TS, "v1 v1, v1,!!!! garbage " SW_SIG, BODY, TS_NUM),
-                  VERIFY_OK);
-        CHECK_INT(sw_check(&set, SW_ID, TS, "v1,BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI",
-                           BODY, TS_NUM), VERIFY_MISMATCH);
-        CHECK_INT(sw_check(&set, SW_ID, TS, "v1,", BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, "v1 v1, v1,!!!! garbage " SW_SIG, BODY, TS_NUM),
+                     VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, "v1,BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI",
+                              BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, "v1,", BODY, TS_NUM), VERIFY_MISMATCH);
         /* The version ends at the comma, not at any separator. */
-        CHECK_INT(sw_check(&set, SW_ID, TS, "v1;BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI=",
-                           BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, "v1;BcThw5lETy95vjACiW6n/HyQ2uZP6thlQJCrV1y20EI=",
+                              BODY, TS_NUM), VERIFY_MISMATCH);
 }
 
 static void test_sw_entry_bound(void)
@@ -536,11 +511,11 @@ static void test_sw_entry_bound(void)
         for (int i = 0; i < VERIFY_SW_MAX_ENTRIES - 1; i++)
                 len += (size_t)snprintf(header + len, sizeof(header) - len, "%s ", SW_BOGUS);
         snprintf(header + len, sizeof(header) - len, "%s", SW_SIG);
-        CHECK_INT(sw_check(&set, SW_ID, TS, header, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, header, BODY, TS_NUM), VERIFY_OK);
 
         /* One entry more than allowed makes the whole header malformed. */
         snprintf(header + len, sizeof(header) - len, "x %s", SW_SIG);
-        CHECK_INT(sw_check(&set, SW_ID, TS, header, BODY, TS_NUM), VERIFY_MALFORMED);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, header, BODY, TS_NUM), VERIFY_MALFORMED);
 }
 
 static void test_sw_rotation(void)
@@ -549,12 +524,12 @@ static void test_sw_rotation(void)
 
         sw_load(&set, "# new first, old until every sender has moved\n" SW_SECRET "\n"
                       SW_OLD_SECRET "\n");
-        CHECK_INT(set.n, 2);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_OLD_SIG, BODY, TS_NUM), VERIFY_OK);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM), VERIFY_OK);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG " " SW_OLD_SIG, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(set.n, 2);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_OLD_SIG, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG " " SW_OLD_SIG, BODY, TS_NUM), VERIFY_OK);
         sw_load(&set, SW_SECRET "\n");
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_OLD_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_OLD_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
 }
 
 static void test_sw_timestamp(void)
@@ -562,21 +537,21 @@ static void test_sw_timestamp(void)
         struct secret_set set;
 
         sw_load(&set, SW_SECRET "\n");
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM + 300), VERIFY_OK);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM - 300), VERIFY_OK);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM + 301), VERIFY_STALE);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM - 301), VERIFY_STALE);
-        CHECK_INT(sw_check(&set, SW_ID, "17OOOOOOOO", SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
-        CHECK_INT(sw_check(&set, SW_ID, "01700000000", SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
-        CHECK_INT(sw_check(&set, SW_ID, NULL, SW_SIG, BODY, TS_NUM), VERIFY_MISSING);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM + 300), VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM - 300), VERIFY_OK);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM + 301), VERIFY_STALE);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG, BODY, TS_NUM - 301), VERIFY_STALE);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, "17OOOOOOOO", SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, "01700000000", SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, NULL, SW_SIG, BODY, TS_NUM), VERIFY_MISSING);
 
         /* The configured tolerance is the one applied. */
         struct verify_params p = { .scheme = VERIFY_STANDARD_WEBHOOKS, .tolerance = 10 };
         struct verify_input in = { .signature = SW_SIG, .timestamp = TS, .message_id = SW_ID,
                                    .body = BODY, .body_len = strlen(BODY), .now = TS_NUM + 11 };
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_STALE);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_STALE);
         in.now = TS_NUM + 10;
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_OK);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_OK);
 }
 
 static void test_sw_message_id(void)
@@ -585,21 +560,21 @@ static void test_sw_message_id(void)
         char long_id[VERIFY_MESSAGE_ID_MAX + 2];
 
         sw_load(&set, SW_SECRET "\n");
-        CHECK_INT(sw_check(&set, NULL, TS, SW_SIG, BODY, TS_NUM), VERIFY_MISSING);
-        CHECK_INT(sw_check(&set, "", TS, SW_SIG, BODY, TS_NUM), VERIFY_MISSING);
-        CHECK_INT(sw_check(&set, SW_ID, TS, NULL, BODY, TS_NUM), VERIFY_MISSING);
-        CHECK_INT(sw_check(&set, "msg 1", TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
-        CHECK_INT(sw_check(&set, "msg\x7f", TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
-        CHECK_INT(sw_check(&set, "msg\xc3\xa9", TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
-        CHECK_INT(sw_check(&set, "msg\x01", TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
+        CHECK_EQ_INT(sw_check(&set, NULL, TS, SW_SIG, BODY, TS_NUM), VERIFY_MISSING);
+        CHECK_EQ_INT(sw_check(&set, "", TS, SW_SIG, BODY, TS_NUM), VERIFY_MISSING);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, NULL, BODY, TS_NUM), VERIFY_MISSING);
+        CHECK_EQ_INT(sw_check(&set, "msg 1", TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
+        CHECK_EQ_INT(sw_check(&set, "msg\x7f", TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
+        CHECK_EQ_INT(sw_check(&set, "msg\xc3\xa9", TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
+        CHECK_EQ_INT(sw_check(&set, "msg\x01", TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
 
         memset(long_id, 'a', sizeof(long_id));
         long_id[VERIFY_MESSAGE_ID_MAX + 1] = '\0';
-        CHECK_INT(sw_check(&set, long_id, TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
+        CHECK_EQ_INT(sw_check(&set, long_id, TS, SW_SIG, BODY, TS_NUM), VERIFY_MALFORMED);
         long_id[VERIFY_MESSAGE_ID_MAX] = '\0';
-        CHECK_INT(sw_check(&set, long_id, TS, SW_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
+        CHECK_EQ_INT(sw_check(&set, long_id, TS, SW_SIG, BODY, TS_NUM), VERIFY_MISMATCH);
         /* Missing wins over malformed, whichever header it is. */
-        CHECK_INT(sw_check(&set, "msg 1", NULL, SW_SIG, BODY, TS_NUM), VERIFY_MISSING);
+        CHECK_EQ_INT(sw_check(&set, "msg 1", NULL, SW_SIG, BODY, TS_NUM), VERIFY_MISSING);
 }
 
 static void test_sw_bad_secrets(void)
@@ -617,9 +592,9 @@ static void test_sw_bad_secrets(void)
 
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 err[0] = '\0';
-                CHECK_INT(load_text("bad-sw", bad[i], VERIFY_STANDARD_WEBHOOKS, &set, err,
-                                    sizeof(err)), -EINVAL);
-                CHECK_INT(set.n, 0);
+                CHECK_EQ_INT(load_text("bad-sw", bad[i], VERIFY_STANDARD_WEBHOOKS, &set, err,
+                                       sizeof(err)), -EINVAL);
+                CHECK_EQ_INT(set.n, 0);
                 CHECK(strstr(err, "line 1") != NULL);
                 /* The message never repeats the secret. */
                 CHECK(strstr(err, "MfKQ9r8G") == NULL && strstr(err, "Y2FzaHBh") == NULL &&
@@ -639,10 +614,10 @@ static void sign_hmac_case(enum hmac_algorithm alg, enum sig_encoding enc, const
         char sig[VERIFY_SIGNATURE_MAX];
 
         set_of(&set, S1, NULL);
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), 0);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), 0);
         CHECK_STR(sig, want);
         in.signature = sig;
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_OK);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_OK);
 }
 
 static void test_sign_vectors(void)
@@ -661,16 +636,16 @@ static void test_sign_vectors(void)
         char sig[VERIFY_SIGNATURE_MAX];
 
         sw_load(&set, SW_REF_SECRET "\n");
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), 0);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), 0);
         CHECK_STR(sig, SW_REF_SIG);
 
         sw_load(&set, SW_SECRET "\n");
         in = (struct verify_input){ .message_id = SW_ID, .timestamp = TS, .body = BODY,
                                     .body_len = strlen(BODY), .now = TS_NUM };
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), 0);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), 0);
         CHECK_STR(sig, SW_SIG);
         in.signature = sig;
-        CHECK_INT(verify_check(&p, &set, &in), VERIFY_OK);
+        CHECK_EQ_INT(verify_check(&p, &set, &in), VERIFY_OK);
 }
 
 static void test_sign_errors(void)
@@ -682,31 +657,31 @@ static void test_sign_errors(void)
 
         set_of(&set, S1, NULL);
         /* 64 hex digits and a NUL fit in 65 bytes, not in 64. */
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, 65), 0);
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, 64), -ENOBUFS);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, 65), 0);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, 64), -ENOBUFS);
         p.encoding = SIG_BASE64;
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, 45), 0);
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, 44), -ENOBUFS);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, 45), 0);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, 44), -ENOBUFS);
 
         p.timestamped = true;  /* a timestamp is needed, and must be canonical */
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), -EINVAL);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), -EINVAL);
         in.timestamp = "-5";
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), -EINVAL);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), -EINVAL);
 
         p = (struct verify_params){ .scheme = VERIFY_STANDARD_WEBHOOKS };
         in.timestamp = TS;
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), -EINVAL); /* no id */
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), -EINVAL); /* no id */
         in.message_id = SW_ID;
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), 0);
-        CHECK_INT(strlen(sig), 47);
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, 48), 0);
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, 47), -ENOBUFS);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), 0);
+        CHECK_EQ_INT(strlen(sig), 47);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, 48), 0);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, 47), -ENOBUFS);
 
         p.scheme = VERIFY_NONE;
-        CHECK_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), -EINVAL);
+        CHECK_EQ_INT(verify_sign(&p, &set.items[0], &in, sig, sizeof(sig)), -EINVAL);
         struct secret empty = { .len = 0 };
         p.scheme = VERIFY_HMAC;
-        CHECK_INT(verify_sign(&p, &empty, &in, sig, sizeof(sig)), -EINVAL);
+        CHECK_EQ_INT(verify_sign(&p, &empty, &in, sig, sizeof(sig)), -EINVAL);
 }
 
 /* Sign and check many bodies (binary ones too) under every configuration. */
@@ -742,7 +717,7 @@ static void test_sign_round_trips(void)
                         total++;
                 }
         }
-        CHECK_INT(ok, total);
+        CHECK_EQ_INT(ok, total);
 }
 
 /* ---- the secret file ----------------------------------------------------- */
@@ -752,28 +727,29 @@ static void test_secrets_file_format(void)
         struct secret_set set;
         char err[256] = "";
 
-        CHECK_INT(load_text("s1", "# rotation: new first\r\n\r\n  " S1 "  \r\n\t# old one\n"
-                                  "\n" S2 "\t\r\n   \n", VERIFY_HMAC, &set, err, sizeof(err)), 0);
-        CHECK_INT(set.n, 2);
-        CHECK_INT(set.items[0].len, strlen(S1));
+        CHECK_EQ_INT(load_text("s1", "# rotation: new first\r\n\r\n  " S1 "  \r\n\t# old one\n"
+                                     "\n" S2 "\t\r\n   \n", VERIFY_HMAC, &set, err, sizeof(err)),
+                     0);
+        CHECK_EQ_INT(set.n, 2);
+        CHECK_EQ_INT(set.items[0].len, strlen(S1));
         CHECK(memcmp(set.items[0].bytes, S1, strlen(S1)) == 0);
-        CHECK_INT(set.items[1].len, strlen(S2));
+        CHECK_EQ_INT(set.items[1].len, strlen(S2));
         CHECK(memcmp(set.items[1].bytes, S2, strlen(S2)) == 0);
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX_S2, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX_S2, NULL, 0), VERIFY_OK);
 
         /* No final newline; '#' inside a secret is part of it; inner blanks kept. */
-        CHECK_INT(load_text("s2", "ab#cd\nlast secret", VERIFY_HMAC, &set, err, sizeof(err)), 0);
-        CHECK_INT(set.n, 2);
-        CHECK_INT(set.items[0].len, 5);
+        CHECK_EQ_INT(load_text("s2", "ab#cd\nlast secret", VERIFY_HMAC, &set, err, sizeof(err)), 0);
+        CHECK_EQ_INT(set.n, 2);
+        CHECK_EQ_INT(set.items[0].len, 5);
         CHECK(memcmp(set.items[0].bytes, "ab#cd", 5) == 0);
-        CHECK_INT(set.items[1].len, 11);
+        CHECK_EQ_INT(set.items[1].len, 11);
         CHECK(memcmp(set.items[1].bytes, "last secret", 11) == 0);
 
         /* whsec_ lines with CRLF and comments. */
-        CHECK_INT(load_text("s3", "# sw\r\n" SW_SECRET "\r\n" SW_OLD_SECRET "\r\n",
-                            VERIFY_STANDARD_WEBHOOKS, &set, err, sizeof(err)), 0);
-        CHECK_INT(set.n, 2);
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_OLD_SIG, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(load_text("s3", "# sw\r\n" SW_SECRET "\r\n" SW_OLD_SECRET "\r\n",
+                               VERIFY_STANDARD_WEBHOOKS, &set, err, sizeof(err)), 0);
+        CHECK_EQ_INT(set.n, 2);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_OLD_SIG, BODY, TS_NUM), VERIFY_OK);
 }
 
 static void test_secrets_file_limits(void)
@@ -784,11 +760,11 @@ static void test_secrets_file_limits(void)
 
         for (int i = 0; i < VERIFY_MAX_SECRETS; i++)
                 len += (size_t)snprintf(text + len, sizeof(text) - len, "secret-%d\n", i);
-        CHECK_INT(load_text("max", text, VERIFY_HMAC, &set, err, sizeof(err)), 0);
-        CHECK_INT(set.n, VERIFY_MAX_SECRETS);
+        CHECK_EQ_INT(load_text("max", text, VERIFY_HMAC, &set, err, sizeof(err)), 0);
+        CHECK_EQ_INT(set.n, VERIFY_MAX_SECRETS);
         snprintf(text + len, sizeof(text) - len, "# fine\nsecret-x\n");
-        CHECK_INT(load_text("over", text, VERIFY_HMAC, &set, err, sizeof(err)), -E2BIG);
-        CHECK_INT(set.n, 0);
+        CHECK_EQ_INT(load_text("over", text, VERIFY_HMAC, &set, err, sizeof(err)), -E2BIG);
+        CHECK_EQ_INT(set.n, 0);
         CHECK(strstr(err, "line 18") != NULL);
         CHECK(strstr(err, "secret-") == NULL);
 
@@ -796,11 +772,11 @@ static void test_secrets_file_limits(void)
         char *big = malloc(VERIFY_SECRET_MAX + 2);
         memset(big, 'k', VERIFY_SECRET_MAX + 1);
         big[VERIFY_SECRET_MAX] = '\0';
-        CHECK_INT(load_text("big", big, VERIFY_HMAC, &set, err, sizeof(err)), 0);
-        CHECK_INT(set.items[0].len, VERIFY_SECRET_MAX);
+        CHECK_EQ_INT(load_text("big", big, VERIFY_HMAC, &set, err, sizeof(err)), 0);
+        CHECK_EQ_INT(set.items[0].len, VERIFY_SECRET_MAX);
         big[VERIFY_SECRET_MAX] = 'k';
         big[VERIFY_SECRET_MAX + 1] = '\0';
-        CHECK_INT(load_text("big", big, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(load_text("big", big, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
         CHECK(strstr(err, "kkkk") == NULL);
         free(big);
 
@@ -808,7 +784,7 @@ static void test_secrets_file_limits(void)
         char *huge = malloc(VERIFY_SECRET_FILE_MAX + 1);
         memset(huge, '#', VERIFY_SECRET_FILE_MAX + 1);
         const char *path = write_file("huge", huge, VERIFY_SECRET_FILE_MAX + 1);
-        CHECK_INT(verify_secrets_load(path, VERIFY_HMAC, &set, err, sizeof(err)), -EFBIG);
+        CHECK_EQ_INT(verify_secrets_load(path, VERIFY_HMAC, &set, err, sizeof(err)), -EFBIG);
         free(huge);
 }
 
@@ -818,26 +794,26 @@ static void test_secrets_file_errors(void)
         char err[512], path[512];
 
         set_of(&set, S1, NULL);
-        CHECK_INT(load_text("empty", "", VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
-        CHECK_INT(set.n, 0);
+        CHECK_EQ_INT(load_text("empty", "", VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(set.n, 0);
         CHECK(strstr(err, "/empty") != NULL);
-        CHECK_INT(load_text("comments", "# one\n\n  # two\r\n", VERIFY_HMAC, &set, err,
-                            sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(load_text("comments", "# one\n\n  # two\r\n", VERIFY_HMAC, &set, err,
+                               sizeof(err)), -EINVAL);
 
         snprintf(path, sizeof(path), "%s/does-not-exist", tmpdir);
-        CHECK_INT(verify_secrets_load(path, VERIFY_HMAC, &set, err, sizeof(err)), -ENOENT);
+        CHECK_EQ_INT(verify_secrets_load(path, VERIFY_HMAC, &set, err, sizeof(err)), -ENOENT);
         CHECK(strstr(err, path) != NULL);
-        CHECK_INT(verify_secrets_load(tmpdir, VERIFY_HMAC, &set, err, sizeof(err)), -EISDIR);
+        CHECK_EQ_INT(verify_secrets_load(tmpdir, VERIFY_HMAC, &set, err, sizeof(err)), -EISDIR);
         CHECK(strstr(err, tmpdir) != NULL);
 
         const char *p = write_file("nul", "abc\0def\n", 8);
-        CHECK_INT(verify_secrets_load(p, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(verify_secrets_load(p, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
         CHECK(strstr(err, "NUL") != NULL);
 
-        CHECK_INT(load_text("none", S1 "\n", VERIFY_NONE, &set, err, sizeof(err)), -EINVAL);
-        CHECK_INT(verify_secrets_load(NULL, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(load_text("none", S1 "\n", VERIFY_NONE, &set, err, sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(verify_secrets_load(NULL, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
         /* No room for a message is fine too. */
-        CHECK_INT(verify_secrets_load(path, VERIFY_HMAC, &set, NULL, 0), -ENOENT);
+        CHECK_EQ_INT(verify_secrets_load(path, VERIFY_HMAC, &set, NULL, 0), -ENOENT);
 }
 
 static void test_secrets_wipe(void)
@@ -847,7 +823,7 @@ static void test_secrets_wipe(void)
 
         set_of(&set, S1, S2);
         verify_secrets_wipe(&set);
-        CHECK_INT(set.n, 0);
+        CHECK_EQ_INT(set.n, 0);
         CHECK(memcmp(&set, &zero, sizeof(set)) == 0);
         verify_secrets_wipe(NULL);
 }
@@ -863,22 +839,23 @@ static void test_constant_time_compare(void)
         set_add(&set, "third", 5);
         memcmp_watch_len = 32;
         memcmp_calls = 0;
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_OK);
-        CHECK_INT(memcmp_calls, 3);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_HEX, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(memcmp_calls, 3);
         memcmp_calls = 0;
-        CHECK_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_EMPTY_HEX, NULL, 0), VERIFY_MISMATCH);
-        CHECK_INT(memcmp_calls, 3);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA256, SIG_HEX, &set, V256_EMPTY_HEX, NULL, 0),
+                     VERIFY_MISMATCH);
+        CHECK_EQ_INT(memcmp_calls, 3);
         memcmp_watch_len = 64;
         memcmp_calls = 0;
-        CHECK_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, V512_HEX, NULL, 0), VERIFY_OK);
-        CHECK_INT(memcmp_calls, 3);
+        CHECK_EQ_INT(hmac_check(HMAC_SHA512, SIG_HEX, &set, V512_HEX, NULL, 0), VERIFY_OK);
+        CHECK_EQ_INT(memcmp_calls, 3);
 
         /* standard-webhooks: two v1 entries against two secrets. */
         sw_load(&set, SW_SECRET "\n" SW_OLD_SECRET "\n");
         memcmp_watch_len = 32;
         memcmp_calls = 0;
-        CHECK_INT(sw_check(&set, SW_ID, TS, SW_SIG " " SW_BOGUS, BODY, TS_NUM), VERIFY_OK);
-        CHECK_INT(memcmp_calls, 4);
+        CHECK_EQ_INT(sw_check(&set, SW_ID, TS, SW_SIG " " SW_BOGUS, BODY, TS_NUM), VERIFY_OK);
+        CHECK_EQ_INT(memcmp_calls, 4);
         memcmp_watch_len = 0;
 }
 
@@ -893,10 +870,10 @@ static void test_params_from_config(void)
         cfg.webhook.encoding = SIG_BASE64;
         cfg.webhook.tolerance = 42;
         verify_params_from_config(&cfg, &p);
-        CHECK_INT(p.scheme, VERIFY_STANDARD_WEBHOOKS);
-        CHECK_INT(p.algorithm, HMAC_SHA512);
-        CHECK_INT(p.encoding, SIG_BASE64);
-        CHECK_INT(p.tolerance, 42);
+        CHECK_EQ_INT(p.scheme, VERIFY_STANDARD_WEBHOOKS);
+        CHECK_EQ_INT(p.algorithm, HMAC_SHA512);
+        CHECK_EQ_INT(p.encoding, SIG_BASE64);
+        CHECK_EQ_INT(p.tolerance, 42);
         CHECK(!p.timestamped);
 
         char empty[] = "", name[] = "X-CashPay-Timestamp";
@@ -977,6 +954,5 @@ int main(void)
         test_result_names();
 
         remove_tmpdir();
-        printf("%u checks, %u failed\n", n_checks, n_failed);
-        return n_failed == 0 ? 0 : 1;
+        return check_summary();
 }
