@@ -178,6 +178,7 @@ static void test_defaults(void)
         CHECK(cfg->webhook.keep_rejected_days == 30);
         CHECK(!cfg->webhook.insecure_no_verify);
         CHECK(cfg->webhook.rejected_body_max == 4096);
+        CHECK(cfg->webhook.max_rejected_rows == 50000);
         CHECK_STR(cfg->database.path, "/var/lib/cashpayd/cashpay.db");
         CHECK(cfg->database.synchronous == DB_SYNC_FULL);
         CHECK(cfg->database.busy_timeout == 5000);
@@ -201,7 +202,7 @@ static void test_table(void)
         const struct config_key *keys = config_keys(&n);
         const struct config_section *sections = config_sections(&n_sections);
 
-        CHECK(n == 38);
+        CHECK(n == 39);
         CHECK(n_sections == 6);
         for (size_t i = 0; i < n; i++) {
                 bool known = false;
@@ -346,6 +347,7 @@ static void test_full_file(void)
         CHECK(cfg->webhook.keep_rejected_days == 7);
         CHECK(cfg->webhook.insecure_no_verify);
         CHECK(cfg->webhook.rejected_body_max == 0);
+        CHECK(cfg->webhook.max_rejected_rows == 0);
         CHECK_STR(cfg->database.path, "/srv/cashpay/orders.db");
         CHECK(cfg->database.synchronous == DB_SYNC_NORMAL);
         CHECK(cfg->database.busy_timeout == 250);
@@ -429,6 +431,8 @@ static const struct bad_value bad_values[] = {
         { "webhook", "insecure_no_verify", "maybe", "expected yes or no" },
         { "webhook", "insecure_no_verify", "", "a value is required" },
         { "webhook", "rejected_body_max", "2M", "expected a size from 0 to 1048576 bytes" },
+        { "webhook", "max_rejected_rows", "100000001", "expected an integer from 0 to "
+          "100000000" },
         { "database", "path", "cashpay.db", "must be an absolute path" },
         { "database", "path", "", "a value is required" },
         { "database", "synchronous", "fsync", "expected one of off, normal, full, extra" },

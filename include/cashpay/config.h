@@ -84,6 +84,7 @@ struct config {
                 unsigned keep_rejected_days;
                 bool insecure_no_verify;
                 size_t rejected_body_max; /* bytes of a rejected body kept */
+                unsigned max_rejected_rows; /* newest rejected deliveries kept; 0 = all */
         } webhook;
 
         struct {

@@ -206,6 +206,17 @@ static const struct config_key keys[] = {
           .doc = "How much of a rejected request's body (400, 401, 403) is kept in "
                  "webhook_deliveries; the rest is cut off. Accepted bodies are stored "
                  "whole." },
+        { .section = "webhook", .name = "max_rejected_rows", .type = CONFIG_UINT,
+          .default_value = "50000", .min = 0, .max = 100000000,
+          .offset = OFF(webhook.max_rejected_rows),
+          .doc = "Most rejected deliveries (invalid, unauthorized, forbidden) kept in "
+                 "webhook_deliveries. They are forensic evidence, so every rejected POST is "
+                 "still recorded when it arrives; the newest max_rejected_rows are kept and "
+                 "older ones are deleted as new ones arrive (in chunks of 1% of this, at most "
+                 "1000 rows). A flood of junk then costs at most about max_rejected_rows times "
+                 "(rejected_body_max + 500) bytes of database, some 230 MB with the defaults, "
+                 "however long it lasts. Accepted deliveries are never deleted. 0: no cap; "
+                 "rejected deliveries then go only after keep_rejected_days." },
 
         /* [database] */
         { .section = "database", .name = "path", .type = CONFIG_PATH,
