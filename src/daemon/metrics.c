@@ -24,7 +24,8 @@ static const double commit_bounds[] = {
 };
 #define N_COMMIT (sizeof(commit_bounds) / sizeof(commit_bounds[0]))
 
-static const unsigned batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512 };
+/* Whole numbers, exact as doubles, and printed by %g as integers. */
+static const double batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512 };
 #define N_BATCH (sizeof(batch_bounds) / sizeof(batch_bounds[0]))
 
 static counter_t outcomes[_OUTCOME_MAX];
@@ -34,6 +35,23 @@ static counter_t commit_count, commit_sum_us, commit_failures;
 static counter_t batch_buckets[N_BATCH + 1];
 static counter_t batch_sum;
 
+/* A histogram's buckets: buckets[i] counts values <= bounds[i], the last one the rest. */
+struct histogram {
+        const char *name, *help;
+        const double *bounds;
+        size_t n_bounds;
+        counter_t *buckets; /* n_bounds + 1 */
+};
+
+static const struct histogram commit_hist = {
+        "cashpayd_commit_seconds", "Time to commit one batch.",
+        commit_bounds, N_COMMIT, commit_buckets,
+};
+static const struct histogram batch_hist = {
+        "cashpayd_batch_size", "Deliveries committed per transaction.",
+        batch_bounds, N_BATCH, batch_buckets,
+};
+
 static void bump(counter_t *c, uint64_t by)
 {
         atomic_fetch_add_explicit(c, by, memory_order_relaxed);
@@ -42,6 +60,15 @@ static void bump(counter_t *c, uint64_t by)
 static uint64_t read_counter(counter_t *c)
 {
         return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void observe(const struct histogram *h, double value)
+{
+        size_t i = 0;
+
+        while (i < h->n_bounds && value > h->bounds[i])
+                i++;
+        bump(&h->buckets[i], 1);
 }
 
 void metrics_count_outcome(enum outcome o)
@@ -61,21 +88,14 @@ void metrics_count_response(unsigned http_status)
 
 void metrics_observe_commit(int64_t commit_us, size_t batch_size, int result)
 {
-        double secs = (double) commit_us / 1e6;
-        size_t i = 0, j = 0;
-
         if (result < 0) {
                 bump(&commit_failures, 1);
                 return;
         }
-        while (i < N_COMMIT && secs > commit_bounds[i])
-                i++;
-        bump(&commit_buckets[i], 1);
+        observe(&commit_hist, (double) commit_us / 1e6);
         bump(&commit_count, 1);
         bump(&commit_sum_us, (uint64_t) (commit_us > 0 ? commit_us : 0));
-        while (j < N_BATCH && batch_size > batch_bounds[j])
-                j++;
-        bump(&batch_buckets[j], 1);
+        observe(&batch_hist, (double) batch_size);
         bump(&batch_sum, batch_size);
 }
 
@@ -144,39 +164,35 @@ static void render_counters(struct text *t)
             (unsigned long long) read_counter(&commit_failures));
 }
 
-static void render_histograms(struct text *t)
+/* The HELP, TYPE and cumulative bucket lines; returns the +Inf bucket's count. */
+static uint64_t render_buckets(struct text *t, const struct histogram *h)
 {
         uint64_t cumulative = 0;
 
-        put(t, "# HELP cashpayd_commit_seconds Time to commit one batch.\n"
-               "# TYPE cashpayd_commit_seconds histogram\n");
-        for (size_t i = 0; i <= N_COMMIT; i++) {
-                cumulative += read_counter(&commit_buckets[i]);
-                if (i < N_COMMIT)
-                        put(t, "cashpayd_commit_seconds_bucket{le=\"%g\"} %llu\n", commit_bounds[i],
+        put(t, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help, h->name);
+        for (size_t i = 0; i <= h->n_bounds; i++) {
+                cumulative += read_counter(&h->buckets[i]);
+                if (i < h->n_bounds)
+                        put(t, "%s_bucket{le=\"%g\"} %llu\n", h->name, h->bounds[i],
                             (unsigned long long) cumulative);
                 else
-                        put(t, "cashpayd_commit_seconds_bucket{le=\"+Inf\"} %llu\n",
+                        put(t, "%s_bucket{le=\"+Inf\"} %llu\n", h->name,
                             (unsigned long long) cumulative);
         }
+        return cumulative;
+}
+
+static void render_histograms(struct text *t)
+{
+        uint64_t batches;
+
+        render_buckets(t, &commit_hist);
         put(t, "cashpayd_commit_seconds_sum %.6f\ncashpayd_commit_seconds_count %llu\n",
             (double) read_counter(&commit_sum_us) / 1e6,
             (unsigned long long) read_counter(&commit_count));
-
-        cumulative = 0;
-        put(t, "# HELP cashpayd_batch_size Deliveries committed per transaction.\n"
-               "# TYPE cashpayd_batch_size histogram\n");
-        for (size_t i = 0; i <= N_BATCH; i++) {
-                cumulative += read_counter(&batch_buckets[i]);
-                if (i < N_BATCH)
-                        put(t, "cashpayd_batch_size_bucket{le=\"%u\"} %llu\n", batch_bounds[i],
-                            (unsigned long long) cumulative);
-                else
-                        put(t, "cashpayd_batch_size_bucket{le=\"+Inf\"} %llu\n",
-                            (unsigned long long) cumulative);
-        }
+        batches = render_buckets(t, &batch_hist);
         put(t, "cashpayd_batch_size_sum %llu\ncashpayd_batch_size_count %llu\n",
-            (unsigned long long) read_counter(&batch_sum), (unsigned long long) cumulative);
+            (unsigned long long) read_counter(&batch_sum), (unsigned long long) batches);
 }
 
 static void render_gauges(struct text *t, const struct metrics_gauges *g)
