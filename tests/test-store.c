@@ -215,6 +215,12 @@ static struct delivery *rejected(const char *id, enum outcome as, int http, cons
         return d;
 }
 
+/* A new charge, applied. */
+static struct delivery *accepted_delivery(const char *id)
+{
+        return accepted(id, CHARGE_INITIATED, 100, "YER", NULL);
+}
+
 static void free_delivery(struct delivery *d)
 {
         delivery_clear(d);
@@ -788,10 +794,10 @@ static void test_to_fulfil(struct store *s, sqlite3 *db)
         CHECK(plan_uses(db, "SELECT * FROM orders_to_fulfil ORDER BY captured_at LIMIT 10",
                         "USING INDEX orders_to_fulfil_idx"));
         CHECK(plan_uses(db, "SELECT 1 FROM webhook_deliveries WHERE message_id = 'm' AND "
-                            "outcome IN ('applied', 'duplicate', 'stale', 'conflict')",
+                            "http_status = 200",
                         "USING INDEX webhook_deliveries_message_idx"));
-        CHECK(plan_uses(db, "SELECT id FROM webhook_deliveries WHERE outcome IN ('invalid', "
-                            "'unauthorized', 'forbidden') AND received_at < " NOW,
+        CHECK(plan_uses(db, "SELECT id FROM webhook_deliveries WHERE http_status >= 400 "
+                            "AND received_at < " NOW,
                         "USING INDEX webhook_deliveries_rejected_idx"));
         /* the race-free fulfilment update from the README, done by "the merchant" */
         CHECK_INT(raw_exec(db, fulfil), SQLITE_OK);
@@ -875,6 +881,224 @@ static void test_health_and_wal(void)
         store_close(s);
 }
 
+/* ---- the cap on rejected rows ---- */
+
+#define REJECTED_WHERE "http_status >= 400"
+
+static struct store *open_capped(const char *path, unsigned cap)
+{
+        struct store_options o = {
+                .path = path, .synchronous = DB_SYNC_NORMAL,
+                .busy_timeout_ms = 1000, .migrate = true, .max_rejected_rows = cap,
+        };
+        struct store *s = NULL;
+        char err[256];
+        int r = store_open(&o, &s, err, sizeof(err));
+
+        if (r < 0)
+                FAIL("store_open(%s): %d %s", path, r, err);
+        return s;
+}
+
+static int64_t rejected_count(sqlite3 *db)
+{
+        return q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE " REJECTED_WHERE);
+}
+
+/* The lowest and highest "junk N" numbers among the rejected rows kept. */
+static int64_t junk_min(sqlite3 *db)
+{
+        return q_int(db, "SELECT min(CAST(substr(error, 6) AS INTEGER)) FROM "
+                         "webhook_deliveries WHERE error LIKE 'junk %%'");
+}
+
+/* Submits @n rejected deliveries numbered from *@next ("junk N"), with
+ * @accepted accepted ones in between, as one batch. */
+static int submit_junk(struct store *s, size_t n, unsigned *next, size_t accepted)
+{
+        struct delivery *b[64];
+        char text[32];
+        size_t k = 0;
+        int r;
+
+        if (n + accepted > 64)
+                FAIL("batch too big");
+        for (size_t i = 0; i < n; i++) {
+                snprintf(text, sizeof(text), "junk %u", (*next)++);
+                b[k++] = rejected(NULL, OUTCOME_UNAUTHORIZED, 401, text);
+                if (i < accepted) {
+                        snprintf(text, sizeof(text), "chg_capok%u", *next);
+                        b[k++] = accepted_delivery(text);
+                }
+        }
+        r = store_submit(s, b, k);
+        for (size_t i = 0; i < k; i++)
+                free_delivery(b[i]);
+        return r;
+}
+
+/* 1000 rejected rows through a cap of 100 (slack 1), in batches of 1 to 37. */
+static void test_cap_floods(const char *path, sqlite3 *db)
+{
+        struct store *s = open_capped(path, 100);
+        unsigned next = 0;
+        int64_t accepted = 0;
+
+        CHECK_INT(store_rejected_rows(s), 0);
+        for (size_t size = 1; next < 1000; size = size % 37 + 1) {
+                size_t n = size < 1000 - next ? size : 1000 - next;
+                CHECK_INT(submit_junk(s, n, &next, size % 5 == 0 ? 2 : 0), 0);
+                accepted += size % 5 == 0 ? (n < 2 ? (int64_t) n : 2) : 0;
+                CHECK(rejected_count(db) <= 101);
+                CHECK_INT(store_rejected_rows(s), rejected_count(db));
+        }
+        CHECK(rejected_count(db) >= 100);
+        /* the newest are the ones kept, and nothing accepted went */
+        CHECK_INT(junk_min(db), 1000 - rejected_count(db));
+        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'applied' "
+                            "AND charge_id LIKE 'chg_capok%%'"), accepted);
+        CHECK(accepted >= 10);
+        store_close(s);
+
+        /* the count is taken again at open */
+        s = open_capped(path, 100);
+        CHECK_INT(store_rejected_rows(s), rejected_count(db));
+        store_close(s);
+}
+
+/* Rows deleted by another process: the next trim finds out, deletes nothing. */
+static void test_cap_external_delete(const char *path, sqlite3 *db)
+{
+        struct store *s = open_capped(path, 100);
+        int64_t before = store_rejected_rows(s);
+        unsigned next = 2000;
+
+        CHECK(before >= 100);
+        CHECK_INT(raw_exec(db, "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM "
+                               "webhook_deliveries WHERE " REJECTED_WHERE " ORDER BY id "
+                               "LIMIT 60)"), SQLITE_OK);
+        CHECK_INT(store_rejected_rows(s), before); /* not known yet */
+        CHECK_INT(submit_junk(s, 2, &next, 0), 0);
+        CHECK_INT(rejected_count(db), before - 60 + 2);
+        CHECK_INT(store_rejected_rows(s), before - 60 + 2);
+        CHECK_INT(submit_junk(s, 30, &next, 0), 0);
+        CHECK_INT(submit_junk(s, 30, &next, 0), 0);
+        CHECK(rejected_count(db) <= 101);
+        CHECK_INT(store_rejected_rows(s), rejected_count(db));
+        /* the 62 new ones and the newest of the old ones are kept */
+        CHECK_INT(junk_min(db), 1000 - (rejected_count(db) - 62));
+        store_close(s);
+}
+
+/* A cap set on a database far over it: brought down 10000 rows a batch. */
+static void test_cap_backlog(const char *path, sqlite3 *db)
+{
+        struct store *s;
+        unsigned next = 30000;
+
+        CHECK_INT(raw_exec(db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                               "WHERE i < 12000) INSERT INTO webhook_deliveries (received_at, "
+                               "remote_addr, outcome, http_status, error) SELECT "
+                               "'2020-01-01T00:00:00.000Z', '127.0.0.1', 'invalid', 400, "
+                               "'junk ' || (10000 + i) FROM n"), SQLITE_OK);
+        int64_t total = rejected_count(db);
+        s = open_capped(path, 100);
+        CHECK_INT(store_rejected_rows(s), total);
+        CHECK_INT(submit_junk(s, 1, &next, 1), 0);
+        CHECK_INT(rejected_count(db), total + 1 - 10001);
+        CHECK_INT(store_rejected_rows(s), rejected_count(db));
+        CHECK_INT(submit_junk(s, 1, &next, 0), 0);
+        CHECK_INT(rejected_count(db), 100);
+        CHECK_INT(store_rejected_rows(s), 100);
+        /* the old rows went first, the new ones stay */
+        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE received_at < '2021'"),
+                  0);
+        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE error IN "
+                            "('junk 30000', 'junk 30001')"), 2);
+        store_close(s);
+}
+
+/* A delete that fails fails the batch: nothing of it stays. */
+static void test_cap_failure(const char *path, sqlite3 *db)
+{
+        struct store *s = open_capped(path, 100);
+        int64_t rows = count(db, "webhook_deliveries"), kept = store_rejected_rows(s);
+        unsigned next = 40000;
+
+        CHECK_INT(kept, 100);
+        CHECK_INT(raw_exec(db, "CREATE TRIGGER no_trim BEFORE DELETE ON webhook_deliveries "
+                               "BEGIN SELECT RAISE(ABORT, 'no'); END"), SQLITE_OK);
+        CHECK_INT(submit_junk(s, 1, &next, 0), 0); /* 101: within the slack */
+        CHECK_INT(submit_junk(s, 3, &next, 2), -EIO);
+        CHECK_INT(count(db, "webhook_deliveries"), rows + 1);
+        CHECK_INT(store_rejected_rows(s), 101);
+        CHECK_INT(raw_exec(db, "DROP TRIGGER no_trim"), SQLITE_OK);
+        CHECK_INT(submit_junk(s, 3, &next, 2), 0);
+        CHECK_INT(rejected_count(db), 100);
+        CHECK_INT(count(db, "webhook_deliveries"), rows + 1 + 3 + 2 - 4);
+        store_close(s);
+}
+
+/* The age bound (cashpayctl prune, and the daemon hourly). */
+static void test_prune(const char *path, sqlite3 *db)
+{
+        struct store *s = open_capped(path, 100);
+        int64_t n = 0, accepted = q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE "
+                                           "outcome = 'applied'");
+
+        CHECK_INT(store_prune_rejected(s, "2000-01-01T00:00:00.000Z", 0, false, &n), 0);
+        CHECK_INT(n, 0);
+        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 10, true, &n), 0);
+        CHECK_INT(n, 10);
+        CHECK_INT(rejected_count(db), 100);
+        int64_t eleventh = q_int(db, "SELECT id FROM webhook_deliveries WHERE " REJECTED_WHERE
+                                     " ORDER BY received_at, id LIMIT 1 OFFSET 10");
+        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 10, false, &n), 0);
+        CHECK_INT(n, 10);
+        CHECK_INT(rejected_count(db), 90);
+        CHECK_INT(store_rejected_rows(s), 90);
+        /* the oldest went */
+        CHECK_INT(q_int(db, "SELECT id FROM webhook_deliveries WHERE " REJECTED_WHERE
+                            " ORDER BY received_at, id LIMIT 1"), eleventh);
+        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, true, &n), 0);
+        CHECK_INT(n, 90);
+        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, false, &n), 0);
+        CHECK_INT(n, 90);
+        CHECK_INT(store_rejected_rows(s), 0);
+        CHECK_INT(rejected_count(db), 0);
+        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'applied'"),
+                  accepted);
+        store_close(s);
+
+        /* no cap: no count, and a read-only handle may only count */
+        s = open_capped(path, 0);
+        CHECK_INT(store_rejected_rows(s), -1);
+        store_close(s);
+        struct store_options o = { .path = path, .read_only = true, .busy_timeout_ms = 100,
+                                   .max_rejected_rows = 100 };
+        char err[256];
+        CHECK_INT(store_open(&o, &s, err, sizeof(err)), 0);
+        CHECK_INT(store_rejected_rows(s), -1);
+        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, true, &n), 0);
+        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, false, &n), -EROFS);
+        store_close(s);
+}
+
+static void test_rejected_cap(void)
+{
+        const char *path = db_path("cap.db");
+        struct store *s = open_capped(path, 0);
+        sqlite3 *db = raw_open(path);
+
+        store_close(s);
+        test_cap_floods(path, db);
+        test_cap_external_delete(path, db);
+        test_cap_backlog(path, db);
+        test_cap_failure(path, db);
+        test_prune(path, db);
+        sqlite3_close(db);
+}
+
 /* ---- throughput printout ---- */
 
 static void bench(enum db_synchronous sync, const char *label, size_t total, size_t batch)
@@ -910,7 +1134,7 @@ static void cleanup_dir(void)
 {
         static const char *const names[] = {
                 "fresh.db", "old.db", "missing.db", "main.db", "health.db",
-                "health-moved.db", "bench.db",
+                "health-moved.db", "bench.db", "cap.db",
         };
         char p[600];
 
@@ -959,6 +1183,7 @@ int main(void)
         test_busy(db_path("main.db"));
         test_readonly_store(db_path("main.db"));
         test_health_and_wal();
+        test_rejected_cap();
 
         bench(DB_SYNC_FULL, "full", 500, 1);
         bench(DB_SYNC_FULL, "full", 20000, 100);

@@ -1,7 +1,8 @@
 /*
  * store-admin — the operator's queries over the store, used by cashpayctl:
  * listings, one order with its history, the order_events change feed, and
- * the few writes an operator makes (fulfil, review-done, prune).
+ * the few writes an operator makes (fulfil, review-done). Pruning rejected
+ * deliveries is store_prune_rejected() in store.h: the daemon runs it too.
  *
  * Part of the store module (it shares struct store and speaks SQL); kept
  * apart from store.h because the daemon never needs it. Every function takes
@@ -132,13 +133,6 @@ int store_admin_fulfil(struct store *s, const char *charge_id, const char *now_i
  * negative errno.
  */
 int store_admin_review_done(struct store *s, const char *charge_id);
-
-/*
- * store_admin_prune() - delete rejected deliveries (outcome invalid,
- * unauthorized or forbidden) received before @cutoff_iso; with @dry_run only
- * count them. @ret_count: rows deleted (or that would be).
- */
-int store_admin_prune(struct store *s, const char *cutoff_iso, bool dry_run, int64_t *ret_count);
 
 /* store_admin_user_version() - the schema version the database is at. */
 int store_admin_user_version(struct store *s, int *ret);

@@ -31,6 +31,9 @@ struct store_options {
                                   * checkpointing at a quarter of it and cutting a
                                   * checkpointed WAL back to half (0: SQLite's
                                   * 1000-page cadence, 64 MiB) */
+        unsigned max_rejected_rows; /* writable: keep about the newest this many rejected
+                                     * deliveries, deleting older ones in store_submit()
+                                     * (0: no cap, and no count is kept) */
 };
 
 /*
@@ -113,6 +116,19 @@ void store_close(struct store *s);
  * machine run against the state as of this transaction, in array order, so a
  * batch may hold several deliveries for the same charge.
  *
+ * With @opts->max_rejected_rows set, every rejected delivery is still
+ * inserted, and the same transaction deletes the oldest rejected rows (by
+ * received_at, then id) beyond the newest max_rejected_rows once they are
+ * more than max + slack (max/100, at most 1000, at least 1), so deletes
+ * come in chunks and at most max + slack remain after each commit. The
+ * count is kept in the handle: taken at store_open(), raised per rejected
+ * row committed; which rows to delete is always decided afresh from the
+ * database, so rows that another process deleted meanwhile are taken into
+ * account. A database far over the cap (a cap just set or lowered) is
+ * brought down by at most 10000 rows beyond the batch's own per commit.
+ * Accepted deliveries are never deleted. A failing delete fails the batch
+ * like any other SQL error.
+ *
  * One bad delivery never blocks the others. When the database refuses a
  * delivery for a reason that retrying will not cure (a constraint, a value
  * too big, a nonsensical request), the batch is run again with a savepoint
@@ -153,6 +169,26 @@ int store_check_file(struct store *s);
  * checkpointing what it could) while a reader or another writer needs the WAL.
  */
 int store_checkpoint(struct store *s, bool truncate);
+
+/*
+ * store_prune_rejected() - delete rejected deliveries (outcome invalid,
+ * unauthorized or forbidden) received before @cutoff_iso, oldest first, at
+ * most @limit of them (0: all), in one BEGIN IMMEDIATE transaction of its
+ * own; with @dry_run only count them (a read-only handle will do).
+ * Accepted deliveries are never touched. @ret_count: rows deleted (or that
+ * would be). Returns 0, -EROFS (deleting on a read-only handle) or an
+ * errno as for store_submit() (-EBUSY: locked past busy_timeout).
+ */
+int store_prune_rejected(struct store *s, const char *cutoff_iso, unsigned limit, bool dry_run,
+                         int64_t *ret_count);
+
+/*
+ * store_rejected_rows() - rejected deliveries in the database as this
+ * handle counts them (see store_submit()): exact after store_open() and
+ * after a commit that trimmed, otherwise an upper bound (another process
+ * may have deleted some). -1 when the handle has no cap.
+ */
+int64_t store_rejected_rows(struct store *s);
 
 /* store_wal_bytes() - current size of the -wal file, or -1 when unknown. */
 int64_t store_wal_bytes(struct store *s);

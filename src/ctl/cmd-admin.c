@@ -180,7 +180,7 @@ int ctl_cmd_prune(struct ctl *c, int argc, char **argv)
         if (!o.has_days)
                 o.days = c->cfg->webhook.keep_rejected_days;
         time_format_iso(time_now_ms() - (int64_t) o.days * MS_PER_DAY, cutoff);
-        r = store_admin_prune(c->store, cutoff, o.dry_run, &count);
+        r = store_prune_rejected(c->store, cutoff, 0, o.dry_run, &count);
         if (r < 0)
                 return ctl_store_error(c, r, "cannot prune");
         return prune_report(c, &o, cutoff, count) < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;

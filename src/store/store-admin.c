@@ -1,6 +1,7 @@
 /*
  * store-admin — the operator's queries (cashpayctl): listings, the
- * order_events feed, fulfil, review-done, prune and the schema version.
+ * order_events feed, fulfil, review-done and the schema version (prune is
+ * store-rejected.c's).
  *
  * Lists are read in one transaction and returned as arrays, so a caller can
  * size its table columns before printing. The writes are single conditional
@@ -395,47 +396,6 @@ int store_admin_review_done(struct store *s, const char *charge_id)
         }
         c = store_commit(s);
         return c < 0 ? c : r;
-}
-
-static int prune_locked(struct store *s, const char *cutoff_iso, bool dry_run, int64_t *ret_count)
-{
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
-        int r, rc;
-
-        r = store_prepare(s, dry_run
-                ? "SELECT count(*) FROM webhook_deliveries"
-                  " WHERE outcome IN ('invalid', 'unauthorized', 'forbidden') AND received_at < ?1"
-                : "DELETE FROM webhook_deliveries"
-                  " WHERE outcome IN ('invalid', 'unauthorized', 'forbidden') AND received_at < ?1",
-                &st);
-        if (r < 0)
-                return r;
-        sqlite3_bind_text(st, 1, cutoff_iso, -1, SQLITE_TRANSIENT);
-        rc = sqlite3_step(st);
-        if (dry_run && rc == SQLITE_ROW) {
-                *ret_count = sqlite3_column_int64(st, 0);
-                return 0;
-        }
-        if (rc != SQLITE_DONE)
-                return store_errno_from_sqlite(rc);
-        *ret_count = sqlite3_changes(s->db);
-        return 0;
-}
-
-int store_admin_prune(struct store *s, const char *cutoff_iso, bool dry_run, int64_t *ret_count)
-{
-        int r;
-
-        *ret_count = 0;
-        r = dry_run ? store_begin_read(s) : store_begin_immediate(s);
-        if (r < 0)
-                return r;
-        r = prune_locked(s, cutoff_iso, dry_run, ret_count);
-        if (r < 0 || dry_run) {
-                store_rollback(s);
-                return r;
-        }
-        return store_commit(s);
 }
 
 int store_admin_user_version(struct store *s, int *ret)

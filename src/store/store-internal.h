@@ -33,6 +33,11 @@ enum store_stmt {
         STMT_EVENT_INSERT,
         STMT_ORDER_GET,
         STMT_HEALTH,
+        STMT_REJECTED_COUNT,       /* rejected rows (store-rejected.c) */
+        STMT_REJECTED_BOUNDARY,    /* the newest rejected row beyond the cap */
+        STMT_REJECTED_TRIM,        /* delete rejected rows up to that one */
+        STMT_REJECTED_PRUNE,       /* delete rejected rows older than a time */
+        STMT_REJECTED_PRUNE_COUNT, /* count them (dry run) */
         _STMT_MAX,
 };
 
@@ -43,6 +48,11 @@ struct store {
         bool read_only;
         unsigned busy_timeout_ms;
         int64_t wal_limit_bytes; /* store_options.wal_limit_bytes */
+        int64_t max_rejected;    /* store_options.max_rejected_rows; 0 = no cap */
+        int64_t rejected_rows;   /* with a cap: rejected rows as of the last commit (inside
+                                  * store_submit(), with the batch's so far); never below
+                                  * the real number, which only other processes lower.
+                                  * -1 without a cap */
         dev_t dev;               /* identity of the file opened, for store_health() */
         ino_t ino;
         sqlite3_stmt *stmt[_STMT_MAX]; /* NULL until first use */
@@ -130,3 +140,19 @@ void store_column_text_copy(sqlite3_stmt *st, int col, char *buf, size_t len);
 /* store_column_text_dup() - strdup of column @col, or NULL for SQL NULL.
  * Returns 0 or -ENOMEM. */
 int store_column_text_dup(sqlite3_stmt *st, int col, char **ret);
+
+/*
+ * store_rejected_recount() - count the rejected deliveries into
+ * s->rejected_rows (through the partial index). 0 or a negative errno.
+ */
+int store_rejected_recount(struct store *s);
+
+/*
+ * store_rejected_trim() - inside store_submit()'s transaction, before
+ * COMMIT: once s->rejected_rows is past the cap by more than the slack,
+ * delete the oldest rejected rows beyond the newest max_rejected (at most
+ * @added, the rejected rows this batch inserted, plus a fixed backlog
+ * chunk). 0 or a negative errno, never -EINVAL/-E2BIG: a failure is the
+ * batch's, like any other SQL error.
+ */
+int store_rejected_trim(struct store *s, int64_t added);

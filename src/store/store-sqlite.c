@@ -10,6 +10,10 @@
 
 #include "src/store/store-internal.h"
 
+/* Word for word the WHERE of webhook_deliveries_rejected_idx: SQLite uses
+ * a partial index only for queries whose WHERE implies the index's. */
+#define REJECTED "http_status >= 400"
+
 /* SQL of the cached statements, indexed by enum store_stmt. */
 static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
@@ -23,7 +27,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "SELECT status, amount, currency FROM orders WHERE charge_id = ?1",
         [STMT_MESSAGE_SEEN] =
                 "SELECT 1 FROM webhook_deliveries WHERE message_id = ?1 "
-                "AND outcome IN ('applied', 'duplicate', 'stale', 'conflict') LIMIT 1",
+                "AND http_status = 200 LIMIT 1", /* accepted: see the schema's CHECK */
         [STMT_ORDER_INSERT] =
                 "INSERT INTO orders (charge_id, order_ref, status, amount, currency, "
                 "description, transaction_url, charge_created, first_seen_at, updated_at, "
@@ -55,6 +59,20 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "SELECT " STORE_ORDER_COLUMNS " FROM orders WHERE charge_id = ?1",
         /* touches the schema and a page of a real table, nothing more */
         [STMT_HEALTH] = "SELECT 1 FROM orders LIMIT 1",
+        [STMT_REJECTED_COUNT] = "SELECT count(*) FROM webhook_deliveries WHERE " REJECTED,
+        [STMT_REJECTED_BOUNDARY] =
+                "SELECT received_at, id FROM webhook_deliveries WHERE " REJECTED
+                " ORDER BY received_at DESC, id DESC LIMIT 1 OFFSET ?1",
+        [STMT_REJECTED_TRIM] =
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+                " WHERE " REJECTED " AND received_at <= ?1 AND (received_at < ?1 OR id <= ?2)"
+                " ORDER BY received_at, id LIMIT ?3)",
+        [STMT_REJECTED_PRUNE] =
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+                " WHERE " REJECTED " AND received_at < ?1 ORDER BY received_at, id LIMIT ?2)",
+        [STMT_REJECTED_PRUNE_COUNT] =
+                "SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries"
+                " WHERE " REJECTED " AND received_at < ?1 LIMIT ?2)",
 };
 
 int store_errno_from_sqlite(int rc)

@@ -344,8 +344,15 @@ static bool delivery_fault(int r)
 
 static int record(struct store *s, struct delivery *d, const char *now)
 {
+        int r;
+
         reset_result(d);
-        return d->has_charge ? record_accepted(s, d, now) : record_rejected(s, d);
+        if (d->has_charge)
+                return record_accepted(s, d, now);
+        r = record_rejected(s, d);
+        if (r >= 0 && s->rejected_rows >= 0)
+                s->rejected_rows++; /* run_batch() puts it back unless committed */
+        return r;
 }
 
 /*
@@ -380,6 +387,7 @@ static int record_isolated(struct store *s, struct delivery *d, const char *now)
  */
 static int run_batch(struct store *s, struct delivery *const *items, size_t n, bool isolated)
 {
+        int64_t rejected = s->rejected_rows;
         char now[TIME_ISO_LEN];
         int r;
 
@@ -388,14 +396,18 @@ static int run_batch(struct store *s, struct delivery *const *items, size_t n, b
                 return r;
         /* read once the lock is held: times then only grow from batch to batch */
         time_format_iso(time_now_ms(), now);
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && r >= 0; i++)
                 r = isolated ? record_isolated(s, items[i], now) : record(s, items[i], now);
-                if (r < 0) {
-                        store_rollback(s);
-                        return r;
-                }
-        }
-        return store_commit(s);
+        /* the cap on rejected rows, in the same transaction as the rows that pass it */
+        if (r >= 0)
+                r = store_rejected_trim(s, s->rejected_rows - rejected);
+        if (r >= 0)
+                r = store_commit(s); /* rolls back itself when it fails */
+        else
+                store_rollback(s);
+        if (r < 0)
+                s->rejected_rows = rejected;
+        return r;
 }
 
 int store_submit(struct store *s, struct delivery *const *items, size_t n)

@@ -52,6 +52,8 @@ static int store_new(const struct store_options *opts, struct store **ret)
         s->read_only = opts->read_only;
         s->busy_timeout_ms = opts->busy_timeout_ms;
         s->wal_limit_bytes = opts->wal_limit_bytes;
+        s->max_rejected = opts->read_only ? 0 : (int64_t) opts->max_rejected_rows;
+        s->rejected_rows = -1;
         *ret = s;
         return 0;
 }
@@ -222,6 +224,20 @@ static int remember_identity(struct store *s, char *err, size_t err_len)
         return 0;
 }
 
+/* With a cap, the writer keeps the number of rejected rows (store_submit()). */
+static int count_rejected(struct store *s, char *err, size_t err_len)
+{
+        int r;
+
+        if (s->max_rejected == 0)
+                return 0;
+        r = store_rejected_recount(s);
+        if (r < 0)
+                snprintf(err, err_len, "cannot count the rejected deliveries in %s: %s",
+                         s->path, sqlite3_errmsg(s->db));
+        return r;
+}
+
 static int open_and_migrate(struct store *s, const struct store_options *opts,
                             char *err, size_t err_len)
 {
@@ -240,6 +256,8 @@ static int open_and_migrate(struct store *s, const struct store_options *opts,
                 r = store_migrate(s, create, err, err_len);
         if (r >= 0)
                 r = remember_identity(s, err, err_len);
+        if (r >= 0)
+                r = count_rejected(s, err, err_len);
         return r;
 }
 
