@@ -51,12 +51,13 @@ class Stats:
         self.redelivered = 0
         self.redelivery_outcomes = {}
         self.restart_ms = []
-        self.kill_ms = []
+        self.kill_ms = []  # one per completed cycle
 
     def summary(self):
         worst = max(self.restart_ms) if self.restart_ms else 0
         mean = sum(self.restart_ms) / len(self.restart_ms) if self.restart_ms else 0
-        return (f"cycles {CYCLES}, clients {CLIENTS}, seed {SEED}: sent {self.sent}, "
+        return (f"cycles {len(self.kill_ms)} of {CYCLES}, clients {CLIENTS}, seed {SEED}: "
+                f"sent {self.sent}, "
                 f"acked {self.acked}, stored {self.stored}, lost {self.lost}; "
                 f"unanswered {self.unanswered} (committed {self.unanswered_committed}), "
                 f"non-2xx {self.refused}; redelivered {self.redelivered} "
