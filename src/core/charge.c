@@ -229,7 +229,8 @@ static int load_error(const char *p, size_t len, const json_error_t *e, const st
 
 static int load_object(const char *p, size_t len, json_t **ret, const struct detail *d)
 {
-        json_error_t e;
+        /* Zeroed: jansson leaves it unset when it cannot allocate before parsing. */
+        json_error_t e = { 0 };
         json_t *root;
 
         if (!p || all_space(p, len))

@@ -211,11 +211,10 @@ class FaultDaemon(Daemon):
 
     # nouserintercepts: memcheck must not take over libfiu's malloc (an
     # object without a soname, like the program itself), so that libfiu can
-    # fail it and pass the rest on. Uninitialised reads are not checked: the
-    # sweep is about leaks and invalid accesses, like ASan (see README).
+    # fail it and pass the rest on.
     VALGRIND = ["valgrind", "-q", "--soname-synonyms=somalloc=nouserintercepts",
                 "--leak-check=full", "--show-leak-kinds=definite",
-                "--errors-for-leak-kinds=definite", "--undef-value-errors=no",
+                "--errors-for-leak-kinds=definite",
                 "--error-exitcode=99"]
 
     def __init__(self, extra_config=None, commands=(), fault=None, valgrind=False, **kw):
