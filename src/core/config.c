@@ -194,8 +194,9 @@ static const struct config_key keys[] = {
         { .section = "webhook", .name = "keep_rejected_days", .type = CONFIG_UINT,
           .unit = "days", .default_value = "30", .min = 1, .max = 3650, .reloadable = true,
           .offset = OFF(webhook.keep_rejected_days),
-          .doc = "How long 'cashpayctl prune' keeps rejected deliveries (invalid, "
-                 "unauthorized, forbidden). Other deliveries are never pruned." },
+          .doc = "How long rejected deliveries (invalid, unauthorized, forbidden) are kept: "
+                 "cashpayd deletes older ones once an hour, and 'cashpayctl prune' does on "
+                 "demand. Other deliveries are never pruned." },
         { .section = "webhook", .name = "insecure_no_verify", .type = CONFIG_BOOL,
           .default_value = "no", .reloadable = true, .offset = OFF(webhook.insecure_no_verify),
           .doc = "Must be yes for verify = none to be accepted, so that verification cannot "
@@ -250,7 +251,9 @@ static const struct config_key keys[] = {
           .max = UINT64_C(1) << 40, .reloadable = true, .offset = OFF(database.wal_warn_bytes),
           .doc = "Size of the write-ahead log past which a warning is logged and /healthz "
                  "reports a problem. A growing log usually means a reader keeps a "
-                 "transaction open, so checkpoints cannot finish." },
+                 "transaction open, so checkpoints cannot finish. It also sets the "
+                 "checkpoint cadence (every quarter of it) and SQLite's "
+                 "journal_size_limit (half of it)." },
 
         /* [return] */
         { .section = "return", .name = "success_url", .type = CONFIG_URL_TEMPLATE,

@@ -83,6 +83,7 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *conn, struct runtime
                 .queue_depth = writer_queue_depth(rt->writer),
                 .wal_bytes = wal_bytes(rt),
                 .database_ok = admin_health(rt, &why) == 0,
+                .rejected_rows = writer_rejected_rows(rt->writer),
         };
         char *text;
         size_t len;

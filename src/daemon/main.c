@@ -186,6 +186,7 @@ static int open_database(struct daemon *dmn, const struct config *cfg)
                 .busy_timeout_ms = cfg->database.busy_timeout,
                 .migrate = true,
                 .wal_limit_bytes = (int64_t) cfg->database.wal_warn_bytes,
+                .max_rejected_rows = cfg->webhook.max_rejected_rows,
         };
         int r = ensure_parent_dir(cfg->database.path);
 
@@ -253,6 +254,7 @@ static int start_serving(struct daemon *dmn, const struct config *cfg)
                 .commit_timeout_ms = cfg->database.commit_timeout,
                 .busy_timeout_ms = cfg->database.busy_timeout,
                 .wal_limit_bytes = (int64_t) cfg->database.wal_warn_bytes,
+                .keep_rejected_days = cfg->webhook.keep_rejected_days,
                 .stall_file = getenv("CASHPAYD_TEST_STALL_FILE"),
         };
         int r = writer_start(dmn->store, &wopts, on_batch, dmn, &dmn->rt.writer);
@@ -327,6 +329,7 @@ static void reload(struct daemon *dmn)
                 const char *note = credential_note(settings->cfg);
                 log_set_level(settings->cfg->log.level);
                 writer_set_wal_limit(dmn->rt.writer, (int64_t) settings->cfg->database.wal_warn_bytes);
+                writer_set_keep_rejected_days(dmn->rt.writer, settings->cfg->webhook.keep_rejected_days);
                 runtime_settings_swap(&dmn->rt, settings);
                 log_notice("configuration and secrets reloaded from %s%s", dmn->config_path, note);
         }

@@ -204,6 +204,11 @@ static void render_gauges(struct text *t, const struct metrics_gauges *g)
             (long long) g->wal_bytes);
         put(t, "# HELP cashpayd_database_up Whether the database answers.\n"
                "# TYPE cashpayd_database_up gauge\ncashpayd_database_up %d\n", g->database_ok);
+        if (g->rejected_rows >= 0)
+                put(t, "# HELP cashpayd_rejected_rows Rejected deliveries kept in the database "
+                       "(at most [webhook] max_rejected_rows and a slack).\n"
+                       "# TYPE cashpayd_rejected_rows gauge\ncashpayd_rejected_rows %lld\n",
+                    (long long) g->rejected_rows);
         put(t, "# HELP cashpayd_build_info Build information.\n"
                "# TYPE cashpayd_build_info gauge\n"
                "cashpayd_build_info{version=\"%s\"} 1\n", CASHPAY_VERSION);

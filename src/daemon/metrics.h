@@ -15,6 +15,7 @@ struct metrics_gauges {
         unsigned queue_depth;
         int64_t wal_bytes;        /* -1 = unknown */
         int database_ok;          /* 1 / 0 */
+        int64_t rejected_rows;    /* rejected deliveries kept; -1 = not counted (no cap) */
 };
 
 void metrics_count_outcome(enum outcome o);

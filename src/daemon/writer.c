@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cashpay/log.h"
 #include "cashpay/timeutil.h"
 #include "writer.h"
 
@@ -14,6 +15,14 @@
  * the database file; past wal_limit it tries to truncate the WAL at most
  * this often even under load. */
 #define IDLE_MS 1000
+
+/* The age bound on rejected deliveries: how often, how many rows per
+ * transaction (a delivery arriving meanwhile waits for one chunk at most),
+ * and when to try again after a failure (a lock held past busy_timeout). */
+#define PRUNE_EVERY_MS (INT64_C(3600) * 1000)
+#define PRUNE_CHUNK 1000
+#define PRUNE_RETRY_MS (INT64_C(300) * 1000)
+#define MS_PER_DAY INT64_C(86400000)
 
 struct writer {
         struct store *store;
@@ -40,6 +49,12 @@ struct writer {
         bool dirty;                  /* committed since the last checkpoint */
         int64_t next_truncate_ms;    /* monotonic */
         _Atomic int64_t wal_limit;   /* bytes of WAL worth a TRUNCATE checkpoint */
+
+        /* the hourly prune, writer thread only (but keep_rejected_days) */
+        int64_t next_prune_ms;       /* monotonic; 0: at the first chance */
+        int64_t pruned;              /* rows the prune in progress deleted so far */
+        _Atomic unsigned keep_rejected_days;
+        _Atomic int64_t rejected_rows; /* store_rejected_rows(), for /metrics */
 };
 
 struct job *job_new(void)
@@ -131,6 +146,7 @@ static void commit_batch(struct writer *w, size_t n)
         int64_t commit_us = monotonic_us() - t0;
 
         atomic_store(&w->last_result, r);
+        atomic_store(&w->rejected_rows, store_rejected_rows(w->store));
         w->dirty |= r == 0;
         w->on_batch(w->batch, n, r, commit_us, w->cb_data);
 
@@ -178,6 +194,43 @@ static void check_file(struct writer *w)
                 atomic_compare_exchange_strong(&w->last_result, &last, 0);
 }
 
+static bool prune_due(const struct writer *w)
+{
+        return atomic_load(&w->keep_rejected_days) > 0 && time_monotonic_ms() >= w->next_prune_ms;
+}
+
+/*
+ * One chunk of the age bound on rejected deliveries (keep_rejected_days);
+ * a full chunk leaves the prune due, so the next one follows as long as no
+ * delivery waits. The cap on their number is store_submit()'s.
+ */
+static void prune(struct writer *w)
+{
+        unsigned days = atomic_load(&w->keep_rejected_days);
+        char cutoff[TIME_ISO_LEN];
+        int64_t n = 0;
+
+        time_format_iso(time_now_ms() - (int64_t) days * MS_PER_DAY, cutoff);
+        int r = store_prune_rejected(w->store, cutoff, PRUNE_CHUNK, false, &n);
+        if (r < 0) {
+                log_warning("could not delete rejected deliveries older than %u days: %s; "
+                            "trying again in %d minutes", days, store_strerror(r),
+                            (int) (PRUNE_RETRY_MS / 60000));
+                w->next_prune_ms = time_monotonic_ms() + PRUNE_RETRY_MS;
+                return;
+        }
+        atomic_store(&w->rejected_rows, store_rejected_rows(w->store));
+        w->dirty |= n > 0;
+        w->pruned += n;
+        if (n == PRUNE_CHUNK)
+                return;
+        if (w->pruned > 0)
+                log_info("deleted %lld rejected deliveries received before %s "
+                         "(keep_rejected_days = %u)", (long long) w->pruned, cutoff, days);
+        w->pruned = 0;
+        w->next_prune_ms = time_monotonic_ms() + PRUNE_EVERY_MS;
+}
+
 /* Wait for jobs; true when IDLE_MS passed without any. Called locked. */
 static bool wait_for_work(struct writer *w)
 {
@@ -197,7 +250,8 @@ static void *writer_main(void *arg)
 
         for (;;) {
                 pthread_mutex_lock(&w->lock);
-                bool idle = wait_for_work(w);
+                /* a due prune waits for no one: it runs when nothing is queued */
+                bool idle = !prune_due(w) && wait_for_work(w);
                 if (!w->head && w->stopping) {
                         pthread_mutex_unlock(&w->lock);
                         break;
@@ -206,6 +260,8 @@ static void *writer_main(void *arg)
                 pthread_mutex_unlock(&w->lock);
                 if (n > 0)
                         commit_batch(w, n);
+                else if (prune_due(w))
+                        prune(w);
                 if (idle)
                         check_file(w);
                 checkpoint(w, idle);
@@ -235,6 +291,8 @@ int writer_start(struct store *store, const struct writer_options *opts,
                 return -ENOMEM;
         }
         atomic_init(&w->wal_limit, opts->wal_limit_bytes ? opts->wal_limit_bytes : INT64_MAX);
+        atomic_init(&w->keep_rejected_days, opts->keep_rejected_days);
+        atomic_init(&w->rejected_rows, store_rejected_rows(store));
         pthread_mutex_init(&w->lock, NULL);
         pthread_condattr_t attr;
         pthread_condattr_init(&attr);
@@ -349,4 +407,14 @@ int writer_last_result(struct writer *w)
 void writer_set_wal_limit(struct writer *w, int64_t bytes)
 {
         atomic_store(&w->wal_limit, bytes > 0 ? bytes : INT64_MAX);
+}
+
+void writer_set_keep_rejected_days(struct writer *w, unsigned days)
+{
+        atomic_store(&w->keep_rejected_days, days);
+}
+
+int64_t writer_rejected_rows(struct writer *w)
+{
+        return atomic_load(&w->rejected_rows);
 }

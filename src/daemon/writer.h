@@ -9,6 +9,8 @@
  *
  * When idle for a second it checkpoints the WAL (see checkpoint() in
  * writer.c) and checks that the database file is still there and writable.
+ * Once an hour, whenever no delivery is waiting, it deletes the rejected
+ * deliveries older than keep_rejected_days, in short transactions of its own.
  *
  * libmicrohttpd never times out a suspended connection, so every queued
  * delivery has a deadline; writer_expire() answers late ones with 503 from
@@ -49,6 +51,7 @@ struct writer_options {
         unsigned commit_timeout_ms;
         unsigned busy_timeout_ms;
         int64_t wal_limit_bytes;       /* try to truncate a WAL past this (0: never) */
+        unsigned keep_rejected_days;   /* prune older rejected deliveries hourly (0: never) */
         const char *stall_file;        /* tests: stall before commits while this file exists */
 };
 
@@ -100,3 +103,10 @@ int writer_last_result(struct writer *w);
 
 /* writer_set_wal_limit() - change wal_limit_bytes (on reload). */
 void writer_set_wal_limit(struct writer *w, int64_t bytes);
+
+/* writer_set_keep_rejected_days() - change keep_rejected_days (on reload). */
+void writer_set_keep_rejected_days(struct writer *w, unsigned days);
+
+/* writer_rejected_rows() - store_rejected_rows() as of the writer's last
+ * commit or prune: -1 without a cap on rejected rows. */
+int64_t writer_rejected_rows(struct writer *w);
