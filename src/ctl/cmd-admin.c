@@ -19,13 +19,9 @@
 
 static int only_common_options(struct ctl *c, int argc, char **argv)
 {
-        static const struct option opts[] = { CTL_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
-        int opt, r;
+        int r = ctl_parse_options(c, argc, argv, NULL, NULL, NULL);
 
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
-                if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE)
-                        return r;
-        return ctl_positional(c, argc, argv, 0, NULL);
+        return r != CTL_CONTINUE ? r : ctl_positional(c, argc, argv, 0, NULL);
 }
 
 /* ---- migrate ---- */
@@ -127,6 +123,26 @@ struct prune_options {
         bool dry_run;
 };
 
+static int prune_option(struct ctl *c, int opt, void *ctx)
+{
+        struct prune_options *o = ctx;
+        unsigned long long v;
+
+        switch (opt) {
+        case OPT_COMMAND:
+                if (ctl_parse_uint(optarg, 0, 36500, &v) < 0)
+                        return ctl_usage_error(c, "--days needs 0 to 36500, not '%s'", optarg);
+                o->days = (unsigned) v;
+                o->has_days = true;
+                return CTL_CONTINUE;
+        case OPT_COMMAND + 1:
+                o->dry_run = true;
+                return CTL_CONTINUE;
+        default:
+                return ctl_common_option(c, opt);
+        }
+}
+
 static int prune_parse(struct ctl *c, int argc, char **argv, struct prune_options *o)
 {
         static const struct option opts[] = {
@@ -135,23 +151,9 @@ static int prune_parse(struct ctl *c, int argc, char **argv, struct prune_option
                 { "dry-run", no_argument, NULL, OPT_COMMAND + 1 },
                 { NULL, 0, NULL, 0 }
         };
-        unsigned long long v;
-        int opt, r;
+        int r = ctl_parse_options(c, argc, argv, opts, prune_option, o);
 
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
-                if (opt == OPT_COMMAND) {
-                        if (ctl_parse_uint(optarg, 0, 36500, &v) < 0)
-                                return ctl_usage_error(c, "--days needs 0 to 36500, not '%s'",
-                                                       optarg);
-                        o->days = (unsigned) v;
-                        o->has_days = true;
-                } else if (opt == OPT_COMMAND + 1) {
-                        o->dry_run = true;
-                } else if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE) {
-                        return r;
-                }
-        }
-        return ctl_positional(c, argc, argv, 0, NULL);
+        return r != CTL_CONTINUE ? r : ctl_positional(c, argc, argv, 0, NULL);
 }
 
 static int prune_report(const struct ctl *c, const struct prune_options *o, const char *cutoff,

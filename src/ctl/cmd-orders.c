@@ -34,31 +34,49 @@ static int parse_limit(struct ctl *c, unsigned *ret)
         return CTL_CONTINUE;
 }
 
-/* The CHARGE_ID argument of show, fulfil and review-done. */
-static int charge_argument(struct ctl *c, int argc, char **argv, const char **ret)
+/* ctl_open_store() as CTL_CONTINUE or the exit code to leave with. */
+static int open_store(struct ctl *c, enum ctl_store_mode mode)
+{
+        int r = ctl_open_store(c, mode);
+
+        return r != 0 ? r : CTL_CONTINUE;
+}
+
+/* The start of orders, deliveries and events: their options, no arguments,
+ * the store opened to read. CTL_CONTINUE or the exit code to leave with. */
+static int start_listing(struct ctl *c, int argc, char **argv, const struct option *opts,
+                         ctl_option_fn *option, void *ctx)
+{
+        int r;
+
+        if ((r = ctl_parse_options(c, argc, argv, opts, option, ctx)) != CTL_CONTINUE ||
+            (r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
+                return r;
+        return open_store(c, CTL_STORE_READ);
+}
+
+/* The start of show, fulfil and review-done: the common options, one
+ * CHARGE_ID (into @ret), the store opened in @mode. */
+static int start_on_charge(struct ctl *c, int argc, char **argv, enum ctl_store_mode mode,
+                           const char **ret)
 {
         char **args;
-        int r = ctl_positional(c, argc, argv, 1, &args);
+        int r;
 
-        if (r != CTL_CONTINUE)
+        if ((r = ctl_parse_options(c, argc, argv, NULL, NULL, NULL)) != CTL_CONTINUE ||
+            (r = ctl_positional(c, argc, argv, 1, &args)) != CTL_CONTINUE)
                 return r;
         if (!charge_id_valid(args[0]))
                 return ctl_usage_error(c, "'%s' is not a charge id (chg_ followed by "
                                        "letters, digits, '_' or '-')", args[0]);
         *ret = args[0];
-        return CTL_CONTINUE;
+        return open_store(c, mode);
 }
 
-/* Options of commands that take none of their own; CTL_CONTINUE or exit code. */
-static int no_options(struct ctl *c, int argc, char **argv)
+/* The exit code of a listing once printed: a reader gone away (EPIPE) is no failure. */
+static int printed(int r)
 {
-        static const struct option opts[] = { CTL_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
-        int opt, r;
-
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
-                if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE)
-                        return r;
-        return CTL_CONTINUE;
+        return r < 0 && r != -EPIPE ? ctl_fail("cannot print: %s", strerror(-r)) : CTL_EXIT_OK;
 }
 
 /* ---- orders ---- */
@@ -111,8 +129,10 @@ static int json_orders(const struct order_list *l)
         return output_json(json_pack("{s:o*}", "orders", arr), false);
 }
 
-static int orders_option(struct ctl *c, int opt, struct order_filter *f)
+static int orders_option(struct ctl *c, int opt, void *ctx)
 {
+        struct order_filter *f = ctx;
+
         switch (opt) {
         case OPT_COMMAND:
                 if (charge_status_from_name(optarg, &f->status) < 0)
@@ -145,21 +165,16 @@ int ctl_cmd_orders(struct ctl *c, int argc, char **argv)
         };
         struct order_filter f = { .limit = DEFAULT_LIMIT };
         struct order_list l;
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
-                if ((r = orders_option(c, opt, &f)) != CTL_CONTINUE)
-                        return r;
-        if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
-                return r;
-        if ((r = ctl_open_store(c, CTL_STORE_READ)) != 0)
+        if ((r = start_listing(c, argc, argv, opts, orders_option, &f)) != CTL_CONTINUE)
                 return r;
         r = store_admin_list_orders(c->store, &f, &l);
         if (r < 0)
                 return ctl_store_error(c, r, "cannot list orders");
         r = c->json ? json_orders(&l) : print_orders(c, &l);
         order_list_clear(&l);
-        return r < 0 && r != -EPIPE ? ctl_fail("cannot print: %s", strerror(-r)) : CTL_EXIT_OK;
+        return printed(r);
 }
 
 /* ---- deliveries ---- */
@@ -204,8 +219,10 @@ static json_t *json_deliveries(const struct delivery_list *l, bool with_body)
         return arr;
 }
 
-static int deliveries_option(struct ctl *c, int opt, struct delivery_filter *f)
+static int deliveries_option(struct ctl *c, int opt, void *ctx)
 {
+        struct delivery_filter *f = ctx;
+
         switch (opt) {
         case OPT_COMMAND:
                 if (outcome_from_name(optarg, &f->outcome) < 0)
@@ -231,14 +248,9 @@ int ctl_cmd_deliveries(struct ctl *c, int argc, char **argv)
         };
         struct delivery_filter f = { .limit = DEFAULT_LIMIT };
         struct delivery_list l;
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
-                if ((r = deliveries_option(c, opt, &f)) != CTL_CONTINUE)
-                        return r;
-        if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
-                return r;
-        if ((r = ctl_open_store(c, CTL_STORE_READ)) != 0)
+        if ((r = start_listing(c, argc, argv, opts, deliveries_option, &f)) != CTL_CONTINUE)
                 return r;
         r = store_admin_list_deliveries(c->store, &f, &l);
         if (r < 0)
@@ -248,7 +260,7 @@ int ctl_cmd_deliveries(struct ctl *c, int argc, char **argv)
         else
                 r = print_deliveries(&l, stdout);
         delivery_list_clear(&l);
-        return r < 0 && r != -EPIPE ? ctl_fail("cannot print: %s", strerror(-r)) : CTL_EXIT_OK;
+        return printed(r);
 }
 
 /* ---- events ---- */
@@ -392,8 +404,9 @@ static int feed_run(struct ctl *c, struct feed *fd)
         }
 }
 
-static int events_option(struct ctl *c, int opt, struct feed *fd)
+static int events_option(struct ctl *c, int opt, void *ctx)
 {
+        struct feed *fd = ctx;
         unsigned long long v;
 
         switch (opt) {
@@ -425,14 +438,9 @@ int ctl_cmd_events(struct ctl *c, int argc, char **argv)
                 { NULL, 0, NULL, 0 }
         };
         struct feed fd = { 0 };
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
-                if ((r = events_option(c, opt, &fd)) != CTL_CONTINUE)
-                        return r;
-        if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
-                return r;
-        if ((r = ctl_open_store(c, CTL_STORE_READ)) != 0)
+        if ((r = start_listing(c, argc, argv, opts, events_option, &fd)) != CTL_CONTINUE)
                 return r;
         feed_install_signals();
         if (c->json && !fd.follow && !(fd.collected = json_array()))
@@ -532,10 +540,7 @@ int ctl_cmd_show(struct ctl *c, int argc, char **argv)
         const char *id;
         int r;
 
-        if ((r = no_options(c, argc, argv)) != CTL_CONTINUE ||
-            (r = charge_argument(c, argc, argv, &id)) != CTL_CONTINUE)
-                return r;
-        if ((r = ctl_open_store(c, CTL_STORE_READ)) != 0)
+        if ((r = start_on_charge(c, argc, argv, CTL_STORE_READ, &id)) != CTL_CONTINUE)
                 return r;
         r = show_load(c, id, &o, &ev, &dl);
         if (r == 0 && c->json)
@@ -597,10 +602,7 @@ int ctl_cmd_fulfil(struct ctl *c, int argc, char **argv)
         const char *id;
         int r, res;
 
-        if ((r = no_options(c, argc, argv)) != CTL_CONTINUE ||
-            (r = charge_argument(c, argc, argv, &id)) != CTL_CONTINUE)
-                return r;
-        if ((r = ctl_open_store(c, CTL_STORE_WRITE)) != 0)
+        if ((r = start_on_charge(c, argc, argv, CTL_STORE_WRITE, &id)) != CTL_CONTINUE)
                 return r;
         time_format_iso(time_now_ms(), now);
         res = store_admin_fulfil(c->store, id, now, &o);
@@ -619,10 +621,7 @@ int ctl_cmd_review_done(struct ctl *c, int argc, char **argv)
         const char *id;
         int r, res;
 
-        if ((r = no_options(c, argc, argv)) != CTL_CONTINUE ||
-            (r = charge_argument(c, argc, argv, &id)) != CTL_CONTINUE)
-                return r;
-        if ((r = ctl_open_store(c, CTL_STORE_WRITE)) != 0)
+        if ((r = start_on_charge(c, argc, argv, CTL_STORE_WRITE, &id)) != CTL_CONTINUE)
                 return r;
         res = store_admin_review_done(c->store, id);
         if (res < 0)

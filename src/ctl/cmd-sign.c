@@ -171,8 +171,9 @@ static int read_stdin(uint8_t **ret, size_t *ret_len)
         return 0;
 }
 
-static int sign_option(struct ctl *c, int opt, struct sign_request *rq)
+static int sign_option(struct ctl *c, int opt, void *ctx)
 {
+        struct sign_request *rq = ctx;
         unsigned long long v;
 
         switch (opt) {
@@ -216,12 +217,10 @@ int ctl_cmd_sign(struct ctl *c, int argc, char **argv)
         struct sig_headers sh;
         uint8_t *body = NULL;
         size_t len = 0;
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
-                if ((r = sign_option(c, opt, &rq)) != CTL_CONTINUE)
-                        return r;
-        if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE ||
+        if ((r = ctl_parse_options(c, argc, argv, opts, sign_option, &rq)) != CTL_CONTINUE ||
+            (r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE ||
             (r = ctl_load_config(c)) != 0)
                 return r;
         if (c->cfg->webhook.verify == VERIFY_NONE)
@@ -441,8 +440,9 @@ static bool currency_valid(const char *s)
         return strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 3;
 }
 
-static int send_option(struct ctl *c, int opt, struct send_options *o)
+static int send_option(struct ctl *c, int opt, void *ctx)
 {
+        struct send_options *o = ctx;
         unsigned long long v;
         enum charge_status st;
 
@@ -495,12 +495,10 @@ static int send_parse(struct ctl *c, int argc, char **argv, struct send_options 
                 { "timeout", required_argument, NULL, OPT_COMMAND + 7 },
                 { NULL, 0, NULL, 0 }
         };
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
-                if ((r = send_option(c, opt, o)) != CTL_CONTINUE)
-                        return r;
-        if ((r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
+        if ((r = ctl_parse_options(c, argc, argv, opts, send_option, o)) != CTL_CONTINUE ||
+            (r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
                 return r;
         if (o->description && strlen(o->description) > CHARGE_TEXT_MAX)
                 return ctl_usage_error(c, "--description is longer than %d bytes", CHARGE_TEXT_MAX);

@@ -68,6 +68,21 @@ int ctl_common_option(struct ctl *c, int opt)
         }
 }
 
+int ctl_parse_options(struct ctl *c, int argc, char **argv, const struct option *opts,
+                      ctl_option_fn *option, void *ctx)
+{
+        static const struct option common[] = { CTL_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
+        int opt, r;
+
+        /* "+": stop at the first argument; ":": a missing value is ':', not '?'. */
+        while ((opt = getopt_long(argc, argv, "+:h", opts ? opts : common, NULL)) != -1) {
+                r = option ? option(c, opt, ctx) : ctl_common_option(c, opt);
+                if (r != CTL_CONTINUE)
+                        return r;
+        }
+        return CTL_CONTINUE;
+}
+
 int ctl_positional(struct ctl *c, int argc, char **argv, int n, char ***ret)
 {
         int have = argc - optind;

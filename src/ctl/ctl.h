@@ -66,6 +66,18 @@ struct ctl {
  */
 int ctl_common_option(struct ctl *c, int opt);
 
+/* A command's handler for each option getopt_long returns, given the
+ * command's @ctx; what it does not know it passes to ctl_common_option(). */
+typedef int ctl_option_fn(struct ctl *c, int opt, void *ctx);
+
+/*
+ * ctl_parse_options() - getopt_long over @argv with @opts (NULL: the common
+ * options only), each option handed to @option (NULL: ctl_common_option()).
+ * Returns CTL_CONTINUE, or the exit code to leave with.
+ */
+int ctl_parse_options(struct ctl *c, int argc, char **argv, const struct option *opts,
+                      ctl_option_fn *option, void *ctx);
+
 /* ctl_usage_error() - "cashpayctl CMD: message" + a hint; returns 2. */
 int ctl_usage_error(struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -113,13 +113,11 @@ static const struct ctl_command *find_command(const char *name)
 
 static int cmd_help(struct ctl *c, int argc, char **argv)
 {
-        static const struct option opts[] = { CTL_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
         const struct ctl_command *cmd = NULL;
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1)
-                if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE)
-                        return r;
+        if ((r = ctl_parse_options(c, argc, argv, NULL, NULL, NULL)) != CTL_CONTINUE)
+                return r;
         if (argc - optind > 1)
                 return ctl_usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
         if (argc - optind == 1) {
@@ -131,6 +129,14 @@ static int cmd_help(struct ctl *c, int argc, char **argv)
         return CTL_EXIT_OK;
 }
 
+static int global_option(struct ctl *c, int opt, void *ctx)
+{
+        if (opt != OPT_VERSION)
+                return ctl_common_option(c, opt);
+        printf("cashpayctl %s\n", CASHPAY_VERSION);
+        return CTL_EXIT_OK;
+}
+
 /* Options before the command. Returns CTL_CONTINUE or an exit code. */
 static int parse_global(struct ctl *c, int argc, char **argv)
 {
@@ -139,16 +145,10 @@ static int parse_global(struct ctl *c, int argc, char **argv)
                 { "version", no_argument, NULL, OPT_VERSION },
                 { NULL, 0, NULL, 0 }
         };
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
-                if (opt == OPT_VERSION) {
-                        printf("cashpayctl %s\n", CASHPAY_VERSION);
-                        return CTL_EXIT_OK;
-                }
-                if ((r = ctl_common_option(c, opt)) != CTL_CONTINUE)
-                        return r;
-        }
+        if ((r = ctl_parse_options(c, argc, argv, opts, global_option, NULL)) != CTL_CONTINUE)
+                return r;
         if (optind >= argc)
                 return ctl_usage_error(c, "no command given");
         return CTL_CONTINUE;
