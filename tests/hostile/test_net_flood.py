@@ -3,11 +3,13 @@
 Every POST past the size and content-type checks leaves a delivery row (the
 contract), so what must stay bounded is what each one costs: the body of a
 rejected delivery is stored truncated ([webhook] rejected_body_max), the
-log lines about them are rate limited, and `cashpayctl prune` removes the
-rows once they are old enough, after which the database file stops growing
-(SQLite reuses the freed pages). Figures are printed for NETWORK.md.
+log lines about them are rate limited, only the newest [webhook]
+max_rejected_rows of them are kept, and `cashpayctl prune` (or the daemon,
+hourly) removes them once they are old enough; the database file then stops
+growing (SQLite reuses the freed pages). Figures are printed for NETWORK.md.
 
-FLOOD_REQUESTS (default 2000) sets the size of each flood.
+FLOOD_REQUESTS (default 2000) sets the size of each flood, CAPPED_REQUESTS
+(default 3000) that of the flood against max_rejected_rows = 200.
 """
 import json
 import os
@@ -23,6 +25,10 @@ N = int(os.environ.get("FLOOD_REQUESTS", "2000"))
 CLIENTS = 8
 BODY = 60000  # just under max_body
 KEEP = 4096   # [webhook] rejected_body_max, the default
+CAP = 200     # [webhook] max_rejected_rows in the capped flood
+SLACK = 2     # by how much the cap may be passed: 1% of it (at most 1000, at least 1)
+CAPPED_N = int(os.environ.get("CAPPED_REQUESTS", "3000"))
+REJECTED = "outcome IN ('invalid', 'unauthorized', 'forbidden')"
 
 
 def db_bytes(d):
@@ -121,6 +127,72 @@ def test_junk_flood_is_bounded():
         check_eq(d.post_json(charge())[0], 200, "signed webhook after the flood")
 
 
+def metric(d, name):
+    status, _, body = d.admin("/metrics")
+    check_eq(status, 200, "/metrics")
+    values = [line.split()[1] for line in body.decode().splitlines() if line.startswith(name + " ")]
+    return int(values[0]) if values else None
+
+
+def test_capped_flood_keeps_the_newest():
+    with Daemon({"log.level": "notice", "webhook.max_rejected_rows": str(CAP)}) as d:
+        for i in range(20):
+            check_eq(d.post_json(charge(f"chg_before{i}"))[0], 200, "signed webhook")
+        checkpoint(d)
+        base = db_bytes(d)
+        n = CAPPED_N // CLIENTS * CLIENTS
+        statuses, seconds = flood(d, n)
+        check_eq(sorted(set(statuses)), [401], "every junk POST answered 401")
+        kept = count(d, f"SELECT count(*) AS n FROM webhook_deliveries WHERE {REJECTED}")
+        check(CAP <= kept <= CAP + SLACK, f"{kept} rejected rows kept (cap {CAP})")
+        check_eq(count(d, "SELECT count(*) AS n FROM webhook_deliveries WHERE outcome = 'applied'"),
+                 20, "accepted deliveries untouched")
+        check_eq(count(d, "SELECT count(*) AS n FROM orders"), 20, "orders untouched")
+        # The newest were kept: rows are deleted by received_at, which only
+        # the 8 requests in flight at a time can reorder against the ids.
+        last = count(d, "SELECT seq AS n FROM sqlite_sequence WHERE name = 'webhook_deliveries'")
+        oldest = count(d, f"SELECT min(id) AS n FROM webhook_deliveries WHERE {REJECTED}")
+        check_eq(last, 20 + n, "every junk POST was recorded when it arrived")
+        check(oldest > last - CAP - SLACK - 2 * CLIENTS, f"oldest kept row {oldest} of {last}")
+        check_eq(metric(d, "cashpayd_rejected_rows"), kept, "cashpayd_rejected_rows")
+        checkpoint(d)
+        size = db_bytes(d)
+        print(f"  flood of {n} x {BODY} B unsigned bodies with max_rejected_rows = {CAP} in "
+              f"{seconds:.1f}s ({n / seconds:.0f}/s): {kept} rejected rows kept, database "
+              f"{size / 1048576:.2f} MiB (+{(size - base) / 1048576:.2f} MiB; "
+              f"{n * (KEEP + 550) / 1048576:.1f} MiB without the cap)")
+        check(size < 4 * 1048576, f"database of {size} bytes after the flood")
+        check_eq(d.post_json(charge())[0], 200, "signed webhook after the flood")
+
+
+def test_old_rejected_rows_are_pruned_by_the_daemon():
+    with Daemon({"log.level": "info"}) as d:
+        check_eq(d.post_json(charge("chg_kept"))[0], 200, "signed webhook")
+        check_eq(d.post(charge(), sign=False)[0], 401, "a recent rejected one")
+        d.stop()
+        # 2500 rejected rows from long ago: three chunks of the prune
+        db = d.db()
+        with db:
+            db.execute("""WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n
+                          WHERE i < 2500)
+                          INSERT INTO webhook_deliveries (received_at, remote_addr, outcome,
+                          http_status) SELECT '2020-01-01T00:00:00.000Z', '127.0.0.1',
+                          'unauthorized', 401 FROM n""")
+        db.close()
+        d.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and count(
+                d, f"SELECT count(*) AS n FROM webhook_deliveries WHERE {REJECTED}") > 1:
+            time.sleep(0.1)
+        check_eq(count(d, f"SELECT count(*) AS n FROM webhook_deliveries WHERE {REJECTED}"), 1,
+                 "only the recent rejected row is left")
+        check_eq(count(d, "SELECT count(*) AS n FROM webhook_deliveries WHERE outcome = 'applied'"),
+                 1, "the accepted one stays")
+        lines = [line for line in log_lines(d) if "deleted 2500 rejected deliveries" in line]
+        check_eq(len(lines), 1, "one log line for the whole prune")
+        check_eq(metric(d, "cashpayd_rejected_rows"), 1, "cashpayd_rejected_rows")
+
+
 def test_junk_that_is_refused_early_leaves_nothing():
     with Daemon({"log.level": "notice"}) as d:
         for i in range(200):  # 415 closes the connection: its body is never read
@@ -134,4 +206,6 @@ def test_junk_that_is_refused_early_leaves_nothing():
 
 
 if __name__ == "__main__":
-    run_tests([test_junk_flood_is_bounded, test_junk_that_is_refused_early_leaves_nothing])
+    run_tests([test_junk_flood_is_bounded, test_capped_flood_keeps_the_newest,
+               test_old_rejected_rows_are_pruned_by_the_daemon,
+               test_junk_that_is_refused_early_leaves_nothing])
