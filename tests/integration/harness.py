@@ -30,10 +30,21 @@ WRAPPER = shlex.split(os.environ.get("CASHPAYD_WRAPPER", ""))
 WRAPPER_ERROR_EXIT = 99
 
 
+_ports_handed_out = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on. The kernel may hand a port just
+    closed out again, so one test process never gets the same port twice
+    (an http and an admin listener on one port would fail to start)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
+    raise AssertionError("no free loopback port")
 
 
 def random_charge_id(prefix="chg_"):
