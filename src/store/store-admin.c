@@ -53,30 +53,6 @@ static int status_column(sqlite3_stmt *st, int col, enum charge_status *ret)
         return 0;
 }
 
-static int read_order_row(sqlite3_stmt *st, struct order_record *o)
-{
-        int r;
-
-        store_column_text_copy(st, 0, o->charge_id, sizeof(o->charge_id));
-        r = status_column(st, 2, &o->status);
-        if (r < 0)
-                return r;
-        o->amount = sqlite3_column_int64(st, 3);
-        store_column_text_copy(st, 4, o->currency, sizeof(o->currency));
-        o->charge_created = sqlite3_column_int64(st, 7);
-        store_column_text_copy(st, 8, o->first_seen_at, sizeof(o->first_seen_at));
-        store_column_text_copy(st, 9, o->updated_at, sizeof(o->updated_at));
-        store_column_text_copy(st, 10, o->captured_at, sizeof(o->captured_at));
-        store_column_text_copy(st, 11, o->failed_at, sizeof(o->failed_at));
-        store_column_text_copy(st, 12, o->fulfilled_at, sizeof(o->fulfilled_at));
-        o->needs_review = sqlite3_column_int(st, 13) != 0;
-        if (store_column_text_dup(st, 1, &o->order_ref) < 0 ||
-            store_column_text_dup(st, 5, &o->description) < 0 ||
-            store_column_text_dup(st, 6, &o->transaction_url) < 0)
-                return -ENOMEM;
-        return 0;
-}
-
 static int read_event_row(sqlite3_stmt *st, struct event_record *e)
 {
         int r;
@@ -164,7 +140,7 @@ static int order_row(sqlite3_stmt *st, void *p)
         if (r < 0)
                 return r;
         l->n++;
-        return read_order_row(st, &l->items[l->n - 1]);
+        return store_order_from_row(st, &l->items[l->n - 1]);
 }
 
 static int event_row(sqlite3_stmt *st, void *p)
@@ -400,17 +376,7 @@ int store_admin_review_done(struct store *s, const char *charge_id)
 
 int store_admin_user_version(struct store *s, int *ret)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
-        int r, rc;
-
-        r = store_prepare(s, "PRAGMA user_version", &st);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return store_errno_from_sqlite(rc);
-        *ret = sqlite3_column_int(st, 0);
-        return 0;
+        return store_user_version(s, ret);
 }
 
 void order_list_clear(struct order_list *l)

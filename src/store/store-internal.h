@@ -94,6 +94,10 @@ void store_finalize_all(struct store *s);
  */
 int store_migrate(struct store *s, bool apply, char *err, size_t err_len);
 
+/* store_user_version() - PRAGMA user_version of the open database; 0 or a
+ * negative errno. */
+int store_user_version(struct store *s, int *ret);
+
 /*
  * store_order_from_row() - fill @ret from a row selected as
  * STORE_ORDER_COLUMNS (first column 0). @ret must be zeroed or cleared.

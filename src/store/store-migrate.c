@@ -21,7 +21,7 @@ int store_schema_version(void)
         return (int) store_migrations[store_migrations_count - 1].version;
 }
 
-static int read_user_version(struct store *s, int *ret)
+int store_user_version(struct store *s, int *ret)
 {
         __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
         int r, rc;
@@ -86,7 +86,7 @@ static int apply_one(struct store *s, const struct store_migration *m, char *err
 
         r = store_begin_immediate(s);
         if (r >= 0)
-                r = read_user_version(s, &version);
+                r = store_user_version(s, &version);
         if (r < 0) {
                 snprintf(err, err_len, "cannot start migration %04u_%s: %s", m->version,
                          m->name, sqlite3_errmsg(s->db));
@@ -114,7 +114,7 @@ int store_migrate(struct store *s, bool apply, char *err, size_t err_len)
 {
         int version, r;
 
-        r = read_user_version(s, &version);
+        r = store_user_version(s, &version);
         if (r < 0) {
                 snprintf(err, err_len, "cannot read the schema version: %s",
                          sqlite3_errmsg(s->db));
@@ -133,7 +133,7 @@ int store_migrate(struct store *s, bool apply, char *err, size_t err_len)
         if (!apply)
                 return 0;
         /* a newer binary may have migrated further while we were at it */
-        r = read_user_version(s, &version);
+        r = store_user_version(s, &version);
         if (r < 0) {
                 snprintf(err, err_len, "cannot read the schema version: %s",
                          sqlite3_errmsg(s->db));
