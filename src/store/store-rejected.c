@@ -150,39 +150,40 @@ int store_rejected_trim(struct store *s, int64_t added)
         return r == -EINVAL || r == -E2BIG ? -EIO : r;
 }
 
+/* The cached prune statement @id with its cutoff and limit bound. */
+static int prune_statement(struct store *s, enum store_stmt id, const char *cutoff_iso,
+                           unsigned limit, sqlite3_stmt **ret)
+{
+        int r, rc;
+
+        r = store_stmt(s, id, ret);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_text(*ret, 1, cutoff_iso, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(*ret, 2, limit ? (sqlite3_int64) limit : -1);
+        if (rc != SQLITE_OK) {
+                store_reset(*ret);
+                return store_errno_from_sqlite(rc);
+        }
+        return 0;
+}
+
 static int prune_count(struct store *s, const char *cutoff_iso, unsigned limit, int64_t *ret)
 {
         sqlite3_stmt *st;
-        int r, rc;
+        int r = prune_statement(s, STMT_REJECTED_PRUNE_COUNT, cutoff_iso, limit, &st);
 
-        r = store_stmt(s, STMT_REJECTED_PRUNE_COUNT, &st);
-        if (r < 0)
-                return r;
-        rc = sqlite3_bind_text(st, 1, cutoff_iso, -1, SQLITE_STATIC);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64) limit : -1);
-        if (rc != SQLITE_OK) {
-                store_reset(st);
-                return store_errno_from_sqlite(rc);
-        }
-        return step_int64(st, ret);
+        return r < 0 ? r : step_int64(st, ret);
 }
 
 static int prune_delete(struct store *s, const char *cutoff_iso, unsigned limit, int64_t *ret)
 {
         sqlite3_stmt *st;
-        int r, rc;
+        int r = prune_statement(s, STMT_REJECTED_PRUNE, cutoff_iso, limit, &st);
 
-        r = store_stmt(s, STMT_REJECTED_PRUNE, &st);
         if (r < 0)
                 return r;
-        rc = sqlite3_bind_text(st, 1, cutoff_iso, -1, SQLITE_STATIC);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64) limit : -1);
-        if (rc != SQLITE_OK) {
-                store_reset(st);
-                return store_errno_from_sqlite(rc);
-        }
         r = store_stmt_done(st);
         if (r >= 0)
                 *ret = sqlite3_changes(s->db);
