@@ -44,7 +44,7 @@ LLVM_PROFILE_FILE=$raw "$exe" -runs=0 -max_len=1048576 "$corpus" >"$out/coverage
 "$profdata" merge -sparse "$raw" -o "$out/coverage.profdata"
 
 # Only the code under test: not the harnesses, headers or jansson.
-only_core=(-instr-profile="$out/coverage.profdata" -ignore-filename-regex='fuzz/fuzz[-.]|include/')
+only_core=(-instr-profile="$out/coverage.profdata" -ignore-filename-regex='fuzz/(fuzz[-.]|jansson)|include/')
 echo "fuzz-$target: $(find "$corpus" -type f | wc -l) inputs from $corpus"
 "$cov" report "$exe" "${only_core[@]}" | grep -v -e '^Files which contain no functions' -e ' 0 .* 0 .*-$'
 "$cov" show "$exe" "${only_core[@]}" >"$out/coverage.txt"

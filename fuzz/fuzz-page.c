@@ -13,7 +13,8 @@
  * no dynamic value adds markup (the page has exactly as many '<', '>', '"' and
  * '\'' as the same page rendered with harmless stand-ins); no control bytes
  * reach the page; the redirect template is accepted or refused whatever the
- * values, and substituted values arrive percent-encoded and nothing else.
+ * values, and substituted values arrive percent-encoded and nothing else;
+ * page_format_amount() agrees with the amount on the page.
  */
 #include <errno.h>
 
@@ -129,6 +130,28 @@ static const char *text_stand_in(const char *s)
         return s ? (*s ? "x" : "") : NULL;
 }
 
+/*
+ * page_format_amount() has room for any amount with a code of up to three
+ * bytes, refuses negative amounts, and its number is the one on the page.
+ */
+static void check_amount(const struct page_info *info, const char *html)
+{
+        char buf[PAGE_AMOUNT_MAX];
+        size_t cur = info->currency ? strlen(info->currency) : 0;
+        int r = page_format_amount(info->amount, info->currency, info->minor_units, buf,
+                                   sizeof(buf));
+
+        if (info->amount < 0) {
+                FUZZ_CHECK(r == -EINVAL, "negative amount formatted: %d", r);
+                return;
+        }
+        FUZZ_CHECK(r == 0 || (r == -ENOBUFS && cur > 3), "page_format_amount: %d", r);
+        if (r < 0 || !html || !info->has_amount)
+                return;
+        const char *num = cur > 0 ? buf + cur + 1 : buf;
+        FUZZ_CHECK(strstr(html, num) != NULL, "amount \"%s\" not on the page", num);
+}
+
 static void render_checked(const struct page_info *info, bool want_ok)
 {
         struct page_info plain = *info;
@@ -138,6 +161,7 @@ static void render_checked(const struct page_info *info, bool want_ok)
         int r = page_render(info, &html, &len);
 
         FUZZ_CHECK(want_ok ? r == 0 : r == -EINVAL, "page_render: %d", r);
+        check_amount(info, r == 0 ? html : NULL);
         if (r < 0)
                 return;
         FUZZ_CHECK(strlen(html) == len, "length %zu, strlen %zu", len, strlen(html));

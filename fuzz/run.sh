@@ -22,15 +22,17 @@ root=$(dirname "$here")
 build=${BUILD_DIR:-$root/build-fuzz}
 [[ -d "$here/corpus/$target" ]] || { echo "unknown target: $target" >&2; exit 2; }
 
-if [[ ! -f "$build/build.ninja" ]]; then
-        CC=clang meson setup "$build" "$root" -Dfuzz=true \
-                -Db_sanitize=address,undefined -Db_lundef=false
-fi
-ninja -C "$build" "fuzz/fuzz-$target"
-
 out=$root/fuzz/out/$target
 [[ "${FRESH:-0}" == 1 ]] && rm -rf "$out"
 mkdir -p "$out/corpus" "$out/artifacts"
+
+build_log=$out/build.log
+if [[ ! -f "$build/build.ninja" ]]; then
+        CC=clang meson setup "$build" "$root" -Dfuzz=true \
+                -Db_sanitize=address,undefined -Db_lundef=false >"$build_log" 2>&1 ||
+                { cat "$build_log"; exit 1; }
+fi
+ninja -C "$build" "fuzz/fuzz-$target" >>"$build_log" 2>&1 || { cat "$build_log"; exit 1; }
 cp -n "$here/corpus/$target"/* "$out/corpus/" 2>/dev/null || true
 
 args=(-max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048
