@@ -12,6 +12,8 @@ packages=(
 )
 if [[ "${1:-}" == "--test" ]]; then
         packages+=(systemd chromium clang libclang-rt-14-dev valgrind faketime fiu-utils wrk bash-completion)
+        # The fuzz build compiles jansson from its Debian source package.
+        packages+=(cmake dpkg-dev)
         # Node.js (for the Standard Webhooks reference library) may come from
         # elsewhere; take Debian's only when there is none.
         command -v node >/dev/null || packages+=(nodejs)
