@@ -69,19 +69,25 @@ static const char *db_path(const char *name)
         return p;
 }
 
+static struct store *open_with(const struct store_options *o)
+{
+        struct store *s = NULL;
+        char err[256];
+        int r = store_open(o, &s, err, sizeof(err));
+
+        if (r < 0)
+                FAIL("store_open(%s): %d %s", o->path, r, err);
+        return s;
+}
+
 static struct store *open_store(const char *path, unsigned busy_ms)
 {
         struct store_options o = {
                 .path = path, .synchronous = DB_SYNC_FULL,
                 .busy_timeout_ms = busy_ms, .migrate = true,
         };
-        struct store *s = NULL;
-        char err[256];
-        int r = store_open(&o, &s, err, sizeof(err));
 
-        if (r < 0)
-                FAIL("store_open(%s): %d %s", path, r, err);
-        return s;
+        return open_with(&o);
 }
 
 static int try_open(const char *path, bool read_only, bool migrate, char *err, size_t len)
@@ -891,13 +897,8 @@ static struct store *open_capped(const char *path, unsigned cap)
                 .path = path, .synchronous = DB_SYNC_NORMAL,
                 .busy_timeout_ms = 1000, .migrate = true, .max_rejected_rows = cap,
         };
-        struct store *s = NULL;
-        char err[256];
-        int r = store_open(&o, &s, err, sizeof(err));
 
-        if (r < 0)
-                FAIL("store_open(%s): %d %s", path, r, err);
-        return s;
+        return open_with(&o);
 }
 
 static int64_t rejected_count(sqlite3 *db)
