@@ -321,8 +321,7 @@ def test_sigterm_under_endless_keep_alive_load():
         check_eq(rc, 0, "exit status")
         check(stopped < 1.0 + 2.0 + 2.0, f"drain took {stopped:.1f}s")
         check(all(st == 503 for st, _ in refused), f"only 503 while draining: {refused[:5]}")
-        stored = {r["charge_id"] for r in d.query(
-            "SELECT charge_id FROM webhook_deliveries WHERE outcome = 'applied'")}
+        stored = d.applied_charge_ids()
         check_eq(len(set(acked) - stored), 0, "every 200 stored")
         check("stopped cleanly" in d.log_text(), "clean stop logged")
     finally:

@@ -200,6 +200,11 @@ class Daemon:
         with contextlib.closing(self.db()) as conn:
             return [dict(row) for row in conn.execute(sql, args)]
 
+    def applied_charge_ids(self):
+        """Charges with an applied delivery: what an acknowledged webhook must leave."""
+        return {r["charge_id"] for r in self.query(
+            "SELECT charge_id FROM webhook_deliveries WHERE outcome = 'applied'")}
+
 
 def check(condition, message):
     if not condition:

@@ -44,11 +44,6 @@ def run_clients(daemon, clients, per_client, stop=None):
     return threads, acked, failures
 
 
-def stored_ids(daemon):
-    return {r["charge_id"] for r in daemon.query(
-        "SELECT charge_id FROM webhook_deliveries WHERE outcome = 'applied'")}
-
-
 def test_16_clients_x_100():
     with Daemon({"log.level": "notice"}) as d:
         threads, acked, failures = run_clients(d, 16, 100)
@@ -56,7 +51,7 @@ def test_16_clients_x_100():
             t.join()
         check_eq(collections.Counter(failures), collections.Counter(), "no failures")
         check_eq(len(acked), 1600, "all acknowledged")
-        stored = stored_ids(d)
+        stored = d.applied_charge_ids()
         check_eq(len(set(acked) - stored), 0, "every 200 has its row")
         check_eq(d.query("SELECT count(*) AS n FROM orders")[0]["n"], 1600, "orders")
         check_eq(d.query("SELECT count(*) AS n FROM order_events")[0]["n"], 1600, "events")
@@ -99,7 +94,7 @@ def test_sigterm_during_load_keeps_every_ack():
             t.join()
         check_eq(rc, 0, "exit status")
         check(len(acked) > 0, "some webhooks were acknowledged before the stop")
-        stored = stored_ids(d)
+        stored = d.applied_charge_ids()
         lost = set(acked) - stored
         check_eq(len(lost), 0, f"every 2xx stored ({len(acked)} acked, {len(stored)} stored)")
         integrity = d.query("PRAGMA integrity_check")[0]["integrity_check"]
