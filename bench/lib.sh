@@ -73,6 +73,18 @@ gen_bodies() {
                 --prefix "${3:-b}" "$1" || die "cannot generate request bodies"
 }
 
+# prepare_run NAME CASHPAYD KEEP DURATION: check the tools, make $WORK
+# (removed at exit unless KEEP is true) and enough distinct webhooks in
+# $bodies for 60,000 a second, so none is sent twice.
+prepare_run() {
+        need wrk wrk
+        [[ -x $2 ]] || die "no cashpayd at $2 (build it, or pass --cashpayd PATH)"
+        WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-$1.XXXXXX")
+        $3 || trap 'rm -rf "$WORK"' EXIT
+        bodies=$WORK/bodies.txt
+        gen_bodies "$bodies" $(($(seconds "$4") * 60000 + 2000))
+}
+
 # seconds DURATION: "10s", "2m" or "10" in seconds.
 seconds() {
         case $1 in

@@ -57,15 +57,7 @@ if $smoke; then
         [[ $peer == auto ]] && peer=false
 fi
 [[ $peer == auto ]] && peer=true
-need wrk wrk
-[[ -x $cashpayd ]] || die "no cashpayd at $cashpayd (build it, or pass --cashpayd PATH)"
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-bench.XXXXXX")
-$keep || trap 'rm -rf "$WORK"' EXIT
-
-# Enough distinct webhooks for 60,000 a second: none is sent twice.
-bodies=$WORK/bodies.txt
-gen_bodies "$bodies" $(($(seconds "$duration") * 60000 + 2000))
+prepare_run bench "$cashpayd" "$keep" "$duration"
 
 write_config() {
         local dir=$1 port=$2 admin=$3 kv

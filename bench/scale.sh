@@ -31,13 +31,7 @@ while (($#)); do
         esac
         shift
 done
-need wrk wrk
-[[ -x $cashpayd ]] || die "no cashpayd at $cashpayd (build it, or pass --cashpayd PATH)"
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-scale.XXXXXX")
-$keep || trap 'rm -rf "$WORK"' EXIT
-bodies=$WORK/bodies.txt
-gen_bodies "$bodies" $(($(seconds "$duration") * 60000 + 2000))
+prepare_run scale "$cashpayd" "$keep" "$duration"
 
 # prefill DB N: N orders, 2N deliveries, 2N events in one transaction.
 prefill() {
