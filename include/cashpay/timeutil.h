@@ -10,6 +10,7 @@
 
 int64_t time_now_ms(void);       /* CLOCK_REALTIME, ms since the epoch */
 int64_t time_monotonic_ms(void); /* CLOCK_MONOTONIC, for deadlines */
+int64_t time_monotonic_us(void); /* CLOCK_MONOTONIC, for short durations */
 
 /* time_format_iso() - @buf must hold TIME_ISO_LEN bytes. */
 void time_format_iso(int64_t unix_ms, char buf[TIME_ISO_LEN]);

@@ -25,6 +25,14 @@ int64_t time_monotonic_ms(void)
         return clock_ms(CLOCK_MONOTONIC);
 }
 
+int64_t time_monotonic_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void time_format_iso(int64_t unix_ms, char buf[TIME_ISO_LEN])
 {
         time_t secs = (time_t) (unix_ms / 1000);

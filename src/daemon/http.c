@@ -871,7 +871,7 @@ static void on_mhd_error(void *cls, const char *fmt, va_list ap)
         log_debug("libmicrohttpd: %s", msg);
 }
 
-static unsigned thread_count(const struct config *cfg)
+unsigned http_thread_count(const struct config *cfg)
 {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -882,7 +882,7 @@ static unsigned thread_count(const struct config *cfg)
 
 static struct MHD_Daemon *start_daemon(struct http_server *srv, const struct config *cfg, int fd)
 {
-        unsigned threads = thread_count(cfg);
+        unsigned threads = http_thread_count(cfg);
         /* Each connection's pool is zeroed for every request and held while
          * it is open: 16 KiB (what the default max_header needs) rather than
          * 32 KiB keeps 256 busy connections 4-8 MiB smaller (bench/README.md). */

@@ -26,6 +26,9 @@ int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_ser
  */
 void http_expire(struct http_server *srv, int64_t now_ms);
 
+/* http_thread_count() - [http] threads, or one per CPU when it is 0. */
+unsigned http_thread_count(const struct config *cfg);
+
 /* http_quiesce() - stop accepting new connections; in-flight ones go on. */
 void http_quiesce(struct http_server *srv);
 

@@ -200,9 +200,7 @@ static int open_database(struct daemon *dmn, const struct config *cfg)
                 return r;
         }
         /* One reader per HTTP thread, plus one for the admin listener. */
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned readers = (cfg->http.threads ? cfg->http.threads : (unsigned) (cpus > 0 ? cpus : 1)) + 1;
-        r = reader_pool_new(cfg, readers, &dmn->rt.readers, err, sizeof(err));
+        r = reader_pool_new(cfg, http_thread_count(cfg) + 1, &dmn->rt.readers, err, sizeof(err));
         if (r < 0)
                 log_err("%s", err);
         return r;
