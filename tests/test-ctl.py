@@ -42,7 +42,7 @@ IDS = {}        # name -> charge id of the orders built there
 
 def ctl(*args, config=None, stdin=None, env=None, timeout=60, user=None):
     """Run cashpayctl; return (exit code, stdout, stderr) as text."""
-    argv = [CTL]
+    argv = [CTL if user is None else harness.reachable_by_everyone(CTL)]
     if config:
         argv += ["--config", config]
     argv += list(args)

@@ -47,6 +47,22 @@ def free_port():
     raise AssertionError("no free loopback port")
 
 
+def reachable_by_everyone(path):
+    """@path itself when every user may execute it, else a copy that they
+    can: a checkout in a 0700 directory (mktemp -d) hides its build from
+    the other Unix users some tests run programs as."""
+    parts = os.path.abspath(path).split(os.sep)
+    dirs = [os.sep.join(parts[:i]) or os.sep for i in range(1, len(parts))]
+    if all(os.stat(d).st_mode & 0o001 for d in dirs) and os.stat(path).st_mode & 0o001:
+        return path
+    copy_dir = tempfile.mkdtemp(prefix="cashpayd-bin-")
+    os.chmod(copy_dir, 0o755)
+    copy = os.path.join(copy_dir, os.path.basename(path))
+    shutil.copy2(path, copy)
+    os.chmod(copy, 0o755)
+    return copy
+
+
 def random_charge_id(prefix="chg_"):
     return prefix + "".join(random.choices(string.ascii_letters + string.digits, k=16))
 

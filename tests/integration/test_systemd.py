@@ -24,7 +24,8 @@ import threading
 import time
 
 import harness
-from harness import Daemon, charge, check, check_eq, free_port, hmac_hex, run_tests
+from harness import (Daemon, charge, check, check_eq, free_port, hmac_hex, reachable_by_everyone,
+                     run_tests)
 
 SANITIZER_VARS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "MSAN_OPTIONS")
 
@@ -766,6 +767,7 @@ def test_shared_database_group_access():
     gid = grp.getgrnam(GROUP).gr_gid
     d = ServiceDaemon(start=False, popen_kw={"user": DAEMON_USER, "group": GROUP,
                                              "extra_groups": []})
+    d.binary = reachable_by_everyone(d.binary)
     os.chmod(d.dir, 0o755)
     for path in (d.config_path, d.secret_path):
         os.chmod(path, 0o644)
