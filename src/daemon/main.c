@@ -396,13 +396,48 @@ static void tick(struct daemon *dmn, struct ticker *t)
 }
 
 /* Serve until SIGTERM/SIGINT; SIGHUP reloads. */
+/*
+ * Our threads block the signals and the main loop takes them with
+ * sigtimedwait(). A thread a preloaded library started before main() (a
+ * fault injector, a profiler) has them unblocked, and the default action
+ * would kill the process there: this handler only notes the signal for
+ * the loop instead.
+ */
+static volatile sig_atomic_t stray_signal;
+
+static void note_stray_signal(int sig)
+{
+        stray_signal = sig;
+}
+
+static void catch_stray_signals(const sigset_t *signals)
+{
+        struct sigaction sa = { .sa_handler = note_stray_signal };
+
+        sa.sa_mask = *signals;
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sigismember(signals, sig) == 1)
+                        sigaction(sig, &sa, NULL);
+}
+
+static int next_signal(const sigset_t *signals, const struct timespec *timeout)
+{
+        int sig = sigtimedwait(signals, NULL, timeout);
+
+        if (sig < 0 && stray_signal) {
+                sig = stray_signal;
+                stray_signal = 0;
+        }
+        return sig;
+}
+
 static void run(struct daemon *dmn, const sigset_t *signals)
 {
         struct ticker t = { .watchdog_usec = service_watchdog_usec() };
         struct timespec timeout = { .tv_nsec = TICK_MS * 1000000L };
 
         for (;;) {
-                int sig = sigtimedwait(signals, NULL, &timeout);
+                int sig = next_signal(signals, &timeout);
                 if (sig == SIGTERM || sig == SIGINT) {
                         log_notice("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
                         return;
@@ -507,6 +542,7 @@ int main(int argc, char **argv)
         sigaddset(&signals, SIGINT);
         sigaddset(&signals, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &signals, NULL); /* before any thread starts */
+        catch_stray_signals(&signals);
 
         dmn.config_path = opts.config_path;
         pthread_rwlock_init(&dmn.rt.settings_lock, NULL);
