@@ -67,6 +67,35 @@ trace_rss() {
         done
 }
 
+# scrape_metrics PORT INTERVAL WHILE_PID: GET /metrics from 127.0.0.1:PORT
+# every INTERVAL seconds, on one kept-alive connection as Prometheus does,
+# while WHILE_PID runs (bounded by wrk's own duration); prints how many
+# scrapes succeeded. One long-lived process, so that the scraper's own
+# start-up costs do not compete with the daemon for the CPUs.
+scrape_metrics() {
+        /usr/bin/python3 - "$@" <<'EOF'
+import http.client, os, sys, time
+port, interval, pid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+conn, n = http.client.HTTPConnection("127.0.0.1", port, timeout=5), 0
+def alive():
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+while alive():
+    try:
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        r.read()
+        n += r.status == 200
+    except OSError:
+        conn.close()
+    time.sleep(interval)
+print(n)
+EOF
+}
+
 # gen_bodies FILE COUNT [PREFIX]
 gen_bodies() {
         /usr/bin/python3 "$BENCH_DIR/gen-bodies.py" --secret "$BENCH_SECRET" --count "$2" \

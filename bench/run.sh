@@ -14,6 +14,8 @@
 #                          something was acknowledged
 #     --keep               keep the work directory (logs, databases)
 #     --rss-trace          also print each run's RSS once a second (is it flat?)
+#     --scrape SECONDS     GET the admin listener's /metrics every SECONDS
+#                          while wrk runs (does scraping move the figures?)
 #
 # Each run starts cashpayd on a fresh database (synchronous = full), loads it
 # with `wrk -t2 -cN -dD`, stops it, counts the deliveries stored with a 200
@@ -32,6 +34,7 @@ peer=auto
 smoke=false
 keep=false
 rss_trace=false
+scrape=
 extra=()
 
 while (($#)); do
@@ -47,6 +50,7 @@ while (($#)); do
         --smoke) smoke=true ;;
         --keep) keep=true ;;
         --rss-trace) rss_trace=true ;;
+        --scrape) scrape=$2; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
         esac
@@ -88,7 +92,7 @@ EOF
 
 # run_one MODE CONNS
 run_one() {
-        local dir=$WORK/cashpayd-$1-$2 port admin pid wrk_pid rss cpu stored
+        local dir=$WORK/cashpayd-$1-$2 port admin pid wrk_pid scrape_pid rss cpu stored
         mkdir -p "$dir"
         echo "$BENCH_SECRET" >"$dir/secret"
         port=$(free_port)
@@ -99,8 +103,13 @@ run_one() {
         wait_port "$port" "$pid" || { cat "$dir/cashpayd.log" >&2; die "cashpayd did not start"; }
         run_wrk "http://127.0.0.1:$port/cashpay/webhook" "$2" "$duration" "$bodies" "$1" "$dir/wrk.txt" &
         wrk_pid=$!
+        if [[ -n $scrape ]]; then
+                scrape_metrics "$admin" "$scrape" "$wrk_pid" >"$dir/scrapes" &
+                scrape_pid=$!
+        fi
         if $rss_trace; then trace_rss "$pid" "$wrk_pid" >"$dir/rss.txt"; fi
         wait "$wrk_pid" || true
+        [[ -n $scrape ]] && wait "$scrape_pid"
         rss=$(peak_rss_kib "$pid")
         cpu=$(cpu_ticks "$pid")
         curl -s "http://127.0.0.1:$admin/metrics" >"$dir/metrics.txt" || true
@@ -110,6 +119,9 @@ run_one() {
         if $rss_trace; then
                 echo "          RSS MiB once a second while wrk ran (it loads its requests first):" \
                         "$(awk '{ printf "%.1f ", $1 / 1024 }' "$dir/rss.txt")"
+        fi
+        if [[ -n $scrape ]]; then
+                echo "          /metrics scraped $(cat "$dir/scrapes") times while wrk ran"
         fi
 }
 
