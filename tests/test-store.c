@@ -831,7 +831,9 @@ static void test_busy(const char *path)
         CHECK_INT(store_submit(s, &d, 1), -EBUSY);
         waited = time_monotonic_ms() - t0;
         CHECK(waited >= 90);
+        CHECK_INT(store_probe_write(s), -EBUSY); /* the probe meets the same lock */
         CHECK_INT(raw_exec(db, "COMMIT"), SQLITE_OK);
+        CHECK_INT(store_probe_write(s), 0);
         CHECK_INT(count(db, "webhook_deliveries"), before);
         CHECK_INT(q_int(db, "SELECT count(*) FROM orders WHERE charge_id = 'chg_busy'"), 0);
         CHECK_STR(store_strerror(-EBUSY), "database is locked");
@@ -862,8 +864,20 @@ static void test_readonly_store(const char *path)
         order_record_clear(&rec);
         CHECK_INT(store_submit(s, &d, 1), -EROFS);
         CHECK_INT(store_checkpoint(s, false), -EROFS);
+        CHECK_INT(store_probe_write(s), -EROFS);
         free_delivery(d);
         store_close(s);
+}
+
+static void check_probe_left_no_trace(const char *path)
+{
+        sqlite3 *db = raw_open(path);
+
+        CHECK_INT(q_int(db, "PRAGMA user_version"), store_schema_version());
+        CHECK_INT(count(db, "orders"), 1);
+        CHECK_INT(count(db, "webhook_deliveries"), 1);
+        CHECK_INT(count(db, "order_events"), 1);
+        sqlite3_close(db);
 }
 
 static void test_health_and_wal(void)
@@ -877,8 +891,14 @@ static void test_health_and_wal(void)
         CHECK_INT(store_checkpoint(s, true), 0);
         CHECK_INT(store_wal_bytes(s), 0);
         CHECK_INT(store_health(s), 0);
+        /* the probe commits one real page write (a WAL frame: header and
+         * page) and leaves the schema version and the rows as they were */
+        CHECK_INT(store_probe_write(s), 0);
+        CHECK_INT(store_wal_bytes(s), 32 + 24 + 4096);
+        check_probe_left_no_trace(path);
         CHECK_INT(rename(path, moved), 0);
         CHECK_INT(store_health(s), -ENOENT);
+        CHECK_INT(store_probe_write(s), -ENOENT);
         /* a new, different file in its place */
         CHECK_INT(try_open(path, false, true, (char[64]) { 0 }, 64), 0);
         CHECK_INT(store_health(s), -ESTALE);

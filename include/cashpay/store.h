@@ -164,6 +164,15 @@ int store_health(struct store *s);
 int store_check_file(struct store *s);
 
 /*
+ * store_probe_write() - can a commit succeed now? Runs store_check_file(),
+ * then a BEGIN IMMEDIATE transaction that writes one page (page 1, with
+ * the values it already holds) and commits it with the configured sync.
+ * 0, or a negative errno as for store_submit(). For clearing a failure
+ * when no delivery comes to prove the database writable again.
+ */
+int store_probe_write(struct store *s);
+
+/*
  * store_checkpoint() - PASSIVE (truncate = false) or TRUNCATE checkpoint of
  * the WAL. Neither waits: TRUNCATE returns -EBUSY at once (after
  * checkpointing what it could) while a reader or another writer needs the WAL.

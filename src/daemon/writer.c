@@ -173,15 +173,33 @@ static void checkpoint(struct writer *w, bool idle)
         w->dirty = store_checkpoint(w->store, over) < 0;
 }
 
-/* A file deleted, replaced or made read-only shows in /healthz at once,
- * not only when the next webhook fails; a file fixed again clears it. */
-static void check_file(struct writer *w)
+/*
+ * /healthz reports the last commit's result. A file deleted, replaced or
+ * made read-only shows there at once, not only when the next webhook
+ * fails. And once a commit has failed (disk full, I/O error, a lock held
+ * past busy_timeout), nothing but a later commit would clear it, while a
+ * load balancer trusting /healthz may be what keeps webhooks away: so the
+ * idle writer tries a one-page write each idle second until one commits.
+ * Timed like a commit, so a probe that hangs shows as a stuck writer.
+ */
+static void recheck(struct writer *w)
 {
-        int r = store_check_file(w->store), last = atomic_load(&w->last_result);
+        int last = atomic_load(&w->last_result), r;
 
+        if (last < 0) {
+                atomic_store(&w->commit_started_ms, time_monotonic_ms());
+                r = store_probe_write(w->store);
+                atomic_store(&w->commit_started_ms, 0);
+                w->dirty |= r == 0;
+                if (r == 0)
+                        log_notice("the database takes writes again (%s before)",
+                                   store_strerror(last));
+        } else {
+                r = store_check_file(w->store);
+        }
         if (r < 0)
                 atomic_store(&w->last_result, r);
-        else if (last == -ENOENT || last == -ESTALE || last == -EROFS)
+        else
                 atomic_compare_exchange_strong(&w->last_result, &last, 0);
 }
 
@@ -254,7 +272,7 @@ static void *writer_main(void *arg)
                 else if (prune_due(w))
                         prune(w);
                 if (idle)
-                        check_file(w);
+                        recheck(w);
                 checkpoint(w, idle);
         }
         return NULL;

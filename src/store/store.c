@@ -342,6 +342,33 @@ int store_check_file(struct store *s)
         return 0;
 }
 
+int store_probe_write(struct store *s)
+{
+        char sql[48];
+        int version, r;
+
+        if (s->read_only)
+                return -EROFS;
+        r = store_check_file(s);
+        if (r < 0)
+                return r;
+        r = store_begin_immediate(s);
+        if (r < 0)
+                return r;
+        /* user_version rewritten with its own value: SQLite still dirties
+         * page 1, so this is a real page write and sync, and no reader can
+         * tell it happened */
+        r = store_user_version(s, &version);
+        if (r >= 0) {
+                snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
+                r = store_exec(s, sql);
+        }
+        if (r >= 0)
+                return store_commit(s); /* rolls back itself when it fails */
+        store_rollback(s);
+        return r;
+}
+
 int store_health(struct store *s)
 {
         sqlite3_stmt *q;
