@@ -10,6 +10,7 @@
  * hot path. The write path itself lives in store-submit.c.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,10 +262,24 @@ static int open_and_migrate(struct store *s, const struct store_options *opts,
         return r;
 }
 
+/*
+ * SQLite counts every allocation under a global mutex only to serve
+ * sqlite3_memory_used(), which nothing here reads; the writer allocates on
+ * every statement. Must run before SQLite initialises; later it is refused
+ * (SQLITE_MISUSE), which changes nothing.
+ */
+static void tune_sqlite_once(void)
+{
+        (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int store_open(const struct store_options *opts, struct store **ret, char *err, size_t err_len)
 {
+        static pthread_once_t tuned = PTHREAD_ONCE_INIT;
         struct store *s;
         int r;
+
+        pthread_once(&tuned, tune_sqlite_once);
 
         if (err_len > 0)
                 err[0] = '\0';
