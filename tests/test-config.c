@@ -202,7 +202,7 @@ static void test_table(void)
         const struct config_key *keys = config_keys(&n);
         const struct config_section *sections = config_sections(&n_sections);
 
-        CHECK(n == 39);
+        CHECK(n == 41);
         CHECK(n_sections == 6);
         for (size_t i = 0; i < n; i++) {
                 bool known = false;
@@ -334,6 +334,8 @@ static void test_full_file(void)
         CHECK(cfg->http.request_timeout == 45);
         CHECK(cfg->admin.listen.n == 1);
         CHECK(port_of(&cfg->admin.listen.items[0]) == 19180);
+        CHECK(cfg->admin.max_connections == 4);
+        CHECK(cfg->admin.request_timeout == 2);
         CHECK(cfg->webhook.verify == VERIFY_STANDARD_WEBHOOKS);
         CHECK_STR(cfg->webhook.secret_file, "/run/secrets/cashpay");
         CHECK_STR(cfg->webhook.signature_header, "X-Signature");
@@ -411,6 +413,8 @@ static const struct bad_value bad_values[] = {
         { "http", "request_timeout", "0", "expected an integer from 1 to 3600 seconds" },
         { "admin", "listen", "127.0.0.1:99999", "port must be" },
         { "admin", "listen", "0.0.0.0:8080", "overlaps [http] listen '0.0.0.0:8080'" },
+        { "admin", "max_connections", "0", "expected an integer from 1 to 4096" },
+        { "admin", "request_timeout", "0", "expected an integer from 1 to 3600 seconds" },
         { "webhook", "verify", "hmac-sha256", "expected one of hmac, standard-webhooks, none" },
         { "webhook", "verify", "none", "verify = none requires insecure_no_verify = yes" },
         { "webhook", "secret_file", "webhook.secret", "must be an absolute path" },
@@ -806,6 +810,8 @@ static void test_reload(void)
                 { "[http]\nthreads = 2\n", "[http] threads" },
                 { "[http]\nmax_connections = 10\n", "[http] max_connections" },
                 { "[admin]\nlisten =\n", "[admin] listen" },
+                { "[admin]\nmax_connections = 2\n", "[admin] max_connections" },
+                { "[admin]\nrequest_timeout = 9\n", "[admin] request_timeout" },
                 { "[database]\npath = /tmp/other.db\n", "[database] path" },
                 { "[database]\nsynchronous = normal\n", "[database] synchronous" },
                 { "[database]\nbusy_timeout = 1\n", "[database] busy_timeout" },

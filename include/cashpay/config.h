@@ -69,6 +69,8 @@ struct config {
 
         struct {
                 struct listen_list listen; /* n == 0: disabled */
+                unsigned max_connections;
+                unsigned request_timeout;  /* seconds to send one whole request */
         } admin;
 
         struct {

@@ -129,6 +129,17 @@ static const struct config_key keys[] = {
           .doc = "Addresses of the admin listener serving /healthz and /metrics, written as "
                  "in [http] listen. Empty disables it. It has no authentication: keep it on "
                  "loopback or a private network." },
+        { .section = "admin", .name = "max_connections", .type = CONFIG_UINT,
+          .default_value = "64", .min = 1, .max = 4096, .offset = OFF(admin.max_connections),
+          .doc = "Most connections open at once on the admin listener. Further clients wait "
+                 "in the kernel's queue until one closes, which request_timeout bounds." },
+        { .section = "admin", .name = "request_timeout", .type = CONFIG_UINT, .unit = "seconds",
+          .default_value = "5", .min = 1, .max = 3600, .offset = OFF(admin.request_timeout),
+          .doc = "Time a client of the admin listener has to send one whole request, counted "
+                 "from the connection (or the end of its previous request), however steadily "
+                 "it trickles bytes; also how long a connection may stay idle. With "
+                 "max_connections it bounds how long clients that send nothing or half a "
+                 "request can keep a monitor from /healthz." },
 
         /* [webhook] */
         { .section = "webhook", .name = "verify", .type = CONFIG_ENUM,

@@ -1,6 +1,11 @@
 /*
  * admin — /healthz and /metrics on their own listener, so that monitoring
  * never competes with CashPay for the public port.
+ *
+ * Its connections are bounded ([admin] max_connections) and each request
+ * has a deadline ([admin] request_timeout, deadline.h), so clients that
+ * connect and send nothing, or half a request a byte at a time, hold a
+ * slot only that long: a monitor never waits longer than that for one.
  */
 #include <errno.h>
 #include <microhttpd.h>
@@ -10,15 +15,20 @@
 #include <sys/stat.h>
 
 #include "admin.h"
+#include "cashpay/log.h"
 #include "cashpay/timeutil.h"
+#include "deadline.h"
 #include "http.h"
 #include "metrics.h"
 
 #define MAX_ADMIN 16
 
 struct admin_server {
+        struct runtime *rt;
         struct MHD_Daemon *daemons[MAX_ADMIN];
         size_t n;
+        struct deadline_list *deadlines;
+        int64_t request_timeout_ms;
 };
 
 static int64_t wal_bytes(struct runtime *rt);
@@ -96,6 +106,19 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *conn, struct runtime
         return r ? MHD_YES : MHD_NO;
 }
 
+/*
+ * Called once the headers are in; every route answers at once, so the
+ * request has arrived. One that announces a body (no admin route takes one)
+ * stays under its deadline: libmicrohttpd closes such a connection after
+ * the answer, but a client must not get to trickle a body if it did not.
+ */
+static void request_arrived(struct MHD_Connection *conn)
+{
+        if (!MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+            !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+                deadline_set(http_connection_deadline(conn), 0);
+}
+
 static enum MHD_Result on_admin_request(void *cls, struct MHD_Connection *conn, const char *url,
                                         const char *method, const char *version,
                                         const char *upload_data, size_t *upload_data_size,
@@ -103,16 +126,52 @@ static enum MHD_Result on_admin_request(void *cls, struct MHD_Connection *conn, 
 {
         static const char not_found[] = "{\"error\":\"not_found\"}";
         static const char not_allowed[] = "{\"error\":\"method_not_allowed\"}";
+        struct admin_server *srv = cls;
 
+        request_arrived(conn);
         if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
                 return http_respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json",
                                     not_allowed, sizeof(not_allowed) - 1) ? MHD_YES : MHD_NO;
         if (strcmp(url, "/healthz") == 0)
-                return serve_health(conn, cls);
+                return serve_health(conn, srv->rt);
         if (strcmp(url, "/metrics") == 0)
-                return serve_metrics(conn, cls);
+                return serve_metrics(conn, srv->rt);
         return http_respond(conn, MHD_HTTP_NOT_FOUND, "application/json", not_found,
                             sizeof(not_found) - 1) ? MHD_YES : MHD_NO;
+}
+
+/* Answers queued with the headers close the connection (libmicrohttpd
+ * 0.9.75), but should one be kept alive, its next request gets its own time. */
+static void on_admin_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                               enum MHD_RequestTerminationCode code)
+{
+        struct admin_server *srv = cls;
+
+        deadline_set(http_connection_deadline(conn), time_monotonic_ms() + srv->request_timeout_ms);
+}
+
+static void on_admin_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                                enum MHD_ConnectionNotificationCode code)
+{
+        struct admin_server *srv = cls;
+
+        http_track_connection(srv->deadlines, srv->request_timeout_ms, conn, socket_context,
+                              code == MHD_CONNECTION_NOTIFY_CLOSED);
+}
+
+/* One thread: requests are tiny, and a slow one only delays monitoring. */
+static struct MHD_Daemon *start_daemon(struct admin_server *srv, const struct config *cfg, int fd)
+{
+        return MHD_start_daemon(
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL,
+                on_admin_request, srv,
+                MHD_OPTION_LISTEN_SOCKET, fd,
+                MHD_OPTION_CONNECTION_LIMIT, cfg->admin.max_connections,
+                /* Idle while its answer is sent: the deadline covers receiving. */
+                MHD_OPTION_CONNECTION_TIMEOUT, cfg->admin.request_timeout,
+                MHD_OPTION_NOTIFY_COMPLETED, on_admin_completed, srv,
+                MHD_OPTION_NOTIFY_CONNECTION, on_admin_connection, srv,
+                MHD_OPTION_END);
 }
 
 int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_server **ret,
@@ -120,25 +179,38 @@ int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_s
 {
         struct admin_server *srv = calloc(1, sizeof(*srv));
 
-        if (!srv)
+        if (!srv || deadline_list_new(&srv->deadlines) < 0) {
+                free(srv);
                 return -ENOMEM;
+        }
+        srv->rt = rt;
+        const struct settings *s = runtime_settings_acquire(rt);
+        srv->request_timeout_ms = (int64_t) s->cfg->admin.request_timeout * 1000;
         for (size_t i = 0; i < n_fds && i < MAX_ADMIN; i++) {
-                srv->daemons[i] = MHD_start_daemon(
-                        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL,
-                        on_admin_request, rt,
-                        MHD_OPTION_LISTEN_SOCKET, fds[i],
-                        MHD_OPTION_CONNECTION_LIMIT, 64,
-                        MHD_OPTION_CONNECTION_TIMEOUT, 10,
-                        MHD_OPTION_END);
+                srv->daemons[i] = start_daemon(srv, s->cfg, fds[i]);
                 if (!srv->daemons[i]) {
+                        runtime_settings_release(rt);
                         snprintf(err, err_len, "cannot start the admin server on socket %d", fds[i]);
                         admin_free(srv);
                         return -EIO;
                 }
                 srv->n++;
         }
+        runtime_settings_release(rt);
         *ret = srv;
         return 0;
+}
+
+void admin_expire(struct admin_server *srv, int64_t now_ms)
+{
+        static struct log_ratelimit rl = LOG_RATELIMIT_INIT(5, 10000);
+
+        if (!srv)
+                return;
+        unsigned n = deadline_expire(srv->deadlines, now_ms);
+        if (n > 0 && log_rate_ok(&rl))
+                log_info("admin listener: closed %u connection(s) that did not send a whole "
+                         "request within %lld s", n, (long long) (srv->request_timeout_ms / 1000));
 }
 
 void admin_free(struct admin_server *srv)
@@ -150,5 +222,6 @@ void admin_free(struct admin_server *srv)
                 MHD_quiesce_daemon(srv->daemons[i]);
                 MHD_stop_daemon(srv->daemons[i]);
         }
+        deadline_list_free(srv->deadlines);
         free(srv);
 }

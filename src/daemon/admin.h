@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "runtime.h"
 
@@ -11,6 +12,11 @@ struct admin_server;
 
 int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_server **ret,
                 char *err, size_t err_len);
+/*
+ * admin_expire() - disconnect clients that have not sent a whole request
+ * within [admin] request_timeout (see deadline.h). From the main loop. NULL-safe.
+ */
+void admin_expire(struct admin_server *srv, int64_t now_ms);
 void admin_free(struct admin_server *srv);
 
 /*

@@ -765,13 +765,28 @@ static enum MHD_Result handle_read_route(struct MHD_Connection *conn, struct run
 
 /* -------------------------------------------------------------- plumbing */
 
-/* The connection's request deadline (NULL when it went untracked). */
-static struct deadline *connection_deadline(struct MHD_Connection *conn)
+struct deadline *http_connection_deadline(struct MHD_Connection *conn)
 {
         const union MHD_ConnectionInfo *info =
                 MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
         return info ? info->socket_context : NULL;
+}
+
+void http_track_connection(struct deadline_list *list, int64_t timeout_ms,
+                           struct MHD_Connection *conn, void **socket_context, bool closed)
+{
+        if (closed) {
+                /* libmicrohttpd closes the descriptor only after this. */
+                deadline_remove(*socket_context);
+                *socket_context = NULL;
+                return;
+        }
+        const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (info)
+                *socket_context = deadline_add(list, info->connect_fd,
+                                               time_monotonic_ms() + timeout_ms);
 }
 
 static enum MHD_Result new_request(struct runtime *rt, struct MHD_Connection *conn,
@@ -801,7 +816,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const struct settings *s = runtime_settings_acquire(rt);
 
         if (req && *upload_data_size == 0)
-                deadline_set(connection_deadline(conn), 0); /* the whole request is here */
+                deadline_set(http_connection_deadline(conn), 0); /* the whole request is here */
         if (req && req->route == ROUTE_WEBHOOK) {
                 r = handle_webhook_body(conn, s, req, upload_data, upload_data_size);
         } else if (req) {
@@ -833,7 +848,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         struct request *req = *req_cls;
 
         /* The next request on a kept-alive connection gets its own time. */
-        deadline_set(connection_deadline(conn), time_monotonic_ms() + srv->request_timeout_ms);
+        deadline_set(http_connection_deadline(conn), time_monotonic_ms() + srv->request_timeout_ms);
         if (!req)
                 return;
         job_unref(req->job);
@@ -848,17 +863,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
         struct http_server *srv = cls;
 
-        if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-                /* libmicrohttpd closes the descriptor only after this. */
-                deadline_remove(*socket_context);
-                *socket_context = NULL;
-                return;
-        }
-        const union MHD_ConnectionInfo *info =
-                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (info)
-                *socket_context = deadline_add(srv->deadlines, info->connect_fd,
-                                               time_monotonic_ms() + srv->request_timeout_ms);
+        http_track_connection(srv->deadlines, srv->request_timeout_ms, conn, socket_context,
+                              code == MHD_CONNECTION_NOTIFY_CLOSED);
 }
 
 __attribute__((format(printf, 2, 0)))

@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,3 +40,16 @@ void http_free(struct http_server *srv);
 struct MHD_Connection;
 int http_respond(struct MHD_Connection *conn, unsigned status, const char *content_type,
                  const void *body, size_t len);
+
+/*
+ * Shared with admin.c: request deadlines (deadline.h) on a listener.
+ * http_track_connection() is the body of an MHD_OPTION_NOTIFY_CONNECTION
+ * callback: a new connection is tracked in @list, due @timeout_ms from now;
+ * a @closed one is forgotten. http_connection_deadline() is that entry (NULL
+ * when it went untracked), for deadline_set().
+ */
+struct deadline;
+struct deadline_list;
+void http_track_connection(struct deadline_list *list, int64_t timeout_ms,
+                           struct MHD_Connection *conn, void **socket_context, bool closed);
+struct deadline *http_connection_deadline(struct MHD_Connection *conn);

@@ -381,6 +381,7 @@ static void tick(struct daemon *dmn, struct ticker *t)
 
         writer_expire(dmn->rt.writer, now);
         http_expire(dmn->http, now);
+        admin_expire(dmn->admin, now);
         /* Only a writer that commits (or waits for work) keeps us alive:
          * one stuck inside a commit must let systemd restart us. */
         if (t->watchdog_usec && now >= t->next_watchdog &&
