@@ -816,6 +816,95 @@ static void test_secrets_file_errors(void)
         CHECK_EQ_INT(verify_secrets_load(path, VERIFY_HMAC, &set, NULL, 0), -ENOENT);
 }
 
+/* The same format from memory: no NUL needed, the name stands for the path. */
+static void test_secrets_parse_buffer(void)
+{
+        static const char text[] = "# new\n" S1 "\r\n" S2 "XYZ"; /* no NUL after S2 */
+        struct secret_set set;
+        char err[256];
+
+        CHECK_EQ_INT(verify_secrets_parse("memory", text, sizeof(text) - 4, VERIFY_HMAC, &set, err,
+                                          sizeof(err)), 0);
+        CHECK_EQ_INT(set.n, 2);
+        CHECK_EQ_INT(set.items[1].len, strlen(S2));
+        CHECK(memcmp(set.items[1].bytes, S2, strlen(S2)) == 0);
+
+        CHECK_EQ_INT(verify_secrets_parse("memory", "abc\0", 4, VERIFY_HMAC, &set, err,
+                                          sizeof(err)), -EINVAL);
+        CHECK_STR(err, "memory: line 1: contains a NUL byte");
+        CHECK_EQ_INT(set.n, 0);
+        CHECK_EQ_INT(verify_secrets_parse("memory", "", 0, VERIFY_HMAC, &set, err, sizeof(err)),
+                     -EINVAL);
+        CHECK_STR(err, "memory: no secret in the file");
+        CHECK_EQ_INT(verify_secrets_parse("memory", NULL, 0, VERIFY_HMAC, &set, err, sizeof(err)),
+                     -EINVAL);
+        CHECK_EQ_INT(verify_secrets_parse("memory", NULL, 5, VERIFY_HMAC, &set, err, sizeof(err)),
+                     -EINVAL);
+        CHECK_EQ_INT(verify_secrets_parse("memory", S1, strlen(S1), VERIFY_NONE, &set, err,
+                                          sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(set.n, 0);
+        CHECK_EQ_INT(verify_secrets_parse(NULL, S1, strlen(S1), VERIFY_HMAC, &set, err,
+                                          sizeof(err)), -EINVAL);
+
+        /* The size limit holds for memory too: a comment line up to it, then a secret. */
+        char *big = malloc(VERIFY_SECRET_FILE_MAX + 1);
+        memset(big, '#', VERIFY_SECRET_FILE_MAX + 1);
+        big[VERIFY_SECRET_FILE_MAX - 3] = '\n';
+        memcpy(big + VERIFY_SECRET_FILE_MAX - 2, "k\n#", 3);
+        CHECK_EQ_INT(verify_secrets_parse("memory", big, VERIFY_SECRET_FILE_MAX, VERIFY_HMAC,
+                                          &set, err, sizeof(err)), 0);
+        CHECK_EQ_INT(set.n, 1);
+        CHECK_EQ_INT(verify_secrets_parse("memory", big, VERIFY_SECRET_FILE_MAX + 1, VERIFY_HMAC,
+                                          &set, err, sizeof(err)), -EFBIG);
+        CHECK_EQ_INT(set.n, 0);
+        CHECK_STR(err, "memory: larger than 65536 bytes");
+        free(big);
+}
+
+/* "whsec_" + base64 of @n bytes, as one line. */
+static char *whsec_of_length(size_t n)
+{
+        size_t b64 = (n + 2) / 3 * 4;
+        char *line = malloc(6 + b64 + 2);
+
+        memcpy(line, "whsec_", 6);
+        for (size_t i = 0; i < b64; i++)
+                line[6 + i] = 'Q';
+        if (n % 3 > 0)
+                line[6 + b64 - 1] = '=';
+        if (n % 3 == 1)
+                line[6 + b64 - 2] = '=';
+        memcpy(line + 6 + b64, "\n", 2);
+        return line;
+}
+
+/*
+ * A whsec_ secret longer than the limit is named as such, not as bad base64,
+ * however long it is (the decoder's buffer is sized for the limit, and text
+ * beyond it used to be reported as "not ... base64").
+ */
+static void test_sw_secret_too_long(void)
+{
+        static const size_t lengths[] = { 1, 1024, 1025, 1026, 1027, 2000, 40000 };
+        struct secret_set set;
+        char err[256];
+
+        for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+                char *line = whsec_of_length(lengths[i]);
+                int r = verify_secrets_parse("sw", line, strlen(line), VERIFY_STANDARD_WEBHOOKS,
+                                             &set, err, sizeof(err));
+
+                if (lengths[i] <= VERIFY_SECRET_MAX) {
+                        CHECK_EQ_INT(r, 0);
+                        CHECK_EQ_INT(set.items[0].len, lengths[i]);
+                } else {
+                        CHECK_EQ_INT(r, -EINVAL);
+                        CHECK_STR(err, "sw: line 1: secret longer than 1024 bytes");
+                }
+                free(line);
+        }
+}
+
 static void test_secrets_wipe(void)
 {
         struct secret_set set;
@@ -948,6 +1037,8 @@ int main(void)
         test_secrets_file_format();
         test_secrets_file_limits();
         test_secrets_file_errors();
+        test_secrets_parse_buffer();
+        test_sw_secret_too_long();
         test_secrets_wipe();
         test_constant_time_compare();
         test_params_from_config();

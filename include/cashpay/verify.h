@@ -96,8 +96,8 @@ void verify_params_from_config(const struct config *cfg, struct verify_params *r
  * lines starting with '#' ignored, surrounding blanks trimmed. For
  * standard-webhooks each must be "whsec_" + base64 (decoded here); for hmac
  * the line's bytes are the key. At least one secret is required.
- * Trimmed are spaces, tabs and CR (so CRLF files work); '#' starts a comment
- * only at the beginning of a line, since it may be part of a secret.
+ * Trimmed are spaces, tabs, CR (so CRLF files work), VT and FF; '#' starts a
+ * comment only at the beginning of a line, since it may be part of a secret.
  * @err: "PATH: line N: what is wrong" or "PATH: strerror"; never contains
  *   secret material.
  * Returns 0, -EINVAL (no secret, bad whsec_ line, secret over
@@ -108,6 +108,16 @@ void verify_params_from_config(const struct config *cfg, struct verify_params *r
  */
 int verify_secrets_load(const char *path, enum verify_scheme scheme,
                         struct secret_set *ret, char *err, size_t err_len);
+
+/*
+ * verify_secrets_parse() - the same for file content already in memory
+ * (@len bytes at @buf, not NUL-terminated); @name stands for the path in
+ * messages. verify_secrets_load() reads the file and calls this.
+ * Returns 0, -EINVAL, -E2BIG or -EFBIG as above.
+ */
+int verify_secrets_parse(const char *name, const void *buf, size_t len,
+                         enum verify_scheme scheme, struct secret_set *ret,
+                         char *err, size_t err_len);
 
 /* verify_secrets_wipe() - overwrite secret bytes before the memory is released. */
 void verify_secrets_wipe(struct secret_set *set);

@@ -36,6 +36,8 @@
 #define SW_DIGEST_LEN 32
 #define SW_SECRET_PREFIX "whsec_"
 #define SECRET_BLANKS " \t\r\v\f"
+/* Base64 characters of the longest secret, padding included. */
+#define SW_SECRET_TEXT_MAX ((VERIFY_SECRET_MAX + 2) / 3 * 4)
 
 struct algorithm {
         const char *name;   /* libcrypto digest name */
@@ -594,10 +596,7 @@ static int read_file(const char *path, char **ret, size_t *ret_len, char *err, s
 
         if (r < 0)
                 return fail_errno(err, err_len, path, -r);
-        if (*ret_len > VERIFY_SECRET_FILE_MAX)
-                return fail(err, err_len, -EFBIG, "%s: larger than %d bytes", path,
-                            VERIFY_SECRET_FILE_MAX);
-        return 0;
+        return 0; /* the parser refuses an oversized file */
 }
 
 static struct span trim_secret_line(struct span s)
@@ -619,6 +618,10 @@ static int secret_from_whsec(const char *path, size_t line, struct span s, struc
         if (s.n < plen || memcmp(s.p, SW_SECRET_PREFIX, plen) != 0)
                 return fail(err, err_len, -EINVAL, "%s: line %zu: secret does not start with "
                             SW_SECRET_PREFIX, path, line);
+        /* Named for what it is before the decoder, whose buffer it would not fit. */
+        if (s.n - plen > SW_SECRET_TEXT_MAX)
+                return fail(err, err_len, -EINVAL, "%s: line %zu: secret longer than %d bytes",
+                            path, line, VERIFY_SECRET_MAX);
 
         uint8_t buf[VERIFY_SECRET_MAX + 3];
         size_t n = 0;
@@ -676,6 +679,10 @@ static int parse_secrets(const char *path, const char *buf, size_t len,
 {
         size_t pos = 0, line = 0;
 
+        if (len > VERIFY_SECRET_FILE_MAX)
+                return fail(err, err_len, -EFBIG, "%s: larger than %d bytes", path,
+                            VERIFY_SECRET_FILE_MAX);
+
         while (pos < len) {
                 const char *start = buf + pos;
                 const char *nl = memchr(start, '\n', len - pos);
@@ -692,23 +699,47 @@ static int parse_secrets(const char *path, const char *buf, size_t len,
         return 0;
 }
 
+/* What loading from a file and from a buffer both check first. */
+static int secrets_start(const char *name, enum verify_scheme scheme, struct secret_set *ret,
+                         char *err, size_t err_len)
+{
+        if (!ret)
+                return -EINVAL;
+        verify_secrets_wipe(ret);
+        if (!name || !*name)
+                return fail(err, err_len, -EINVAL, "no secret file configured");
+        if (scheme != VERIFY_HMAC && scheme != VERIFY_STANDARD_WEBHOOKS)
+                return fail(err, err_len, -EINVAL, "%s: verify scheme takes no secrets", name);
+        return 0;
+}
+
+int verify_secrets_parse(const char *name, const void *buf, size_t len,
+                         enum verify_scheme scheme, struct secret_set *ret,
+                         char *err, size_t err_len)
+{
+        int r = secrets_start(name, scheme, ret, err, err_len);
+
+        if (r == 0 && !buf && len > 0)
+                r = fail(err, err_len, -EINVAL, "%s: no buffer", name);
+        if (r == 0)
+                r = parse_secrets(name, buf, len, scheme, ret, err, err_len);
+        if (r < 0 && ret)
+                verify_secrets_wipe(ret);
+        return r;
+}
+
 int verify_secrets_load(const char *path, enum verify_scheme scheme,
                         struct secret_set *ret, char *err, size_t err_len)
 {
         char *buf = NULL;
         size_t len = 0;
 
-        if (!ret)
-                return -EINVAL;
-        verify_secrets_wipe(ret);
-        if (!path || !*path)
-                return fail(err, err_len, -EINVAL, "no secret file configured");
-        if (scheme != VERIFY_HMAC && scheme != VERIFY_STANDARD_WEBHOOKS)
-                return fail(err, err_len, -EINVAL, "%s: verify scheme takes no secrets", path);
-
-        int r = read_file(path, &buf, &len, err, err_len);
+        int r = secrets_start(path, scheme, ret, err, err_len);
+        if (r < 0)
+                return r;
+        r = read_file(path, &buf, &len, err, err_len);
         if (r == 0)
-                r = parse_secrets(path, buf, len, scheme, ret, err, err_len);
+                r = verify_secrets_parse(path, buf, len, scheme, ret, err, err_len);
         if (buf) {
                 OPENSSL_cleanse(buf, len);
                 free(buf);
