@@ -212,6 +212,91 @@ static void test_parse_addr(void)
         CHECK(cidr_parse_addr("1111:2222:3333:4444:5555:6666:7777:8888:9999", &ss) == -EINVAL);
 }
 
+/* The client cidr_forwarded_client() finds behind @proxies, as text. */
+static const char *client(const char *proxies, const char *xff, const char *peer_text,
+                          size_t *ret_taken)
+{
+        static char text[INET6_ADDRSTRLEN];
+        struct sockaddr_storage ss = peer(peer_text);
+        struct cidr_list l = { 0 };
+        const void *raw = ss.ss_family == AF_INET
+                ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+
+        if (cidr_list_parse(proxies, &l, NULL) < 0) {
+                fprintf(stderr, "bad test list %s\n", proxies);
+                exit(2);
+        }
+        *ret_taken = cidr_forwarded_client(xff, &l, &ss);
+        cidr_list_clear(&l);
+        CHECK(((struct sockaddr_in *)&ss)->sin_port == 0);
+        return inet_ntop(ss.ss_family, raw, text, sizeof(text));
+}
+
+static void test_forwarded(void)
+{
+        const char *tp = "10.0.0.0/8, fd00::/8";
+        size_t n;
+
+        /* Right to left: the first untrusted hop is the client. */
+        CHECK_STR(client(tp, "198.51.100.1, 203.0.113.9, 10.1.2.3", "10.0.0.1", &n),
+                  "203.0.113.9");
+        CHECK_EQ_INT(n, 2);
+        /* Trusted all the way: the leftmost hop. */
+        CHECK_STR(client(tp, " 10.9.9.9 ,\t10.1.2.3\t", "10.0.0.1", &n), "10.9.9.9");
+        CHECK_EQ_INT(n, 2);
+        /* A peer that is no proxy is the client, whatever the header says. */
+        CHECK_STR(client(tp, "203.0.113.9", "192.0.2.7", &n), "192.0.2.7");
+        CHECK_EQ_INT(n, 0);
+        CHECK_STR(client("", "203.0.113.9", "10.0.0.1", &n), "10.0.0.1");
+        CHECK_EQ_INT(n, 0);
+        /* A dual-stack socket's view of a trusted IPv4 proxy. */
+        CHECK_STR(client(tp, "2001:db8::7, fd00::2", "::ffff:10.0.0.1", &n), "2001:db8::7");
+        CHECK_EQ_INT(n, 2);
+        /* An unparseable hop stops at the last good address. */
+        CHECK_STR(client(tp, "203.0.113.9, unknown, 10.1.2.3", "10.0.0.1", &n), "10.1.2.3");
+        CHECK_EQ_INT(n, 1);
+        CHECK_STR(client(tp, "203.0.113.9,,10.1.2.3", "10.0.0.1", &n), "10.1.2.3");
+        CHECK_STR(client(tp, "203.0.113.9:80", "10.0.0.1", &n), "10.0.0.1");
+        CHECK_EQ_INT(n, 0);
+        CHECK_STR(client(tp, "[2001:db8::1]", "10.0.0.1", &n), "10.0.0.1");
+        CHECK_STR(client(tp, "", "10.0.0.1", &n), "10.0.0.1");
+        CHECK_STR(client(tp, "0000:0000:0000:0000:0000:ffff:203.0.113.9x", "10.0.0.1", &n),
+                  "10.0.0.1");
+
+        struct sockaddr_storage ss = peer("10.0.0.1");
+        struct cidr_list l = { 0 };
+        CHECK(cidr_list_parse(tp, &l, NULL) == 0);
+        CHECK_EQ_INT(cidr_forwarded_client(NULL, &l, &ss), 0);
+        cidr_list_clear(&l);
+}
+
+/*
+ * However much the client writes in front, the hops the proxies appended
+ * decide: a header far longer than any buffer must not push them out.
+ */
+static void test_forwarded_long_header(void)
+{
+        static const char *const fillers[] = { "10.1.1.1, ", "garbage-", "," };
+        const char *tail = "203.0.113.9, 10.0.0.2, 10.0.0.3";
+        size_t junk = 100000, n;
+
+        for (size_t f = 0; f < sizeof(fillers) / sizeof(fillers[0]); f++) {
+                size_t fl = strlen(fillers[f]), len = 0;
+                char *xff = malloc(junk + fl + strlen(tail) + 3);
+
+                while (len < junk) {
+                        memcpy(xff + len, fillers[f], fl);
+                        len += fl;
+                }
+                /* Ends in a comma, so the tail's first hop stays whole. */
+                snprintf(xff + len, strlen(tail) + 3, ",%s", tail);
+                CHECK_STR(client("10.0.0.0/8", xff, "10.0.0.1", &n), "203.0.113.9");
+                CHECK_EQ_INT(n, 3);
+                free(xff);
+        }
+}
+
 int main(void)
 {
         test_parse_valid();
@@ -223,5 +308,7 @@ int main(void)
         test_list();
         test_list_equal();
         test_parse_addr();
+        test_forwarded();
+        test_forwarded_long_header();
         return check_summary();
 }

@@ -51,3 +51,18 @@ bool cidr_list_match(const struct cidr_list *list, const struct sockaddr *sa);
 /* cidr_parse_addr() - a bare address (no prefix, no brackets, no port) as a
  * sockaddr with port 0, e.g. from X-Forwarded-For. Returns 0 or -EINVAL. */
 int cidr_parse_addr(const char *text, struct sockaddr_storage *ret);
+
+/*
+ * cidr_forwarded_client() - the client behind trusted proxies. When the peer
+ * in @peer is inside @proxies, X-Forwarded-For (@xff, may be NULL) is walked
+ * from the right, since each trusted proxy appended the address it saw: the
+ * first hop that is not itself a trusted proxy, or the leftmost hop, is the
+ * client. Whatever is left of it was written by the client and proves
+ * nothing, so neither its content nor its length changes the answer. A hop
+ * that is not a bare address (blanks around it allowed) stops the walk at
+ * the last good address. @peer is replaced by the answer (port 0 when it
+ * comes from the header).
+ * Returns how many hops were taken from the header (0: @peer unchanged).
+ */
+size_t cidr_forwarded_client(const char *xff, const struct cidr_list *proxies,
+                             struct sockaddr_storage *peer);

@@ -262,3 +262,49 @@ int cidr_parse_addr(const char *text, struct sockaddr_storage *ret)
         }
         return 0;
 }
+
+/* The hop [start, end) without surrounding blanks, as a bare address. */
+static int parse_hop(const char *start, const char *end, struct sockaddr_storage *ret)
+{
+        char text[INET6_ADDRSTRLEN + 1];
+
+        while (start < end && is_blank(*start))
+                start++;
+        while (end > start && is_blank(end[-1]))
+                end--;
+        if ((size_t)(end - start) >= sizeof(text))
+                return -EINVAL;
+        memcpy(text, start, (size_t)(end - start));
+        text[end - start] = '\0';
+        return cidr_parse_addr(text, ret);
+}
+
+/*
+ * Right to left over the header itself, never a copy of it: however long
+ * the part the client wrote, it cannot push the trusted hops out of view.
+ * Each step moves @end left past one comma, so the loop ends.
+ */
+size_t cidr_forwarded_client(const char *xff, const struct cidr_list *proxies,
+                             struct sockaddr_storage *peer)
+{
+        const char *end;
+        size_t taken = 0;
+
+        if (!xff || !cidr_list_match(proxies, (const struct sockaddr *)peer))
+                return 0;
+        end = xff + strlen(xff);
+        for (;;) {
+                const char *start = end;
+                struct sockaddr_storage hop;
+
+                while (start > xff && start[-1] != ',')
+                        start--;
+                if (parse_hop(start, end, &hop) < 0)
+                        return taken;
+                *peer = hop;
+                taken++;
+                if (start == xff || !cidr_list_match(proxies, (const struct sockaddr *)&hop))
+                        return taken;
+                end = start - 1; /* the comma */
+        }
+}
