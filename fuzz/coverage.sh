@@ -11,7 +11,7 @@
 set -euo pipefail
 
 if (( $# < 1 || $# > 2 )); then
-        echo "usage: $0 charge|verify|page|config [CORPUS_DIR]" >&2
+        echo "usage: $0 charge|verify|page|config|cidr|secrets [CORPUS_DIR]" >&2
         exit 2
 fi
 target=$1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build one fuzz target and run it for a while on a copy of its corpus.
 #
-#   fuzz/run.sh TARGET SECONDS      TARGET: charge, verify, page or config
+#   fuzz/run.sh TARGET SECONDS      TARGET: charge, verify, page, config, cidr or secrets
 #
 # The build directory is build-fuzz (BUILD_DIR overrides it), set up with
 # clang, ASan and UBSan on first use. The working corpus is
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 if (( $# != 2 )); then
-        echo "usage: $0 charge|verify|page|config SECONDS" >&2
+        echo "usage: $0 charge|verify|page|config|cidr|secrets SECONDS" >&2
         exit 2
 fi
 target=$1 seconds=$2
