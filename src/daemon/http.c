@@ -323,46 +323,6 @@ static void addr_to_text(const struct sockaddr *sa, char *buf, size_t len)
                 snprintf(buf, len, "unknown");
 }
 
-/* Copy the hop [start, end) of X-Forwarded-For, without blanks. */
-static bool hop_text(const char *start, const char *end, char *buf, size_t len)
-{
-        while (start < end && (*start == ' ' || *start == '\t'))
-                start++;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-                end--;
-        if ((size_t) (end - start) >= len)
-                return false;
-        memcpy(buf, start, (size_t) (end - start));
-        buf[end - start] = '\0';
-        return true;
-}
-
-/*
- * Walk X-Forwarded-For from the right, as each trusted proxy appended the
- * address it saw: the first hop that is not itself a trusted proxy is the
- * client. Everything left of it is whatever the client wrote, and proves
- * nothing. An unparseable hop stops the walk at the last good address.
- */
-static void forwarded_client(const char *xff, const struct cidr_list *proxies,
-                             struct sockaddr_storage *ret)
-{
-        const char *end = xff + strlen(xff);
-
-        for (;;) {
-                const char *start = end;
-                while (start > xff && start[-1] != ',')
-                        start--;
-                char text[INET6_ADDRSTRLEN];
-                struct sockaddr_storage hop;
-                if (!hop_text(start, end, text, sizeof(text)) || cidr_parse_addr(text, &hop) < 0)
-                        return;
-                *ret = hop;
-                if (!cidr_list_match(proxies, (struct sockaddr *) &hop) || start == xff)
-                        return;
-                end = start - 1; /* the comma */
-        }
-}
-
 /* The peer, or the client behind it when the peer is a trusted proxy. */
 static void effective_peer(struct MHD_Connection *conn, const struct settings *s,
                            struct sockaddr_storage *ret)
@@ -377,9 +337,8 @@ static void effective_peer(struct MHD_Connection *conn, const struct settings *s
         memcpy(ret, info->client_addr, info->client_addr->sa_family == AF_INET6
                                                ? sizeof(struct sockaddr_in6)
                                                : sizeof(struct sockaddr_in));
-        const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
-        if (proxies->n > 0 && xff && cidr_list_match(proxies, (struct sockaddr *) ret))
-                forwarded_client(xff, proxies, ret);
+        (void) cidr_forwarded_client(
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"), proxies, ret);
 }
 
 /* ------------------------------------------------------ the webhook path */
