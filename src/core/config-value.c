@@ -492,10 +492,14 @@ static int resolve(const char *host, const char *port, bool v6, struct listen_ad
         };
         struct addrinfo *ai = NULL;
         struct in_addr in;
+        int r;
 
         if (!v6 && inet_pton(AF_INET, host, &in) != 1)
                 return -EINVAL;
-        if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+        r = getaddrinfo(host, port, &hints, &ai);
+        if (r == EAI_MEMORY)
+                return -ENOMEM; /* not the address's fault */
+        if (r != 0 || !ai)
                 return -EINVAL;
         if (ai->ai_addrlen > sizeof(ret->addr)) {
                 freeaddrinfo(ai);
@@ -514,6 +518,7 @@ static int listen_item_parse(const char *item, size_t len, struct listen_addr *r
         char buf[sizeof(ret->text)], q[sizeof(ret->text) + 4], port[8];
         char *host, *port_text;
         bool v6;
+        int r;
 
         config_value_shown(item, len, q, sizeof(q));
         if (len >= sizeof(buf)) {
@@ -529,12 +534,11 @@ static int listen_item_parse(const char *item, size_t len, struct listen_addr *r
                 why_set(why, why_len, "'%s': the port must be a number from 1 to 65535", q);
                 return -EINVAL;
         }
-        if (resolve(host, port, v6, ret) < 0) {
+        r = resolve(host, port, v6, ret);
+        if (r == -EINVAL)
                 why_set(why, why_len, "'%s': not a numeric %s address (names are not "
                         "resolved)", q, v6 ? "IPv6" : "IPv4");
-                return -EINVAL;
-        }
-        return 0;
+        return r;
 }
 
 static bool is_any_addr(const struct listen_addr *a)
@@ -573,6 +577,7 @@ static int listen_list_item(struct listen_list *l, const char *p, size_t len,
                             char *why, size_t why_len)
 {
         struct listen_addr *a = &l->items[l->n];
+        int r;
 
         while (len > 0 && is_blank(*p))
                 p++, len--;
@@ -582,8 +587,8 @@ static int listen_list_item(struct listen_list *l, const char *p, size_t len,
                 why_set(why, why_len, "empty item in the list");
                 return -EINVAL;
         }
-        if (listen_item_parse(p, len, a, why, why_len) < 0)
-                return -EINVAL;
+        if ((r = listen_item_parse(p, len, a, why, why_len)) < 0)
+                return r;
         for (size_t j = 0; j < l->n; j++) {
                 if (config_listen_conflict(&l->items[j], a)) {
                         why_set(why, why_len, "'%s' overlaps '%s'", a->text, l->items[j].text);
@@ -612,9 +617,10 @@ static int listen_list_fill(const struct config_key *k, const char *value, struc
         /* One comma-separated item per round: at most cap rounds. */
         while (l->n < cap) {
                 size_t len = strcspn(p, ",");
+                int r = listen_list_item(l, p, len, why, why_len);
 
-                if (listen_list_item(l, p, len, why, why_len) < 0)
-                        return -EINVAL;
+                if (r < 0)
+                        return r;
                 if (p[len] == '\0')
                         break;
                 p += len + 1;
