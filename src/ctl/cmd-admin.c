@@ -38,13 +38,14 @@ int ctl_cmd_migrate(struct ctl *c, int argc, char **argv)
         if (r < 0)
                 return ctl_store_error(c, r, "cannot read the schema version");
         if (c->json)
-                r = output_json(json_pack("{s:s, s:i, s:i}", "database", c->cfg->database.path,
-                                          "schema_version", version,
-                                          "binary_schema_version", store_schema_version()),
-                                false);
-        else
-                printf("database %s is at schema version %d\n", c->cfg->database.path, version);
-        return r < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+                return ctl_printed(output_json(json_pack("{s:s, s:i, s:i}", "database",
+                                                         c->cfg->database.path,
+                                                         "schema_version", version,
+                                                         "binary_schema_version",
+                                                         store_schema_version()),
+                                               false));
+        printf("database %s is at schema version %d\n", c->cfg->database.path, version);
+        return ctl_printed(output_flush());
 }
 
 /* ---- check-config ---- */
@@ -80,12 +81,19 @@ static int check_secrets(const struct config *cfg, char *note, size_t note_len,
         return r;
 }
 
+static int check_json(const char *path, const char *err, const char *note)
+{
+        return output_json(json_pack("{s:s?, s:b, s:s?, s:s?}", "config", path, "ok", !err[0],
+                                     "error", err[0] ? err : NULL, "note", note[0] ? note : NULL),
+                           false);
+}
+
 static int check_report(const struct ctl *c, const char *path, const char *err, const char *note)
 {
-        if (c->json)
-                output_json(json_pack("{s:s?, s:b, s:s?, s:s?}", "config", path, "ok", !err[0],
-                                      "error", err[0] ? err : NULL,
-                                      "note", note[0] ? note : NULL), false);
+        int r;
+
+        if (c->json && (r = ctl_printed(check_json(path, err, note))) != CTL_EXIT_OK)
+                return r;
         if (err[0])
                 return ctl_fail("%s", err);
         if (note[0])
@@ -111,7 +119,9 @@ int ctl_cmd_check_config(struct ctl *c, int argc, char **argv)
         if (r < 0 && !err[0])
                 snprintf(err, sizeof(err), "%s: %s", path ? path : "defaults", strerror(-r));
         if (r == 0)
-                check_secrets(c->cfg, note, sizeof(note), err, sizeof(err));
+                r = check_secrets(c->cfg, note, sizeof(note), err, sizeof(err));
+        if (r == -ENOMEM)
+                return ctl_printed(r); /* says nothing about the file */
         return check_report(c, path, err, note);
 }
 
@@ -160,12 +170,13 @@ static int prune_report(const struct ctl *c, const struct prune_options *o, cons
                         int64_t count)
 {
         if (c->json)
-                return output_json(json_pack("{s:I, s:b, s:i, s:s}", "deleted", (json_int_t) count,
-                                             "dry_run", o->dry_run, "days", (int) o->days,
-                                             "cutoff", cutoff), false);
+                return ctl_printed(output_json(json_pack("{s:I, s:b, s:i, s:s}", "deleted",
+                                                         (json_int_t) count, "dry_run", o->dry_run,
+                                                         "days", (int) o->days, "cutoff", cutoff),
+                                               false));
         printf("%s %lld rejected deliveries received before %s (%u days)\n",
                o->dry_run ? "would delete" : "deleted", (long long) count, cutoff, o->days);
-        return output_flush();
+        return ctl_printed(output_flush());
 }
 
 int ctl_cmd_prune(struct ctl *c, int argc, char **argv)
@@ -185,5 +196,5 @@ int ctl_cmd_prune(struct ctl *c, int argc, char **argv)
         r = store_prune_rejected(c->store, cutoff, 0, o.dry_run, &count);
         if (r < 0)
                 return ctl_store_error(c, r, "cannot prune");
-        return prune_report(c, &o, cutoff, count) < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+        return prune_report(c, &o, cutoff, count);
 }

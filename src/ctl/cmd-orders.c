@@ -73,10 +73,52 @@ static int start_on_charge(struct ctl *c, int argc, char **argv, enum ctl_store_
         return open_store(c, mode);
 }
 
-/* The exit code of a listing once printed: a reader gone away (EPIPE) is no failure. */
-static int printed(int r)
+/*
+ * JSON arrays of records: NULL when out of memory, never a shorter array.
+ * Used with json_pack's "o", which fails on NULL (where "o*" would drop the
+ * key and print a well-formed, wrong document).
+ */
+static json_t *json_records(const void *items, size_t n, size_t size,
+                            json_t *(*one)(const void *item, bool with_body), bool with_body)
 {
-        return r < 0 && r != -EPIPE ? ctl_fail("cannot print: %s", strerror(-r)) : CTL_EXIT_OK;
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < n; i++)
+                if (json_array_append_new(arr, one((const char *) items + i * size, with_body)) < 0) {
+                        json_decref(arr);
+                        return NULL;
+                }
+        return arr;
+}
+
+static json_t *one_order(const void *item, bool with_body)
+{
+        return json_order(item);
+}
+
+static json_t *one_event(const void *item, bool with_body)
+{
+        return json_event(item);
+}
+
+static json_t *one_delivery(const void *item, bool with_body)
+{
+        return json_delivery(item, with_body);
+}
+
+static json_t *json_orders(const struct order_list *l)
+{
+        return json_records(l->items, l->n, sizeof(l->items[0]), one_order, false);
+}
+
+static json_t *json_events(const struct event_list *l)
+{
+        return json_records(l->items, l->n, sizeof(l->items[0]), one_event, false);
+}
+
+static json_t *json_deliveries(const struct delivery_list *l, bool with_body)
+{
+        return json_records(l->items, l->n, sizeof(l->items[0]), one_delivery, with_body);
 }
 
 /* ---- orders ---- */
@@ -115,18 +157,6 @@ static int print_orders(const struct ctl *c, const struct order_list *l)
                 r = table_print(t, stdout, output_width());
         table_free(t);
         return r;
-}
-
-static int json_orders(const struct order_list *l)
-{
-        json_t *arr = json_array();
-
-        for (size_t i = 0; arr && i < l->n; i++)
-                if (json_array_append_new(arr, json_order(&l->items[i])) < 0) {
-                        json_decref(arr);
-                        return -ENOMEM;
-                }
-        return output_json(json_pack("{s:o*}", "orders", arr), false);
 }
 
 static int orders_option(struct ctl *c, int opt, void *ctx)
@@ -172,9 +202,12 @@ int ctl_cmd_orders(struct ctl *c, int argc, char **argv)
         r = store_admin_list_orders(c->store, &f, &l);
         if (r < 0)
                 return ctl_store_error(c, r, "cannot list orders");
-        r = c->json ? json_orders(&l) : print_orders(c, &l);
+        if (c->json)
+                r = output_json(json_pack("{s:o}", "orders", json_orders(&l)), false);
+        else
+                r = print_orders(c, &l);
         order_list_clear(&l);
-        return printed(r);
+        return ctl_printed(r);
 }
 
 /* ---- deliveries ---- */
@@ -205,18 +238,6 @@ static int print_deliveries(const struct delivery_list *l, FILE *f)
                 r = table_print(t, f, output_width());
         table_free(t);
         return r;
-}
-
-static json_t *json_deliveries(const struct delivery_list *l, bool with_body)
-{
-        json_t *arr = json_array();
-
-        for (size_t i = 0; arr && i < l->n; i++)
-                if (json_array_append_new(arr, json_delivery(&l->items[i], with_body)) < 0) {
-                        json_decref(arr);
-                        return NULL;
-                }
-        return arr;
 }
 
 static int deliveries_option(struct ctl *c, int opt, void *ctx)
@@ -256,11 +277,11 @@ int ctl_cmd_deliveries(struct ctl *c, int argc, char **argv)
         if (r < 0)
                 return ctl_store_error(c, r, "cannot list deliveries");
         if (c->json)
-                r = output_json(json_pack("{s:o*}", "deliveries", json_deliveries(&l, false)), false);
+                r = output_json(json_pack("{s:o}", "deliveries", json_deliveries(&l, false)), false);
         else
                 r = print_deliveries(&l, stdout);
         delivery_list_clear(&l);
-        return printed(r);
+        return ctl_printed(r);
 }
 
 /* ---- events ---- */
@@ -363,7 +384,8 @@ static int feed_emit(struct feed *fd, const struct event_list *l, bool json)
 }
 
 /* One poll: read and print what is new. Returns the number of events, or a
- * negative errno. A lock while following is transient: report nothing new. */
+ * negative errno (reported, but for -EPIPE). A lock while following is
+ * transient: report nothing new. */
 static int feed_poll(struct ctl *c, struct feed *fd)
 {
         struct event_list l;
@@ -377,6 +399,8 @@ static int feed_poll(struct ctl *c, struct feed *fd)
                 return r;
         }
         r = feed_emit(fd, &l, c->json);
+        if (r < 0 && r != -EPIPE)
+                ctl_printed(r);
         if (r == 0)
                 r = (int) l.n;
         event_list_clear(&l);
@@ -444,14 +468,14 @@ int ctl_cmd_events(struct ctl *c, int argc, char **argv)
                 return r;
         feed_install_signals();
         if (c->json && !fd.follow && !(fd.collected = json_array()))
-                return ctl_fail("out of memory");
+                return ctl_printed(-ENOMEM);
         if (!c->json)
                 print_event_header();
         r = feed_run(c, &fd);
         if (fd.collected) {
-                if (r == CTL_EXIT_OK && output_json(json_pack("{s:O}", "events", fd.collected),
-                                                    false) < 0)
-                        r = CTL_EXIT_FAIL;
+                if (r == CTL_EXIT_OK)
+                        r = ctl_printed(output_json(json_pack("{s:O}", "events", fd.collected),
+                                                    false));
                 json_decref(fd.collected);
         }
         return r;
@@ -504,13 +528,9 @@ static void print_show(const struct ctl *c, const struct order_record *o,
 static int json_show(const struct order_record *o, const struct event_list *ev,
                      const struct delivery_list *dl)
 {
-        json_t *events = json_array();
-
-        for (size_t i = 0; events && i < ev->n; i++)
-                if (json_array_append_new(events, json_event(&ev->items[i])) < 0)
-                        break;
-        return output_json(json_pack("{s:o*, s:o*, s:o*}", "order", json_order(o),
-                                     "events", events, "deliveries", json_deliveries(dl, true)),
+        return output_json(json_pack("{s:o, s:o, s:o}", "order", json_order(o),
+                                     "events", json_events(ev),
+                                     "deliveries", json_deliveries(dl, true)),
                            false);
 }
 
@@ -544,7 +564,7 @@ int ctl_cmd_show(struct ctl *c, int argc, char **argv)
                 return r;
         r = show_load(c, id, &o, &ev, &dl);
         if (r == 0 && c->json)
-                r = json_show(&o, &ev, &dl) < 0 ? CTL_EXIT_FAIL : 0;
+                r = ctl_printed(json_show(&o, &ev, &dl));
         else if (r == 0)
                 print_show(c, &o, &ev, &dl);
         order_record_clear(&o);
@@ -584,15 +604,16 @@ static int fulfil_report(const char *id, int res, const struct order_record *o)
         }
 }
 
-static void fulfil_json(const char *id, int res, const struct order_record *o)
+static int fulfil_json(const char *id, int res, const struct order_record *o)
 {
         bool known = res != STORE_ADMIN_UNKNOWN;
 
-        output_json(json_pack("{s:s, s:s, s:s?, s:s?}", "charge_id", id,
-                              "result", fulfil_result[res],
-                              "status", known ? charge_status_name(o->status) : NULL,
-                              "fulfilled_at", known && o->fulfilled_at[0] ? o->fulfilled_at : NULL),
-                    false);
+        return output_json(json_pack("{s:s, s:s, s:s?, s:s?}", "charge_id", id,
+                                     "result", fulfil_result[res],
+                                     "status", known ? charge_status_name(o->status) : NULL,
+                                     "fulfilled_at",
+                                     known && o->fulfilled_at[0] ? o->fulfilled_at : NULL),
+                           false);
 }
 
 int ctl_cmd_fulfil(struct ctl *c, int argc, char **argv)
@@ -608,12 +629,22 @@ int ctl_cmd_fulfil(struct ctl *c, int argc, char **argv)
         res = store_admin_fulfil(c->store, id, now, &o);
         if (res < 0)
                 return ctl_store_error(c, res, "cannot fulfil");
-        if (c->json)
-                fulfil_json(id, res, &o);
-        r = c->json && (res == STORE_ADMIN_DONE || res == STORE_ADMIN_ALREADY)
-                ? CTL_EXIT_OK : fulfil_report(id, res, &o);
+        /* Already done when printing fails: it is reported, and running
+         * the command again does no harm. */
+        r = c->json ? ctl_printed(fulfil_json(id, res, &o)) : CTL_EXIT_OK;
+        if (r == CTL_EXIT_OK)
+                r = c->json && (res == STORE_ADMIN_DONE || res == STORE_ADMIN_ALREADY)
+                        ? CTL_EXIT_OK : fulfil_report(id, res, &o);
         order_record_clear(&o);
         return r;
+}
+
+static int review_json(const char *id, int res)
+{
+        return output_json(json_pack("{s:s, s:s}", "charge_id", id, "result",
+                                     res == STORE_ADMIN_DONE ? "cleared" :
+                                     res == STORE_ADMIN_UNKNOWN ? "unknown_charge" :
+                                     "not_flagged"), false);
 }
 
 int ctl_cmd_review_done(struct ctl *c, int argc, char **argv)
@@ -626,11 +657,8 @@ int ctl_cmd_review_done(struct ctl *c, int argc, char **argv)
         res = store_admin_review_done(c->store, id);
         if (res < 0)
                 return ctl_store_error(c, res, "cannot clear the review flag");
-        if (c->json)
-                output_json(json_pack("{s:s, s:s}", "charge_id", id, "result",
-                                      res == STORE_ADMIN_DONE ? "cleared" :
-                                      res == STORE_ADMIN_UNKNOWN ? "unknown_charge" :
-                                      "not_flagged"), false);
+        if (c->json && (r = ctl_printed(review_json(id, res))) != CTL_EXIT_OK)
+                return r;
         if (res == STORE_ADMIN_UNKNOWN)
                 return ctl_fail("unknown charge %s", id);
         if (c->json)

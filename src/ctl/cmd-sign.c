@@ -135,12 +135,16 @@ static int sign_body(struct ctl *c, const struct sign_request *rq, const void *b
         return CTL_CONTINUE;
 }
 
+/* NULL when out of memory, never an object with a header missing. */
 static json_t *headers_json(const struct sig_headers *sh)
 {
         json_t *o = json_object();
 
         for (size_t i = 0; o && i < sh->n; i++)
-                json_object_set_new(o, sh->h[i].name, json_string(sh->h[i].value));
+                if (json_object_set_new(o, sh->h[i].name, json_string(sh->h[i].value)) < 0) {
+                        json_decref(o);
+                        return NULL;
+                }
         return o;
 }
 
@@ -197,7 +201,7 @@ static int sign_option(struct ctl *c, int opt, void *ctx)
 static int print_headers(const struct ctl *c, const struct sig_headers *sh)
 {
         if (c->json)
-                return output_json(json_pack("{s:s, s:o*}", "scheme",
+                return output_json(json_pack("{s:s, s:o}", "scheme",
                                              config_verify_scheme_name(c->cfg->webhook.verify),
                                              "headers", headers_json(sh)), false);
         for (size_t i = 0; i < sh->n; i++)
@@ -231,7 +235,7 @@ int ctl_cmd_sign(struct ctl *c, int argc, char **argv)
         free(body);
         if (r != CTL_CONTINUE)
                 return r;
-        return print_headers(c, &sh) < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+        return ctl_printed(print_headers(c, &sh));
 }
 
 /* ---- send ---- */
@@ -273,7 +277,8 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
         return n;
 }
 
-/* Puts "value" at the dotted @path of @root, creating objects on the way. */
+/* Puts "value" at the dotted @path of @root, creating objects on the way.
+ * -EINVAL when the path runs into a value that is not an object. */
 static int set_path(json_t *root, const char *path, const char *value)
 {
         char *copy = strdup(path), *save = NULL, *key, *next;
@@ -286,7 +291,8 @@ static int set_path(json_t *root, const char *path, const char *value)
         while (key && r == 0) {
                 next = strtok_r(NULL, ".", &save);
                 if (!next) {
-                        r = json_object_set_new(obj, key, json_string(value)) < 0 ? -EINVAL : 0;
+                        /* @value is UTF-8 (send_parse): only memory can fail */
+                        r = json_object_set_new(obj, key, json_string(value)) < 0 ? -ENOMEM : 0;
                         break;
                 }
                 child = json_object_get(obj, key);
@@ -304,7 +310,8 @@ static int set_path(json_t *root, const char *path, const char *value)
         return r;
 }
 
-/* The charge object as CashPay sends it, compact, in a malloc'ed string. */
+/* The charge object as CashPay sends it, compact, in a malloc'ed string.
+ * -ENOMEM, or -EINVAL when order_ref_field runs into another value. */
 static int build_charge(const struct ctl *c, const struct send_options *o, char **ret)
 {
         json_t *body = json_pack("{s:s, s:s, s:I, s:s, s:I}", "id", o->charge_id,
@@ -313,9 +320,9 @@ static int build_charge(const struct ctl *c, const struct send_options *o, char 
                                  "created", (json_int_t) (time_now_ms() / 1000));
         int r = body ? 0 : -ENOMEM;
 
-        if (r == 0 && o->description)
-                r = json_object_set_new(body, "description", json_string(o->description)) < 0
-                        ? -EINVAL : 0;
+        if (r == 0 && o->description &&
+            json_object_set_new(body, "description", json_string(o->description)) < 0)
+                r = -ENOMEM;
         if (r == 0 && o->order_ref)
                 r = set_path(body, c->cfg->webhook.order_ref_field, o->order_ref);
         if (r == 0 && !(*ret = json_dumps(body, JSON_COMPACT)))
@@ -415,24 +422,37 @@ static void print_body_lines(char *data)
         }
 }
 
+/* The answer's body as JSON: parsed when it is JSON, else as a string (or
+ * null when not UTF-8). NULL when out of memory: jansson leaves the error
+ * code unknown when an allocation fails, and sets it for bad input. */
+static json_t *response_json(const struct response *resp)
+{
+        json_error_t error = { 0 };
+        json_t *parsed;
+
+        if (!resp->data)
+                return json_null();
+        parsed = json_loads(resp->data, 0, &error);
+        if (parsed)
+                return parsed;
+        if (json_error_code(&error) == json_error_unknown ||
+            json_error_code(&error) == json_error_out_of_memory)
+                return NULL;
+        return json_text(resp->data, resp->len);
+}
+
 static int print_response(const struct ctl *c, const struct send_options *o, const char *url,
                           long status, struct response *resp)
 {
-        json_t *parsed;
-
         if (!c->json) {
                 printf("POST %s (charge %s, %s)\nHTTP %ld\n", url, o->charge_id, o->status, status);
                 print_body_lines(resp->data);
                 return output_flush();
         }
-        parsed = resp->data ? json_loads(resp->data, 0, NULL) : NULL;
-        if (!parsed)
-                parsed = resp->data ? json_stringn(resp->data, resp->len) : NULL;
-        if (!parsed)
-                parsed = json_null();
-        return output_json(json_pack("{s:s, s:s, s:s, s:I, s:o*}", "url", url,
+        return output_json(json_pack("{s:s, s:s, s:s, s:I, s:o}", "url", url,
                                      "charge_id", o->charge_id, "status", o->status,
-                                     "http_status", (json_int_t) status, "response", parsed), false);
+                                     "http_status", (json_int_t) status,
+                                     "response", response_json(resp)), false);
 }
 
 static bool currency_valid(const char *s)
@@ -505,6 +525,9 @@ static int send_parse(struct ctl *c, int argc, char **argv, struct send_options 
         if (o->order_ref && strlen(o->order_ref) > CHARGE_ORDER_REF_MAX)
                 return ctl_usage_error(c, "--order-ref is longer than %d bytes",
                                        CHARGE_ORDER_REF_MAX);
+        if ((o->description && !output_utf8_valid(o->description, strlen(o->description))) ||
+            (o->order_ref && !output_utf8_valid(o->order_ref, strlen(o->order_ref))))
+                return ctl_usage_error(c, "--description and --order-ref must be UTF-8 text");
         if (!o->charge_id[0] && random_token("chg_", 8, o->charge_id, sizeof(o->charge_id)) < 0)
                 return ctl_fail("cannot read random bytes");
         return CTL_CONTINUE;
@@ -525,9 +548,12 @@ static int send_request(struct ctl *c, const struct send_options *o, char *url, 
                 snprintf(url, url_len, "%s", o->url);
         else if ((r = default_url(c->cfg, url, url_len)) != 0)
                 return r;
-        if (build_charge(c, o, &body) < 0)
+        r = build_charge(c, o, &body);
+        if (r == -EINVAL)
                 return ctl_fail("cannot build the charge: order_ref_field '%s' runs into "
                                 "another value", c->cfg->webhook.order_ref_field);
+        if (r < 0)
+                return ctl_fail("cannot build the charge: %s", strerror(-r));
         r = sign_body(c, &rq, body, strlen(body), &sh);
         if (r == CTL_CONTINUE)
                 r = post(url, body, &sh, o->timeout, ret_status, resp) == 0 ? CTL_CONTINUE
@@ -551,8 +577,9 @@ int ctl_cmd_send(struct ctl *c, int argc, char **argv)
                 return ctl_fail("cannot initialise libcurl");
         r = send_request(c, &o, url, sizeof(url), &status, &resp);
         if (r == CTL_CONTINUE) {
-                print_response(c, &o, url, status, &resp);
-                r = status >= 200 && status < 300 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+                r = ctl_printed(print_response(c, &o, url, status, &resp));
+                if (r == CTL_EXIT_OK && (status < 200 || status >= 300))
+                        r = CTL_EXIT_FAIL;
         }
         free(resp.data);
         curl_global_cleanup();

@@ -32,6 +32,15 @@ int ctl_fail(const char *fmt, ...)
         return CTL_EXIT_FAIL;
 }
 
+int ctl_printed(int r)
+{
+        if (r == -ENOMEM)
+                return ctl_fail("out of memory");
+        if (r < 0 && r != -EPIPE)
+                return ctl_fail("cannot print: %s", strerror(-r));
+        return CTL_EXIT_OK;
+}
+
 int ctl_usage_error(struct ctl *c, const char *fmt, ...)
 {
         const char *name = c->command ? c->command->name : NULL;

@@ -84,6 +84,13 @@ int ctl_usage_error(struct ctl *c, const char *fmt, ...) __attribute__((format(p
 /* ctl_fail() - "cashpayctl: message"; returns 1. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * ctl_printed() - the exit code once output was written, from what writing
+ * it returned: 0 ok; a reader gone away (-EPIPE) is no failure either; else
+ * a message ("out of memory" for -ENOMEM) and 1.
+ */
+int ctl_printed(int r);
+
 /* ctl_positional() - exactly @n arguments left after the options? Else a
  * usage error (2). On success @ret (may be NULL when @n is 0) points at them. */
 int ctl_positional(struct ctl *c, int argc, char **argv, int n, char ***ret);

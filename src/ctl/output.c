@@ -7,6 +7,7 @@
  * in code points, never bytes, before they are padded or cut with "…".
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -28,9 +29,8 @@ struct table {
         size_t nrows;
 };
 
-/* Length of the valid UTF-8 sequence at @s (1..4), or 0 when invalid or a
- * C1 control character. */
-static size_t utf8_seq_len(const unsigned char *s)
+/* Length of the valid UTF-8 sequence at @s (1..4, within @avail bytes), or 0. */
+static size_t utf8_char_len(const unsigned char *s, size_t avail)
 {
         size_t n, i;
 
@@ -44,15 +44,35 @@ static size_t utf8_seq_len(const unsigned char *s)
                 n = 4;
         else
                 return 0;
+        if (n > avail)
+                return 0;
         for (i = 1; i < n; i++)
                 if ((s[i] & 0xc0) != 0x80)
                         return 0;
-        if (s[0] == 0xc2 && s[1] < 0xa0)
-                return 0; /* U+0080..U+009F: C1 controls */
         if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xf0 && s[1] < 0x90) ||
             (s[0] == 0xf4 && s[1] > 0x8f) || (s[0] == 0xed && s[1] > 0x9f))
                 return 0; /* overlong, past U+10FFFF, or surrogates */
         return n;
+}
+
+/* The same, but 0 for a C1 control character too. */
+static size_t utf8_seq_len(const unsigned char *s, size_t avail)
+{
+        size_t n = utf8_char_len(s, avail);
+
+        if (n == 2 && s[0] == 0xc2 && s[1] < 0xa0)
+                return 0; /* U+0080..U+009F: C1 controls */
+        return n;
+}
+
+bool output_utf8_valid(const void *text, size_t len)
+{
+        const unsigned char *s = text;
+
+        for (size_t i = 0, n; i < len; i += n)
+                if (!(n = utf8_char_len(s + i, len - i)))
+                        return false;
+        return true;
 }
 
 /* A copy of @text that is valid UTF-8 without control characters. */
@@ -65,7 +85,7 @@ static char *sanitize(const char *text)
         if (!out)
                 return NULL;
         while (i < len) {
-                n = utf8_seq_len(s + i);
+                n = utf8_seq_len(s + i, len - i);
                 if (n == 0 || (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
                         out[o++] = '?';
                         i++;
@@ -306,18 +326,57 @@ int output_flush(void)
         return 0;
 }
 
+/* A document being serialised. Once an append has failed every later one
+ * fails too: jansson 2.14 ignores the result of some of its writes (object
+ * keys), so only this flag tells a complete text from one with holes. */
+struct json_text_buf {
+        char *data;
+        size_t len, cap;
+        bool failed;
+};
+
+static int json_buf_append(const char *chunk, size_t size, void *ctx)
+{
+        struct json_text_buf *b = ctx;
+        size_t need = b->len + size, cap;
+        char *p;
+
+        if (b->failed || need < size) {
+                b->failed = true;
+                return -1;
+        }
+        if (need > b->cap) {
+                cap = need <= SIZE_MAX / 2 ? 2 * need : need;
+                p = realloc(b->data, cap);
+                if (!p) {
+                        b->failed = true;
+                        return -1;
+                }
+                b->data = p;
+                b->cap = cap;
+        }
+        memcpy(b->data + b->len, chunk, size);
+        b->len = need;
+        return 0;
+}
+
 int output_json(json_t *doc, bool lines)
 {
         size_t flags = JSON_ENSURE_ASCII | (lines ? JSON_COMPACT : JSON_INDENT(2));
-        int r;
+        struct json_text_buf b = { 0 };
+        int r = 0;
 
         if (!doc)
                 return -ENOMEM;
-        r = json_dumpf(doc, stdout, flags);
+        /* The whole document first: running out of memory half-way through
+         * must not leave half of it on stdout. */
+        if (json_dump_callback(doc, json_buf_append, &b, flags) < 0 || b.failed)
+                r = -ENOMEM;
         json_decref(doc);
-        if (r < 0 || fputc('\n', stdout) == EOF)
-                return errno ? -errno : -EIO;
-        return output_flush();
+        if (r == 0 && (fwrite(b.data, 1, b.len, stdout) != b.len || fputc('\n', stdout) == EOF))
+                r = errno ? -errno : -EIO;
+        free(b.data);
+        return r < 0 ? r : output_flush();
 }
 
 void output_amount(int64_t amount, const char *currency, bool minor_units, char *buf, size_t len)
@@ -338,7 +397,8 @@ void output_time_short(const char *iso, char *buf, size_t len)
                 snprintf(buf, len, "%s", iso);
 }
 
-/* JSON string for @s (NULL -> null); invalid UTF-8 is replaced with '?'. */
+/* JSON string for @s (NULL -> null); invalid UTF-8 is replaced with '?'.
+ * NULL only when out of memory, never a silently different value. */
 static json_t *jstr(const char *s)
 {
         json_t *v;
@@ -346,13 +406,19 @@ static json_t *jstr(const char *s)
 
         if (!s)
                 return json_null();
-        v = json_string(s);
-        if (v)
-                return v;
+        if (output_utf8_valid(s, strlen(s)))
+                return json_string(s);
         clean = sanitize(s);
         v = clean ? json_string(clean) : NULL;
         free(clean);
         return v;
+}
+
+json_t *json_text(const char *s, size_t len)
+{
+        if (!s || !output_utf8_valid(s, len))
+                return json_null();
+        return json_stringn(s, len);
 }
 
 /* "" means NULL in the records' fixed-size fields. */
@@ -423,11 +489,10 @@ json_t *json_event(const struct event_record *e)
 /* The raw body: a string when it is UTF-8 text, else base64 under another key. */
 static void jset_body(json_t *j, const struct delivery_record *d, bool *fail)
 {
-        json_t *text = d->body ? json_stringn((const char *) d->body, d->body_len) : NULL;
         char *b64;
 
-        if (text || !d->body) {
-                jset(j, "body", text ? text : json_null(), fail);
+        if (!d->body || output_utf8_valid(d->body, d->body_len)) {
+                jset(j, "body", json_text((const char *) d->body, d->body_len), fail);
                 return;
         }
         b64 = malloc(4 * ((d->body_len + 2) / 3) + 1);

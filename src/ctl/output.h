@@ -46,8 +46,9 @@ void output_cell(FILE *f, const char *text, size_t width, enum column_align alig
 void output_text(FILE *f, const char *text, size_t max_width);
 
 /* output_json() - @doc (stolen) as one document on stdout; @lines: compact,
- * one line (for feeds), else indented. Returns 0 or a negative errno
- * (-EPIPE when the reader went away). */
+ * one line (for feeds), else indented. @doc NULL means building it ran out
+ * of memory. Returns 0 or a negative errno: -ENOMEM (then nothing was
+ * written), -EPIPE when the reader went away. */
 int output_json(json_t *doc, bool lines);
 
 /* output_flush() - fflush(stdout); 0 or a negative errno. */
@@ -58,7 +59,13 @@ void output_amount(int64_t amount, const char *currency, bool minor_units, char 
 /* "2026-11-25T20:31:38.123Z" -> "2026-11-25T20:31:38Z" for tables; "-" for "". */
 void output_time_short(const char *iso, char *buf, size_t len);
 
-/* JSON objects (new references; NULL only on allocation failure). */
+/* output_utf8_valid() - are these @len bytes UTF-8 (as jansson accepts it)? */
+bool output_utf8_valid(const void *text, size_t len);
+
+/* JSON values (new references; NULL only on allocation failure, never a
+ * silently different value). json_text(): @len bytes as a string, or JSON
+ * null when they are not UTF-8 (or @s is NULL). */
+json_t *json_text(const char *s, size_t len);
 json_t *json_order(const struct order_record *o);
 json_t *json_event(const struct event_record *e);
 json_t *json_delivery(const struct delivery_record *d, bool with_body);

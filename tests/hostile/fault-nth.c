@@ -18,10 +18,18 @@
  * report. The test waits for the daemon to be ready before arming, so the
  * calls of the startup are never counted. N = 0 only counts.
  *
- * libfiu is looked up at run time (it is already loaded by the POSIX preload
- * library), so building this needs no libfiu headers.
+ *   FAULT_NTH_ARMED  set: armed from the start instead, for a program that
+ *                    runs and exits (cashpayctl); the report is written at exit
+ *
+ * FAULT_NTH_POINT=jansson counts jansson's allocations instead, through
+ * json_set_alloc_funcs(), without libfiu: every other allocation is left
+ * alone, and it works where libfiu cannot wrap malloc (under ASan).
+ *
+ * libfiu and jansson are looked up at run time (they are already loaded),
+ * so building this needs neither's headers.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -35,6 +43,9 @@ typedef int external_cb_t(const char *name, int *failnum, void **failinfo, unsig
 typedef int init_fn(unsigned flags);
 typedef int enable_external_fn(const char *name, int failnum, void *failinfo, unsigned flags,
                                external_cb_t *cb);
+typedef void *malloc_fn(size_t size);
+typedef void free_fn(void *ptr);
+typedef void set_alloc_funcs_fn(malloc_fn *m, free_fn *f);
 
 static _Atomic long calls, failed;
 static _Atomic int armed;
@@ -100,6 +111,12 @@ static void read_control(void)
         always = strncmp(p, "always", 6) == 0;
 }
 
+static void report_at_exit(void)
+{
+        atomic_store(&armed, 0);
+        write_report();
+}
+
 static void on_signal(int sig)
 {
         if (sig == SIGUSR1) {
@@ -113,28 +130,59 @@ static void on_signal(int sig)
         }
 }
 
+/* ISO C has no cast from dlsym()'s object pointer to a function pointer;
+ * POSIX guarantees the representation is the same. */
+static void *lookup(const char *name, void *fn, size_t size)
+{
+        void *sym = dlsym(RTLD_DEFAULT, name);
+
+        memcpy(fn, &sym, size);
+        return sym;
+}
+
+static int use_libfiu(const char *point, const char *err)
+{
+        init_fn *init;
+        enable_external_fn *enable;
+
+        if (!lookup("fiu_init", &init, sizeof(init)) ||
+            !lookup("fiu_enable_external", &enable, sizeof(enable))) {
+                fprintf(stderr, "fault-nth: libfiu is not loaded (use fiu-run -x)\n");
+                return -1;
+        }
+        return init(0) < 0 ||
+               enable(point, 1, (void *) (long) (err ? atoi(err) : 5), 0, decide) < 0 ? -1 : 0;
+}
+
+static void *jansson_malloc(size_t size)
+{
+        if (decide(NULL, NULL, NULL, NULL)) {
+                errno = ENOMEM;
+                return NULL;
+        }
+        return malloc(size);
+}
+
+static int use_jansson(void)
+{
+        set_alloc_funcs_fn *set;
+
+        if (!lookup("json_set_alloc_funcs", &set, sizeof(set))) {
+                fprintf(stderr, "fault-nth: jansson is not loaded\n");
+                return -1;
+        }
+        set(jansson_malloc, free);
+        return 0;
+}
+
 __attribute__((constructor(300))) static void fault_nth_init(void)
 {
         const char *point = getenv("FAULT_NTH_POINT");
         const char *mode = getenv("FAULT_NTH_MODE");
-        const char *err = getenv("FAULT_NTH_ERRNO");
         struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
-        void *init_sym, *enable_sym;
-        init_fn *init;
-        enable_external_fn *enable;
 
         if (!point)
                 return;
-        /* ISO C has no cast from dlsym()'s object pointer to a function
-         * pointer; POSIX guarantees the representation is the same */
-        init_sym = dlsym(RTLD_DEFAULT, "fiu_init");
-        enable_sym = dlsym(RTLD_DEFAULT, "fiu_enable_external");
-        memcpy(&init, &init_sym, sizeof(init));
-        memcpy(&enable, &enable_sym, sizeof(enable));
-        if (!init || !enable) {
-                fprintf(stderr, "fault-nth: libfiu is not loaded (use fiu-run -x)\n");
-                _exit(99);
-        }
         nth = atol(getenv("FAULT_NTH_N") ? getenv("FAULT_NTH_N") : "0");
         always = mode && strcmp(mode, "always") == 0;
         report_path = getenv("FAULT_NTH_REPORT");
@@ -142,8 +190,13 @@ __attribute__((constructor(300))) static void fault_nth_init(void)
         sigemptyset(&sa.sa_mask);
         sigaction(SIGUSR1, &sa, NULL);
         sigaction(SIGUSR2, &sa, NULL);
-        if (init(0) < 0 || enable(point, 1, (void *) (long) (err ? atoi(err) : 5), 0, decide) < 0) {
+        if (strcmp(point, "jansson") == 0 ? use_jansson() < 0
+                                          : use_libfiu(point, getenv("FAULT_NTH_ERRNO")) < 0) {
                 fprintf(stderr, "fault-nth: cannot enable %s\n", point);
                 _exit(99);
+        }
+        if (getenv("FAULT_NTH_ARMED")) {
+                atexit(report_at_exit);
+                atomic_store(&armed, 1);
         }
 }
