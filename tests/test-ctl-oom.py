@@ -18,15 +18,10 @@ free on those paths fails the run. "all": every malloc, calloc and realloc
 of the process (libfiu's POSIX preload library and the fault-nth module),
 for the commands whose other layers cope with it; not in an ASan build,
 whose allocator owns malloc so that libfiu cannot fail it.
-
-CASHPAYCTL_WRAPPER runs every cashpayctl under a tool, e.g. valgrind with
---error-exitcode=99 and --soname-synonyms=somalloc=nouserintercepts (so
-that libfiu keeps malloc); such an exit fails the test.
 """
 import concurrent.futures
 import json
 import os
-import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -41,7 +36,6 @@ FIU_POSIX_PRELOAD = "/usr/lib/fiu/fiu_posix_preload.so"
 ENOMEM = 12
 
 CTL = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CASHPAYCTL", ""))
-WRAPPER = shlex.split(os.environ.get("CASHPAYCTL_WRAPPER", ""))
 WORK = tempfile.mkdtemp(prefix="cashpayctl-oom-")
 
 
@@ -103,7 +97,7 @@ def run(point, args, n, db=None, stdin=b""):
                FAULT_NTH_N=str(n), FAULT_NTH_MODE="once", FAULT_NTH_ERRNO=str(ENOMEM),
                FAULT_NTH_ARMED="1", FAULT_NTH_REPORT=report)
     env.pop("CASHPAYD_CONFIG", None)
-    p = subprocess.run(WRAPPER + [CTL] + args, input=stdin, capture_output=True, env=env,
+    p = subprocess.run([CTL] + args, input=stdin, capture_output=True, env=env,
                        timeout=120)
     calls = 0
     if os.path.exists(report):
