@@ -181,6 +181,17 @@ static sqlite3_int64 sql_limit(unsigned limit)
         return limit == 0 ? -1 : (sqlite3_int64) limit;
 }
 
+/*
+ * Keeps the first failed bind's errno. A bind fails only when memory runs
+ * out (or on a bug); the statement must not run then, since a parameter
+ * left NULL would answer another question ("every charge" for one).
+ */
+static void bind_check(int *r, int rc)
+{
+        if (*r == 0 && rc != SQLITE_OK)
+                *r = store_errno_from_sqlite(rc);
+}
+
 int store_admin_list_orders(struct store *s, const struct order_filter *f, struct order_list *ret)
 {
         __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
@@ -196,11 +207,13 @@ int store_admin_list_orders(struct store *s, const struct order_filter *f, struc
         if (r < 0)
                 return r;
         if (f->has_status)
-                sqlite3_bind_text(st, 1, charge_status_name(f->status), -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, f->unfulfilled);
-        sqlite3_bind_int(st, 3, f->review);
-        sqlite3_bind_int64(st, 4, sql_limit(f->limit));
-        r = run_listing(s, st, order_row, ret);
+                bind_check(&r, sqlite3_bind_text(st, 1, charge_status_name(f->status), -1,
+                                                 SQLITE_STATIC));
+        bind_check(&r, sqlite3_bind_int(st, 2, f->unfulfilled));
+        bind_check(&r, sqlite3_bind_int(st, 3, f->review));
+        bind_check(&r, sqlite3_bind_int64(st, 4, sql_limit(f->limit)));
+        if (r == 0)
+                r = run_listing(s, st, order_row, ret);
         if (r < 0)
                 order_list_clear(ret);
         return r;
@@ -219,15 +232,18 @@ int store_admin_list_deliveries(struct store *s, const struct delivery_filter *f
         if (r < 0)
                 return r;
         if (f->has_outcome)
-                sqlite3_bind_text(st, 1, outcome_name(f->outcome), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, sql_limit(f->limit));
-        r = run_listing(s, st, delivery_row, ret);
+                bind_check(&r, sqlite3_bind_text(st, 1, outcome_name(f->outcome), -1,
+                                                 SQLITE_STATIC));
+        bind_check(&r, sqlite3_bind_int64(st, 2, sql_limit(f->limit)));
+        if (r == 0)
+                r = run_listing(s, st, delivery_row, ret);
         if (r < 0)
                 delivery_list_clear(ret);
         return r;
 }
 
-int store_admin_list_deliveries_for(struct store *s, const char *charge_id, struct delivery_list *ret)
+int store_admin_list_deliveries_for(struct store *s, const char *charge_id,
+                                    struct delivery_list *ret)
 {
         __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
         int r;
@@ -238,8 +254,9 @@ int store_admin_list_deliveries_for(struct store *s, const char *charge_id, stru
                 " WHERE charge_id = ?1 ORDER BY id", &st);
         if (r < 0)
                 return r;
-        sqlite3_bind_text(st, 1, charge_id, -1, SQLITE_TRANSIENT);
-        r = run_listing(s, st, delivery_row_with_body, ret);
+        bind_check(&r, sqlite3_bind_text(st, 1, charge_id, -1, SQLITE_TRANSIENT));
+        if (r == 0)
+                r = run_listing(s, st, delivery_row_with_body, ret);
         if (r < 0)
                 delivery_list_clear(ret);
         return r;
@@ -259,11 +276,12 @@ int store_admin_list_events(struct store *s, int64_t after_id, const char *charg
                 " ORDER BY e.id LIMIT ?3", &st);
         if (r < 0)
                 return r;
-        sqlite3_bind_int64(st, 1, after_id);
+        bind_check(&r, sqlite3_bind_int64(st, 1, after_id));
         if (charge_id)
-                sqlite3_bind_text(st, 2, charge_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 3, sql_limit(limit));
-        r = run_listing(s, st, event_row, ret);
+                bind_check(&r, sqlite3_bind_text(st, 2, charge_id, -1, SQLITE_TRANSIENT));
+        bind_check(&r, sqlite3_bind_int64(st, 3, sql_limit(limit)));
+        if (r == 0)
+                r = run_listing(s, st, event_row, ret);
         if (r < 0)
                 event_list_clear(ret);
         return r;
@@ -280,9 +298,11 @@ static int update_one(struct store *s, const char *sql, const char *charge_id,
         r = store_prepare(s, sql, &st);
         if (r < 0)
                 return r;
-        sqlite3_bind_text(st, 1, charge_id, -1, SQLITE_TRANSIENT);
+        bind_check(&r, sqlite3_bind_text(st, 1, charge_id, -1, SQLITE_TRANSIENT));
         if (now_iso)
-                sqlite3_bind_text(st, 2, now_iso, -1, SQLITE_TRANSIENT);
+                bind_check(&r, sqlite3_bind_text(st, 2, now_iso, -1, SQLITE_TRANSIENT));
+        if (r < 0)
+                return r;
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
                 return store_errno_from_sqlite(rc);
