@@ -68,10 +68,11 @@ trace_rss() {
 }
 
 # scrape_metrics PORT INTERVAL WHILE_PID: GET /metrics from 127.0.0.1:PORT
-# every INTERVAL seconds, on one kept-alive connection as Prometheus does,
-# while WHILE_PID runs (bounded by wrk's own duration); prints how many
-# scrapes succeeded. One long-lived process, so that the scraper's own
-# start-up costs do not compete with the daemon for the CPUs.
+# every INTERVAL seconds while WHILE_PID runs (bounded by wrk's own
+# duration); prints how many scrapes succeeded. One long-lived process, as
+# Prometheus is, so that a scraper's own start-up costs do not compete with
+# the daemon for the CPUs. (The admin listener closes the connection after
+# each answer, so every scrape opens a new one.)
 scrape_metrics() {
         /usr/bin/python3 - "$@" <<'EOF'
 import http.client, os, sys, time
