@@ -557,7 +557,7 @@ int ctl_cmd_show(struct ctl *c, int argc, char **argv)
         struct order_record o = { 0 };
         struct event_list ev = { 0 };
         struct delivery_list dl = { 0 };
-        const char *id;
+        const char *id = NULL; /* set by start_on_charge() when it says go on */
         int r;
 
         if ((r = start_on_charge(c, argc, argv, CTL_STORE_READ, &id)) != CTL_CONTINUE)
@@ -620,7 +620,7 @@ int ctl_cmd_fulfil(struct ctl *c, int argc, char **argv)
 {
         struct order_record o = { 0 };
         char now[TIME_ISO_LEN];
-        const char *id;
+        const char *id = NULL; /* set by start_on_charge() when it says go on */
         int r, res;
 
         if ((r = start_on_charge(c, argc, argv, CTL_STORE_WRITE, &id)) != CTL_CONTINUE)
@@ -649,7 +649,7 @@ static int review_json(const char *id, int res)
 
 int ctl_cmd_review_done(struct ctl *c, int argc, char **argv)
 {
-        const char *id;
+        const char *id = NULL; /* set by start_on_charge() when it says go on */
         int r, res;
 
         if ((r = start_on_charge(c, argc, argv, CTL_STORE_WRITE, &id)) != CTL_CONTINUE)
