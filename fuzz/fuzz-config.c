@@ -16,7 +16,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "cashpay/config.h"
@@ -24,41 +23,22 @@
 #include "cashpay/verify.h"
 #include "fuzz.h"
 
-static int memfd = -1;
-static char path[64];
+static struct memfile file;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-        memfd = memfd_create("fuzz-config", MFD_CLOEXEC);
-        if (memfd < 0) {
-                perror("memfd_create");
-                abort();
-        }
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd);
+        memfile_open(&file, "fuzz-config");
         return 0;
-}
-
-static void write_input(const uint8_t *data, size_t size)
-{
-        size_t done = 0;
-
-        FUZZ_CHECK(ftruncate(memfd, 0) == 0, "ftruncate");
-        while (done < size) {
-                ssize_t n = pwrite(memfd, data + done, size - done, (off_t)done);
-
-                FUZZ_CHECK(n > 0, "pwrite");
-                done += (size_t)n;
-        }
 }
 
 /* "PATH:LINE: " with LINE a positive decimal number. */
 FUZZ_UNTRACED static bool names_line(const char *err)
 {
-        size_t n = strlen(path);
+        size_t n = strlen(file.path);
         const char *p = err + n + 1;
 
-        if (strncmp(err, path, n) != 0 || err[n] != ':' || *p < '1' || *p > '9')
+        if (strncmp(err, file.path, n) != 0 || err[n] != ':' || *p < '1' || *p > '9')
                 return false;
         while (*p >= '0' && *p <= '9')
                 p++;
@@ -104,7 +84,7 @@ static void check_accepted(const struct config *cfg)
         FUZZ_CHECK(cfg->webhook.secret_file && cfg->webhook.secret_file[0] == '/', "secret_file");
         FUZZ_CHECK(!cfg->webhook.order_ref_field || cfg->webhook.order_ref_field[0],
                    "empty order_ref_field");
-        FUZZ_CHECK(cfg->source_path && strcmp(cfg->source_path, path) == 0, "source_path");
+        FUZZ_CHECK(cfg->source_path && strcmp(cfg->source_path, file.path) == 0, "source_path");
         check_template(cfg->ret.success_url);
         check_template(cfg->ret.failure_url);
         verify_params_from_config(cfg, &vp);
@@ -119,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct config *cfg = NULL;
         char err[512];
 
-        write_input(data, size);
-        int r = config_load(path, &cfg, err, sizeof(err));
+        memfile_write(&file, data, size);
+        int r = config_load(file.path, &cfg, err, sizeof(err));
 
         FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ENOMEM, "config_load: %d (%s)", r, err);
         if (r == -EINVAL)

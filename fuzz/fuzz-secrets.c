@@ -20,7 +20,6 @@
  * the same as parsing the bytes; with verify = none nothing is loaded.
  */
 #include <errno.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "cashpay/verify.h"
@@ -35,18 +34,12 @@ enum {
 #define NAME "secrets"
 #define BLANKS " \t\r\v\f"
 
-static int memfd = -1;
-static char path[64];
+static struct memfile file;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-        memfd = memfd_create("fuzz-secrets", MFD_CLOEXEC);
-        if (memfd < 0) {
-                perror("memfd_create");
-                abort();
-        }
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd);
+        memfile_open(&file, "fuzz-secrets");
         return 0;
 }
 
@@ -240,34 +233,21 @@ static void check_loaded(const struct expect *e, int r, const struct secret_set 
                 check_signs(set, &set->items[set->n - 1], sw);
 }
 
-static void write_file(const uint8_t *data, size_t size)
-{
-        size_t done = 0;
-
-        FUZZ_CHECK(ftruncate(memfd, 0) == 0, "ftruncate");
-        while (done < size) {
-                ssize_t n = pwrite(memfd, data + done, size - done, (off_t)done);
-
-                FUZZ_CHECK(n > 0, "pwrite");
-                done += (size_t)n;
-        }
-}
-
 /* The file gives what the bytes give, message and all (but the name). */
 static void check_file(const uint8_t *buf, size_t len, enum verify_scheme scheme,
                        int r, const struct secret_set *set, const char *err)
 {
         struct secret_set *from_file = malloc(sizeof(*from_file));
         char ferr[512] = "";
-        size_t pl = strlen(path);
+        size_t pl = strlen(file.path);
 
         if (!from_file)
                 abort();
-        write_file(buf, len);
-        int fr = verify_secrets_load(path, scheme, from_file, ferr, sizeof(ferr));
+        memfile_write(&file, buf, len);
+        int fr = verify_secrets_load(file.path, scheme, from_file, ferr, sizeof(ferr));
         FUZZ_CHECK(fr == r, "from a file %d, from memory %d", fr, r);
         FUZZ_CHECK(memcmp(from_file, set, sizeof(*set)) == 0, "file and memory give other sets");
-        FUZZ_CHECK(r == 0 || (strncmp(ferr, path, pl) == 0 &&
+        FUZZ_CHECK(r == 0 || (strncmp(ferr, file.path, pl) == 0 &&
                               strcmp(ferr + pl, err + strlen(NAME)) == 0),
                    "message \"%s\" against \"%s\"", ferr, err);
         verify_secrets_wipe(from_file);

@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -89,4 +92,38 @@ static inline uint8_t *cursor_rest(struct cursor *c, size_t *ret_len)
         c->p += c->n;
         c->n = 0;
         return s;
+}
+
+/*
+ * A file in memory for targets whose code under test opens a path (the
+ * config and secret loaders): created once per process, rewritten for each
+ * input, opened through /proc/self/fd.
+ */
+struct memfile {
+        int fd;
+        char path[64];
+};
+
+static inline void memfile_open(struct memfile *f, const char *name)
+{
+        f->fd = memfd_create(name, MFD_CLOEXEC);
+        if (f->fd < 0) {
+                perror("memfd_create");
+                abort();
+        }
+        snprintf(f->path, sizeof(f->path), "/proc/self/fd/%d", f->fd);
+}
+
+/* The file now holds exactly @data. */
+static inline void memfile_write(const struct memfile *f, const uint8_t *data, size_t size)
+{
+        size_t done = 0;
+
+        FUZZ_CHECK(ftruncate(f->fd, 0) == 0, "ftruncate");
+        while (done < size) {
+                ssize_t n = pwrite(f->fd, data + done, size - done, (off_t)done);
+
+                FUZZ_CHECK(n > 0, "pwrite");
+                done += (size_t)n;
+        }
 }
