@@ -222,6 +222,17 @@ class Daemon:
             "SELECT charge_id FROM webhook_deliveries WHERE outcome = 'applied'")}
 
 
+def read_to_end(sock):
+    """Everything @sock receives until the peer closes it (bounded by the
+    socket's own timeout)."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def check(condition, message):
     if not condition:
         raise AssertionError(message)

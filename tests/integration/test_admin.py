@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 
-from harness import Daemon, check, check_eq, run_tests
+from harness import Daemon, check, check_eq, read_to_end, run_tests
 
 DEADLINE = 2      # [admin] request_timeout
 MAX_CONN = 8      # [admin] max_connections
@@ -135,12 +135,7 @@ def test_a_request_sent_slowly_within_the_deadline_is_served():
         for piece in [b"GET /hea", b"lthz HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"]:
             s.sendall(piece)
             time.sleep(DEADLINE * 0.2)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
         check(data.startswith(b"HTTP/1.1 200 "), f"answer: {data[:100]!r}")
         s.close()
 

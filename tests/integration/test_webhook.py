@@ -5,7 +5,7 @@ import socket
 import time
 
 from harness import (Daemon, charge, check, check_eq, hmac_hex, random_charge_id,
-                     run_tests)
+                     read_to_end, run_tests)
 
 D = None
 
@@ -195,13 +195,7 @@ def raw_exchange(request_bytes):
     with socket.create_connection(("127.0.0.1", D.port), timeout=10) as s:
         s.sendall(request_bytes)
         s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data
+        return read_to_end(s)
 
 
 def test_smuggling_shapes_rejected():
