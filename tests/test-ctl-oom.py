@@ -39,16 +39,7 @@ CTL = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CASH
 WORK = tempfile.mkdtemp(prefix="cashpayctl-oom-")
 
 
-def asan_runtime(binary):
-    """Path of the ASan runtime @binary links, or None for a plain build."""
-    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if "libasan" in line and "=>" in line:
-            return line.split("=>")[1].split("(")[0].strip()
-    return None
-
-
-ASAN = asan_runtime(CTL) if os.path.exists(CTL) else None
+ASAN = harness.asan_runtime(CTL) if os.path.exists(CTL) else None
 
 
 def fill_database(db_path):

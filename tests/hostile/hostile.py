@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
-from harness import Daemon, charge, check, check_eq, run_tests  # noqa: E402,F401
+from harness import Daemon, asan_runtime, charge, check, check_eq, run_tests  # noqa: E402,F401
 
 ACCEPTED = ("applied", "duplicate", "stale", "conflict")
 
@@ -188,15 +188,6 @@ def fault_module():
     if not path or not os.path.exists(path):
         sys.exit("FAULT_NTH_MODULE is not set (meson sets it to the built fault-nth module)")
     return path
-
-
-def asan_runtime(binary):
-    """Path of the ASan runtime @binary links, or None for a plain build."""
-    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if "libasan" in line and "=>" in line:
-            return line.split("=>")[1].split("(")[0].strip()
-    return None
 
 
 class FaultDaemon(Daemon):

@@ -222,6 +222,15 @@ class Daemon:
             "SELECT charge_id FROM webhook_deliveries WHERE outcome = 'applied'")}
 
 
+def asan_runtime(binary):
+    """Path of the ASan runtime @binary links, or None for a plain build."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if "libasan" in line and "=>" in line:
+            return line.split("=>")[1].split("(")[0].strip()
+    return None
+
+
 def read_to_end(sock):
     """Everything @sock receives until the peer closes it (bounded by the
     socket's own timeout)."""
