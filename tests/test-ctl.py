@@ -809,6 +809,17 @@ def test_wide_and_hostile_values():
     check("tab?here?newline é中" in out, f"control characters replaced: {out!r}")
     doc = ok_json("show", long_id)
     check_eq(doc["order"]["description"], "tab\there\nnewline \u00e9\u4e2d", "JSON keeps the text")
+    # A table cell (the orders table keeps sanitised copies of its cells),
+    # with what the daemon never stores but the merchant's own SQL might:
+    # control characters and a byte that is not UTF-8.
+    send("--status", "CAPTURED", "--charge", "chg_ctrlref", "--order-ref", "plain")
+    with DAEMON.db() as db:
+        db.execute("UPDATE orders SET order_ref = 'ref' || char(9) || 'one' || char(27) || '[31m'"
+                   " || CAST(x'ff' AS TEXT) || 'é' WHERE charge_id = 'chg_ctrlref'")
+    out = ok("orders", env={"COLUMNS": "300"})
+    row = [line for line in out.splitlines() if line.startswith("chg_ctrlref")]
+    check(len(row) == 1 and " ref?one?[31m?\u00e9 " in row[0] + " ", f"order_ref cell: {row!r}")
+    check_fits(out, 300)
 
 
 # ---------------------------------------------------------------- sign

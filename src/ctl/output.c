@@ -75,99 +75,102 @@ bool output_utf8_valid(const void *text, size_t len)
         return true;
 }
 
+/* Bytes of the character at @s once sanitised (a byte that starts no valid
+ * character, or a control character, becomes one '?'); 0 at the end. */
+static size_t next_char(const unsigned char *s, size_t avail, bool *replaced)
+{
+        size_t n;
+
+        if (avail == 0)
+                return 0;
+        n = utf8_seq_len(s, avail);
+        *replaced = n == 0 || (n == 1 && (s[0] < 0x20 || s[0] == 0x7f));
+        return *replaced ? 1 : n;
+}
+
 /* A copy of @text that is valid UTF-8 without control characters. */
 static char *sanitize(const char *text)
 {
         const unsigned char *s = (const unsigned char *) (text ? text : "");
         size_t len = strlen((const char *) s), i = 0, o = 0, n;
         char *out = malloc(len + 1);
+        bool replaced;
 
         if (!out)
                 return NULL;
-        while (i < len) {
-                n = utf8_seq_len(s + i, len - i);
-                if (n == 0 || (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
-                        out[o++] = '?';
-                        i++;
-                        continue;
-                }
-                memcpy(out + o, s + i, n);
-                o += n;
-                i += n;
+        for (; (n = next_char(s + i, len - i, &replaced)) > 0; i += n) {
+                if (replaced)
+                        out[o] = '?';
+                else
+                        memcpy(out + o, s + i, n);
+                o += n; /* a replaced character is one byte, and so is '?' */
         }
         out[o] = '\0';
         return out;
 }
 
-/* Display columns of sanitised @s: one per code point. */
-static size_t display_width(const char *s)
+/* Display columns of @text once sanitised: one per character. */
+static size_t display_width(const char *text)
 {
-        size_t w = 0;
+        const unsigned char *s = (const unsigned char *) text;
+        size_t len = strlen(text), w = 0;
+        bool replaced;
 
-        for (; *s; s++)
-                if (((unsigned char) *s & 0xc0) != 0x80)
-                        w++;
+        for (size_t i = 0, n; (n = next_char(s + i, len - i, &replaced)) > 0; i += n)
+                w++;
         return w;
 }
 
-/* Bytes of the first @cols code points of @s. */
-static size_t prefix_bytes(const char *s, size_t cols)
+/*
+ * The first @cols characters of @text, sanitised on the way out. Text is
+ * printed straight from the caller's string, so no cell of text output can
+ * go missing for want of memory.
+ */
+static void put_sanitized(FILE *f, const char *text, size_t cols)
 {
-        size_t i = 0, seen = 0;
+        const unsigned char *s = (const unsigned char *) text;
+        size_t len = strlen(text), i = 0, n;
+        bool replaced;
 
-        while (s[i]) {
-                if (((unsigned char) s[i] & 0xc0) != 0x80) {
-                        if (seen == cols)
-                                break;
-                        seen++;
-                }
-                i++;
+        for (size_t c = 0; c < cols && (n = next_char(s + i, len - i, &replaced)) > 0; c++) {
+                if (replaced)
+                        fputc('?', f);
+                else
+                        fwrite(s + i, 1, n, f);
+                i += n;
         }
-        return i;
 }
 
-static void put_padded(FILE *f, const char *s, size_t w, size_t width, enum column_align align)
+/* Writes @text, sanitised, in exactly @width columns. */
+static void put_cell(FILE *f, const char *text, size_t width, enum column_align align)
 {
+        size_t w = display_width(text);
+
+        if (w > width) {
+                if (width == 0)
+                        return;
+                put_sanitized(f, text, width - 1);
+                fputs(ELLIPSIS, f);
+                return;
+        }
         if (align == ALIGN_RIGHT)
-                fprintf(f, "%*s%s", (int) (width - w), "", s);
-        else
-                fprintf(f, "%s%*s", s, (int) (width - w), "");
-}
-
-/* Writes sanitised @s in exactly @width columns. */
-static void put_cell(FILE *f, const char *s, size_t width, enum column_align align)
-{
-        size_t w = display_width(s);
-
-        if (w <= width) {
-                put_padded(f, s, w, width, align);
-                return;
-        }
-        if (width == 0)
-                return;
-        fprintf(f, "%.*s" ELLIPSIS, (int) prefix_bytes(s, width - 1), s);
+                fprintf(f, "%*s", (int) (width - w), "");
+        put_sanitized(f, text, w);
+        if (align != ALIGN_RIGHT)
+                fprintf(f, "%*s", (int) (width - w), "");
 }
 
 void output_cell(FILE *f, const char *text, size_t width, enum column_align align)
 {
-        char *s = sanitize(text);
-
-        if (!s)
-                return;
-        put_cell(f, s, width, align);
-        free(s);
+        put_cell(f, text ? text : "", width, align);
 }
 
 void output_text(FILE *f, const char *text, size_t max_width)
 {
-        char *s = sanitize(text);
-        size_t w;
+        const char *s = text ? text : "";
+        size_t w = display_width(s);
 
-        if (!s)
-                return;
-        w = display_width(s);
         put_cell(f, s, w < max_width ? w : max_width, ALIGN_LEFT);
-        free(s);
 }
 
 struct table *table_new(const struct column *cols, size_t n)
