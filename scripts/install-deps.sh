@@ -11,7 +11,8 @@ packages=(
         libinih-dev libssl-dev libcurl4-openssl-dev openssl curl
 )
 if [[ "${1:-}" == "--test" ]]; then
-        packages+=(systemd chromium clang libclang-rt-14-dev valgrind faketime fiu-utils wrk bash-completion)
+        packages+=(systemd systemd-container chromium clang libclang-rt-14-dev valgrind faketime fiu-utils
+                   wrk bash-completion)
         # The fuzz build compiles jansson from its Debian source package.
         packages+=(cmake dpkg-dev)
         # Node.js (for the Standard Webhooks reference library) may come from
