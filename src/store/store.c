@@ -10,8 +10,8 @@
  * hot path. The write path itself lives in store-submit.c.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,8 +371,8 @@ int store_probe_write(struct store *s)
         if (r < 0)
                 return r;
         /* user_version rewritten with its own value: SQLite still dirties
-         * page 1, so this is a real page write and sync, and no reader can
-         * tell it happened */
+         * page 1, so this is a real page write and sync, and no query sees
+         * a difference */
         r = store_user_version(s, &version);
         if (r >= 0) {
                 snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
