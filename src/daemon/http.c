@@ -103,28 +103,33 @@ static enum MHD_Result respond_early(struct MHD_Connection *conn, unsigned statu
         return queue(conn, status, resp);
 }
 
-static enum MHD_Result respond_unavailable(struct MHD_Connection *conn)
+/* 503 with Retry-After; @closing when this connection will not be served again. */
+static enum MHD_Result respond_503(struct MHD_Connection *conn, const char *body, size_t len,
+                                   bool closing)
 {
-        static const char body[] = "{\"error\":\"unavailable\"}";
-        struct MHD_Response *resp = make_response("application/json", body, sizeof(body) - 1);
+        struct MHD_Response *resp = make_response("application/json", body, len);
 
         if (!resp)
                 return MHD_NO;
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
+        if (closing)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         return queue(conn, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
 }
 
-/* While the daemon drains: this connection will not be served again. */
+static enum MHD_Result respond_unavailable(struct MHD_Connection *conn)
+{
+        static const char body[] = "{\"error\":\"unavailable\"}";
+
+        return respond_503(conn, body, sizeof(body) - 1, false);
+}
+
+/* While the daemon drains. */
 static enum MHD_Result respond_stopping(struct MHD_Connection *conn)
 {
         static const char body[] = "{\"error\":\"unavailable\",\"detail\":\"shutting down\"}";
-        struct MHD_Response *resp = make_response("application/json", body, sizeof(body) - 1);
 
-        if (!resp)
-                return MHD_NO;
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-        return queue(conn, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+        return respond_503(conn, body, sizeof(body) - 1, true);
 }
 
 static void add_security_headers(struct MHD_Response *resp)
