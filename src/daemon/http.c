@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cashpay/charge.h"
@@ -49,6 +51,7 @@ struct request {
         uint8_t *body;
         size_t len, cap;
         bool too_large;
+        bool answered;    /* the 413 for too_large went out mid-body */
         size_t discarded; /* bytes past max_body (or of an unwanted body) thrown away */
         struct job *job;  /* queued delivery, once the body is complete */
 };
@@ -280,9 +283,13 @@ static bool webhook_headers_ok(struct MHD_Connection *conn, const char *method,
 
 /* ------------------------------------------------------------ the body */
 
-/* How much of an oversized chunked body is read (and thrown away) so that
- * the client can still be told 413; past it the connection is just closed. */
+/* How much of an oversized chunked body is read (and thrown away) after
+ * the 413, so that closing does not reset the connection under an answer
+ * the client has not read yet; past it the connection is just closed. */
 #define DISCARD_FACTOR 16
+
+/* How long that reading may go on (the lingering close). */
+#define LINGER_MS 5000
 
 static int append_body(struct request *req, const char *data, size_t size, size_t max_body)
 {
@@ -306,6 +313,48 @@ static int append_body(struct request *req, const char *data, size_t size, size_
         memcpy(req->body + req->len, data, size);
         req->len += size;
         return 0;
+}
+
+/*
+ * A chunked body passed max_body. libmicrohttpd 0.9.75 takes a response
+ * only before the body or after its last chunk (MHD_queue_response()
+ * refuses one in between), so a client that keeps its body open would hear
+ * nothing until the idle timeout. The 413 is written to the socket here
+ * instead (the listener is plain TCP, and nothing else is being sent on
+ * the connection: a previous response was handed to the kernel whole
+ * before this request was read), and the sending side is shut down so the
+ * client sees where the answer ends. Returns 1 when it was sent, 0 when
+ * nothing could be written (answer the usual way once the body ends), or
+ * -EIO when part of it was (the connection is unusable).
+ */
+static int send_too_large_now(struct MHD_Connection *conn)
+{
+        static const char body[] = "{\"error\":\"payload_too_large\"}";
+        const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        char date[64], msg[512];
+        struct tm tm;
+        time_t now = time(NULL);
+
+        if (!info || !gmtime_r(&now, &tm) ||
+            !strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm))
+                return 0;
+        int n = snprintf(msg, sizeof(msg),
+                         "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Length: %zu\r\n"
+                         "Content-Type: application/json\r\nDate: %s\r\n\r\n%s",
+                         MHD_HTTP_CONTENT_TOO_LARGE,
+                         MHD_get_reason_phrase_for(MHD_HTTP_CONTENT_TOO_LARGE),
+                         sizeof(body) - 1, date, body);
+        if (n < 0 || (size_t) n >= sizeof(msg))
+                return 0;
+        ssize_t w = send(info->connect_fd, msg, (size_t) n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w <= 0)
+                return 0;
+        if (w != n)
+                return -EIO;
+        shutdown(info->connect_fd, SHUT_WR);
+        metrics_count_response(MHD_HTTP_CONTENT_TOO_LARGE);
+        return 1;
 }
 
 /* ------------------------------------------------------ who is calling */
@@ -534,12 +583,22 @@ static enum MHD_Result handle_webhook_body(struct MHD_Connection *conn, const st
                                            size_t *size)
 {
         if (*size > 0) {
+                bool was_too_large = req->too_large;
                 int r = append_body(req, data, *size, s->cfg->http.max_body);
                 *size = 0;
-                /* libmicrohttpd cannot answer in the middle of a body: an
-                 * oversized chunked body is drained (bounded), then refused. */
+                if (r == 0 && req->too_large && !was_too_large) {
+                        /* Answered now; what follows is read and thrown
+                         * away for a bounded time and amount, then closed. */
+                        r = send_too_large_now(conn);
+                        req->answered = r > 0;
+                        if (req->answered)
+                                deadline_set(http_connection_deadline(conn),
+                                             time_monotonic_ms() + LINGER_MS);
+                }
                 return r < 0 ? MHD_NO : MHD_YES;
         }
+        if (req->too_large && req->answered)
+                return MHD_NO; /* the 413 is out: close */
         if (req->too_large)
                 return respond_early(conn, MHD_HTTP_CONTENT_TOO_LARGE,
                                      "{\"error\":\"payload_too_large\"}", NULL);

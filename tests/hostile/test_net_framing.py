@@ -288,6 +288,31 @@ def test_huge_chunked_body_many_tiny_chunks():
     alive()
 
 
+def test_lingering_after_413_is_bounded():
+    # After the early 413 what the client still sends is read and thrown
+    # away (so the answer is not lost to a reset), but not for ever: a
+    # client trickling chunks, each well within the idle timeout, is
+    # disconnected after the linger time (5 s), long before request_timeout.
+    head = (b"POST /cashpay/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    with connect(D.port, timeout=10) as s:
+        s.sendall(head + b"%x\r\n" % 70000 + b"q" * 70000 + b"\r\n")
+        answered = time.monotonic()
+        responses = Reader(s, deadline=5).all()
+        check_eq([r.status for r in responses], [413], "answered at once")
+        closed_after = None
+        while time.monotonic() - answered < 15:
+            try:
+                s.sendall(b"10\r\n" + b"t" * 16 + b"\r\n")
+            except OSError:
+                closed_after = time.monotonic() - answered
+                break
+            time.sleep(0.25)
+    check(closed_after is not None and closed_after < 10,
+          f"a trickling client was still connected after {closed_after or 15:.1f}s")
+    alive()
+
+
 def main():
     global D
     # A short idle timeout: libmicrohttpd notices a client's half-close only
@@ -298,7 +323,8 @@ def main():
                    test_invalid_http, test_nul_in_header_value_cannot_hide_a_length,
                    test_oversized_headers_and_urls, test_pipelined_requests_answered_in_order,
                    test_keep_alive_sequence, test_pipeline_after_early_answer_is_not_run,
-                   test_huge_chunked_bodies, test_huge_chunked_body_many_tiny_chunks])
+                   test_huge_chunked_bodies, test_huge_chunked_body_many_tiny_chunks,
+                   test_lingering_after_413_is_bounded])
 
 
 if __name__ == "__main__":

@@ -172,12 +172,45 @@ def test_too_large_by_content_length():
 
 
 def test_too_large_chunked():
+    before = count_deliveries()
+
     def chunks():
         for _ in range(40):
             yield b"x" * 4096
     status, _, _ = D.request("POST", "/cashpay/webhook", chunks(),
                              {"Content-Type": "application/json"}, chunked=True)
     check_eq(status, 413, "status")
+    check_eq(count_deliveries(), before, "413 is not recorded")
+
+
+def test_too_large_chunked_unfinished():
+    # The body never ends: the answer must come once max_body (65536) is
+    # passed, not when the idle timeout closes the connection.
+    before = count_deliveries()
+    with socket.create_connection(("127.0.0.1", D.port), timeout=10) as s:
+        s.sendall(b"POST /cashpay/webhook HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n" % 4096 + b"x" * 4096 + b"\r\n"
+        passed_at = None
+        for i in range(40):
+            s.sendall(chunk)
+            if passed_at is None and (i + 1) * 4096 > 65536:
+                passed_at = time.monotonic()
+        s.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            more = s.recv(65536)
+            check(more, f"closed without a whole answer: {data!r}")
+            data += more
+        latency = time.monotonic() - passed_at
+        check(data.startswith(b"HTTP/1.1 413 "), f"answer: {data[:80]!r}")
+        check(b"\r\nconnection: close\r\n" in data.lower(), "Connection: close")
+        check(data.endswith(b'\r\n\r\n{"error":"payload_too_large"}'), f"body: {data[-60:]!r}")
+        check(latency < 1.0, f"413 arrived {latency:.3f}s after the limit was passed")
+        print(f"     413 {latency * 1000:.1f} ms after the limit", flush=True)
+        s.settimeout(2)
+        check_eq(read_to_end(s), b"", "nothing after the answer, then the close")
+    check_eq(count_deliveries(), before, "413 is not recorded")
 
 
 def test_chunked_within_limit_accepted():
