@@ -17,7 +17,7 @@
 #include <jansson.h>
 
 #include "cashpay/charge.h"
-#include "fuzz.h"
+#include "fuzz/fuzz.h"
 
 static const char *const ref_paths[] = {
         "metadata.order_id", "order_ref", "id", "a.b.c.d.e.f", ".", "x..y",

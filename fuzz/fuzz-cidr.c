@@ -30,7 +30,7 @@
 #include <sys/un.h>
 
 #include "cashpay/cidr.h"
-#include "fuzz.h"
+#include "fuzz/fuzz.h"
 
 /* Enough to reach every branch; more only costs time. */
 #define ITEMS_CHECKED 16

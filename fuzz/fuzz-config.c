@@ -21,7 +21,7 @@
 #include "cashpay/config.h"
 #include "cashpay/page.h"
 #include "cashpay/verify.h"
-#include "fuzz.h"
+#include "fuzz/fuzz.h"
 
 static struct memfile file;
 

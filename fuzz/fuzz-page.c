@@ -20,7 +20,7 @@
 
 #include "cashpay/charge.h"
 #include "cashpay/page.h"
-#include "fuzz.h"
+#include "fuzz/fuzz.h"
 
 enum { F_KNOWN = 0x03, F_MINOR = 0x04, F_NEGATIVE = 0x08 };
 

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "cashpay/verify.h"
-#include "fuzz.h"
+#include "fuzz/fuzz.h"
 
 enum {
         F_SW = 0x01,

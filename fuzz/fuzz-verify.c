@@ -24,7 +24,7 @@
 #include <limits.h>
 
 #include "cashpay/verify.h"
-#include "fuzz.h"
+#include "fuzz/fuzz.h"
 
 enum {
         F_SW = 0x01,

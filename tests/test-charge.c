@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cashpay/charge.h"
-#include "check.h"
+#include "tests/check.h"
 
 /* A charge body built from raw JSON texts; NULL keeps the default, OMIT drops the key. */
 static const char OMIT[] = "omit";

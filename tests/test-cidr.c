@@ -11,7 +11,7 @@
 #include <sys/un.h>
 
 #include "cashpay/cidr.h"
-#include "check.h"
+#include "tests/check.h"
 
 /* A peer address from text; aborts the test on a typo in the test itself. */
 static struct sockaddr_storage peer(const char *text)

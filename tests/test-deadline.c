@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "src/daemon/deadline.h"
-#include "check.h"
+#include "tests/check.h"
 
 /* A connected pair: [0] plays the daemon's side, [1] the client's. */
 struct pair {

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "cashpay/log.h"
-#include "check.h"
+#include "tests/check.h"
 
 static int pipe_rd = -1;
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cashpay/page.h"
-#include "check.h"
+#include "tests/check.h"
 
 static char *render(const struct page_info *info)
 {

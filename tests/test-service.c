@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cashpay/service.h"
-#include "check.h"
+#include "src/daemon/service.h"
+#include "tests/check.h"
 
 #define FIRST_FD 3 /* SD_LISTEN_FDS_START */
 

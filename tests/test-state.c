@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cashpay/state.h"
-#include "check.h"
+#include "tests/check.h"
 
 /* The full expected transition, compared field by field. */
 struct want {

@@ -73,10 +73,10 @@ static struct store *open_with(const struct store_options *o)
 {
         struct store *s = NULL;
         char err[256];
-        int r = store_open(o, &s, err, sizeof(err));
+        int r = store_new(o, &s, err, sizeof(err));
 
         if (r < 0)
-                FAIL("store_open(%s): %d %s", o->path, r, err);
+                FAIL("store_new(%s): %d %s", o->path, r, err);
         return s;
 }
 
@@ -97,9 +97,9 @@ static int try_open(const char *path, bool read_only, bool migrate, char *err, s
                 .read_only = read_only, .migrate = migrate,
         };
         struct store *s = NULL;
-        int r = store_open(&o, &s, err, len);
+        int r = store_new(&o, &s, err, len);
 
-        store_close(s);
+        store_free(s);
         return r;
 }
 
@@ -297,7 +297,7 @@ static void test_fresh_schema(void)
         check_mode(wal, 0660);
         check_mode(shm, 0660);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 static void test_reopen_and_versions(void)
@@ -846,7 +846,7 @@ static void test_busy(const char *path)
         CHECK_INT(count(db, "webhook_deliveries"), before + 1);
         free_delivery(d);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 static void test_readonly_store(const char *path)
@@ -857,7 +857,7 @@ static void test_readonly_store(const char *path)
         struct store *s = NULL;
         char err[256];
 
-        CHECK_INT(store_open(&o, &s, err, sizeof(err)), 0);
+        CHECK_INT(store_new(&o, &s, err, sizeof(err)), 0);
         CHECK_INT(store_health(s), 0);
         CHECK_INT(store_get_order(s, "chg_busy", &rec), 0);
         CHECK_INT(rec.status, CHARGE_INITIATED);
@@ -866,7 +866,7 @@ static void test_readonly_store(const char *path)
         CHECK_INT(store_checkpoint(s, false), -EROFS);
         CHECK_INT(store_probe_write(s), -EROFS);
         free_delivery(d);
-        store_close(s);
+        store_free(s);
 }
 
 static void check_probe_left_no_trace(const char *path)
@@ -904,7 +904,7 @@ static void test_health_and_wal(void)
         CHECK_INT(store_health(s), -ESTALE);
         CHECK_STR(store_strerror(-ESTALE), "database file was replaced");
         free_delivery(d);
-        store_close(s);
+        store_free(s);
 }
 
 /* ---- the cap on rejected rows ---- */
@@ -979,12 +979,12 @@ static void test_cap_floods(const char *path, sqlite3 *db)
         CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'applied' "
                             "AND charge_id LIKE 'chg_capok%%'"), accepted);
         CHECK(accepted >= 10);
-        store_close(s);
+        store_free(s);
 
         /* the count is taken again at open */
         s = open_capped(path, 100);
         CHECK_INT(store_rejected_rows(s), rejected_count(db));
-        store_close(s);
+        store_free(s);
 }
 
 /* Rows deleted by another process: the next trim finds out, deletes nothing. */
@@ -1008,7 +1008,7 @@ static void test_cap_external_delete(const char *path, sqlite3 *db)
         CHECK_INT(store_rejected_rows(s), rejected_count(db));
         /* the 62 new ones and the newest of the old ones are kept */
         CHECK_INT(junk_min(db), 1000 - (rejected_count(db) - 62));
-        store_close(s);
+        store_free(s);
 }
 
 /* A cap set on a database far over it: brought down 10000 rows a batch. */
@@ -1036,7 +1036,7 @@ static void test_cap_backlog(const char *path, sqlite3 *db)
                   0);
         CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE error IN "
                             "('junk 30000', 'junk 30001')"), 2);
-        store_close(s);
+        store_free(s);
 }
 
 /* A delete that fails fails the batch: nothing of it stays. */
@@ -1057,7 +1057,7 @@ static void test_cap_failure(const char *path, sqlite3 *db)
         CHECK_INT(submit_junk(s, 3, &next, 2), 0);
         CHECK_INT(rejected_count(db), 100);
         CHECK_INT(count(db, "webhook_deliveries"), rows + 1 + 3 + 2 - 4);
-        store_close(s);
+        store_free(s);
 }
 
 /* The age bound (cashpayctl prune, and the daemon hourly). */
@@ -1089,20 +1089,20 @@ static void test_prune(const char *path, sqlite3 *db)
         CHECK_INT(rejected_count(db), 0);
         CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'applied'"),
                   accepted);
-        store_close(s);
+        store_free(s);
 
         /* no cap: no count, and a read-only handle may only count */
         s = open_capped(path, 0);
         CHECK_INT(store_rejected_rows(s), -1);
-        store_close(s);
+        store_free(s);
         struct store_options o = { .path = path, .read_only = true, .busy_timeout_ms = 100,
                                    .max_rejected_rows = 100 };
         char err[256];
-        CHECK_INT(store_open(&o, &s, err, sizeof(err)), 0);
+        CHECK_INT(store_new(&o, &s, err, sizeof(err)), 0);
         CHECK_INT(store_rejected_rows(s), -1);
         CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, true, &n), 0);
         CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, false, &n), -EROFS);
-        store_close(s);
+        store_free(s);
 }
 
 static void test_rejected_cap(void)
@@ -1111,7 +1111,7 @@ static void test_rejected_cap(void)
         struct store *s = open_capped(path, 0);
         sqlite3 *db = raw_open(path);
 
-        store_close(s);
+        store_free(s);
         test_cap_floods(path, db);
         test_cap_external_delete(path, db);
         test_cap_backlog(path, db);
@@ -1132,7 +1132,7 @@ static void bench(enum db_synchronous sync, const char *label, size_t total, siz
         int64_t t0, ms;
 
         unlink(o.path);
-        if (batch > 100 || store_open(&o, &s, err, sizeof(err)) < 0)
+        if (batch > 100 || store_new(&o, &s, err, sizeof(err)) < 0)
                 FAIL("bench open: %s", err);
         t0 = time_monotonic_ms();
         for (size_t done = 0; done < total; done += batch) {
@@ -1148,7 +1148,7 @@ static void bench(enum db_synchronous sync, const char *label, size_t total, siz
         ms = time_monotonic_ms() - t0;
         printf("bench %-6s batch %3zu: %zu deliveries in %" PRId64 " ms (%.0f/s)\n", label,
                batch, total, ms, ms > 0 ? total * 1000.0 / (double) ms : 0.0);
-        store_close(s);
+        store_free(s);
 }
 
 static void cleanup_dir(void)
@@ -1199,7 +1199,7 @@ int main(void)
         test_append_only(db);
         test_checks(db);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 
         test_busy(db_path("main.db"));
         test_readonly_store(db_path("main.db"));

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "cashpay/timeutil.h"
-#include "check.h"
+#include "tests/check.h"
 
 static void check_iso(int64_t unix_ms, const char *want)
 {

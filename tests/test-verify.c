@@ -20,7 +20,7 @@
 
 #include "cashpay/config.h"
 #include "cashpay/verify.h"
-#include "check.h"
+#include "tests/check.h"
 
 /* ---- counting CRYPTO_memcmp() calls -------------------------------------- */
 

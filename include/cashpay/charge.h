@@ -35,14 +35,14 @@ struct charge {
  * @order_ref_field: dotted path ("metadata.order_id") or NULL. A string or
  *   integer found there becomes order_ref; absent is fine, another type is
  *   an error.
- * @detail: on -EINVAL, a short reason safe to send back ("amount must be an
+ * @err: on -EINVAL, a short reason safe to send back ("amount must be an
  *   integer").
  * On -EINVAL, @ret->id is still filled when the id itself was valid (so the
  * delivery row can name the charge), else it is "".
  * Returns 0, -EINVAL or -ENOMEM. Free with charge_clear() in every case.
  */
 int charge_parse(const void *body, size_t len, const char *order_ref_field,
-                 struct charge *ret, char *detail, size_t detail_len);
+                 struct charge *ret, char *err, size_t err_len);
 
 /* charge_clear() - free what charge_parse() allocated; safe on a zeroed struct. */
 void charge_clear(struct charge *c);

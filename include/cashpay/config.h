@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 
 #include "cashpay/cidr.h"
+#include "cashpay/log.h"
+#include "cashpay/util.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/cashpayd/cashpayd.conf"
 /* secret_file when unset and $CREDENTIALS_DIRECTORY is not set. */
@@ -26,15 +28,6 @@ enum verify_scheme { VERIFY_HMAC, VERIFY_STANDARD_WEBHOOKS, VERIFY_NONE };
 enum hmac_algorithm { HMAC_SHA256, HMAC_SHA512 };
 enum sig_encoding { SIG_HEX, SIG_BASE64 };
 enum db_synchronous { DB_SYNC_OFF, DB_SYNC_NORMAL, DB_SYNC_FULL, DB_SYNC_EXTRA };
-
-/* Log levels use syslog's numbering so they map 1:1 onto journal PRIORITY=. */
-enum log_level {
-        LOG_LEVEL_ERR = 3,
-        LOG_LEVEL_WARNING = 4,
-        LOG_LEVEL_NOTICE = 5,
-        LOG_LEVEL_INFO = 6,
-        LOG_LEVEL_DEBUG = 7,
-};
 
 /* One "host:port" listen address, already resolved to a socket address. */
 struct listen_addr {
@@ -176,6 +169,7 @@ int config_load(const char *path, struct config **ret, char *err, size_t err_len
 
 /* config_free() - NULL-safe. */
 void config_free(struct config *cfg);
+DEFINE_FREEP(struct config, config_free)
 
 /*
  * config_reload_compatible() - may @next replace @cur without rebinding?

@@ -8,15 +8,28 @@
  * written, so one call is always exactly one line. There is deliberately no
  * way to log a buffer as-is: secrets must simply never be passed in.
  *
- * All functions are thread-safe and leave errno unchanged. (Prefer
- * strerror(-r) to "%m": with -Wpedantic the compiler rejects "%m".)
+ * All functions are thread-safe and leave errno unchanged.
+ *
+ * Failing and logging is one step: `return log_err_errno(r, "cannot open
+ * %s", path);` logs "cannot open PATH: <strerror(-r)>" and returns r. When
+ * the message already says why (an err buffer a module filled with
+ * err_set()), `return log_err_return(r, "%s", err);` logs it as it is.
+ * (The errno text is appended rather than written as "%m", which the
+ * compiler rejects under -Wpedantic.)
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cashpay/config.h"
+/* Log levels use syslog's numbering so they map 1:1 onto journal PRIORITY=. */
+enum log_level {
+        LOG_LEVEL_ERR = 3,
+        LOG_LEVEL_WARNING = 4,
+        LOG_LEVEL_NOTICE = 5,
+        LOG_LEVEL_INFO = 6,
+        LOG_LEVEL_DEBUG = 7,
+};
 
 /* Optional structured fields of a delivery; NULL/0 members are omitted. */
 struct log_fields {
@@ -77,3 +90,17 @@ int log_rate_ok_at(struct log_ratelimit *rl, int64_t now_ms);
 #define log_notice(...) log_msg(LOG_LEVEL_NOTICE, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+/*
+ * log_errno() - log the message at @level, followed by ": " and the text of
+ * -@r when @with_errno_text, and return @r (a negative errno, passed on).
+ * Use it through the macros below.
+ */
+int log_errno(enum log_level level, int r, bool with_errno_text, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+#define log_err_errno(r, ...) log_errno(LOG_LEVEL_ERR, (r), true, __VA_ARGS__)
+#define log_warning_errno(r, ...) log_errno(LOG_LEVEL_WARNING, (r), true, __VA_ARGS__)
+#define log_notice_errno(r, ...) log_errno(LOG_LEVEL_NOTICE, (r), true, __VA_ARGS__)
+#define log_debug_errno(r, ...) log_errno(LOG_LEVEL_DEBUG, (r), true, __VA_ARGS__)
+#define log_err_return(r, ...) log_errno(LOG_LEVEL_ERR, (r), false, __VA_ARGS__)

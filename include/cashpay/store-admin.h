@@ -6,7 +6,7 @@
  *
  * Part of the store module (it shares struct store and speaks SQL); kept
  * apart from store.h because the daemon never needs it. Every function takes
- * a handle from store_open(); the read-only ones work on a read-only handle.
+ * a handle from store_new(); the read-only ones work on a read-only handle.
  * Errors are negative errnos as in store.h (-EBUSY: locked past
  * busy_timeout); positive STORE_ADMIN_* codes are expected outcomes.
  */

@@ -18,6 +18,7 @@
 #include "cashpay/config.h"
 #include "cashpay/state.h"
 #include "cashpay/timeutil.h"
+#include "cashpay/util.h"
 
 struct store;
 
@@ -92,7 +93,7 @@ struct order_record {
 void order_record_clear(struct order_record *o);
 
 /*
- * store_open() - open (and, with @opts->migrate, create and migrate) the
+ * store_new() - open (and, with @opts->migrate, create and migrate) the
  * database. A new database file is created with mode 0666 minus the process
  * umask (the daemon sets 007, giving 0660); SQLite gives its -wal and -shm
  * files the database file's mode. Migrations run one per transaction.
@@ -105,10 +106,11 @@ void order_record_clear(struct order_record *o);
  * (missing and not creating), -EACCES, -EBUSY, -EIO, -EINVAL (bad options),
  * -ENOTSUP (SQLite older than 3.37) or -ENOMEM.
  */
-int store_open(const struct store_options *opts, struct store **ret, char *err, size_t err_len);
+int store_new(const struct store_options *opts, struct store **ret, char *err, size_t err_len);
 
-/* store_close() - NULL-safe; a writable store runs a TRUNCATE checkpoint first. */
-void store_close(struct store *s);
+/* store_free() - NULL-safe; a writable store runs a TRUNCATE checkpoint first. */
+void store_free(struct store *s);
+DEFINE_FREEP(struct store, store_free)
 
 /*
  * store_submit() - record @n deliveries in ONE transaction (BEGIN IMMEDIATE).
@@ -121,7 +123,7 @@ void store_close(struct store *s);
  * received_at, then id) beyond the newest max_rejected_rows once they are
  * more than max + slack (max/100, at most 1000, at least 1), so deletes
  * come in chunks and at most max + slack remain after each commit. The
- * count is kept in the handle: taken at store_open(), raised per rejected
+ * count is kept in the handle: taken at store_new(), raised per rejected
  * row committed; which rows to delete is always decided afresh from the
  * database, so rows that another process deleted meanwhile are taken into
  * account. A database far over the cap (a cap just set or lowered) is
@@ -193,7 +195,7 @@ int store_prune_rejected(struct store *s, const char *cutoff_iso, unsigned limit
 
 /*
  * store_rejected_rows() - rejected deliveries in the database as this
- * handle counts them (see store_submit()): exact after store_open() and
+ * handle counts them (see store_submit()): exact after store_new() and
  * after a commit that trimmed, otherwise an upper bound (another process
  * may have deleted some). -1 when the handle has no cap.
  */

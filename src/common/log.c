@@ -309,6 +309,25 @@ void log_fields(enum log_level level, const struct log_fields *f, const char *fm
         va_end(ap);
 }
 
+int log_errno(enum log_level level, int r, bool with_errno_text, const char *fmt, ...)
+{
+        char msg[LOG_MSG_MAX], buf[128];
+        int saved = errno;
+        va_list ap;
+
+        if (!log_enabled(level))
+                return r;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (with_errno_text)
+                log_msg(level, "%s: %s", msg, strerror_r(r < 0 ? -r : r, buf, sizeof(buf)));
+        else
+                log_msg(level, "%s", msg);
+        errno = saved;
+        return r;
+}
+
 /*
  * A fixed window per class: @burst lines, then silence until the window has
  * passed. The count of what was dropped is reported on the next line allowed,

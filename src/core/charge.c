@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "cashpay/charge.h"
+#include "cashpay/util.h"
 
 #define ID_PREFIX "chg_"
 #define ID_PREFIX_LEN (sizeof(ID_PREFIX) - 1)
@@ -35,24 +36,11 @@ static const char *const status_names[] = {
         [CHARGE_FAILED] = "FAILED",
 };
 
-/* Where to write a detail sentence; the buffer may be NULL. */
-struct detail {
-        char *buf;
-        size_t len;
+/* Where to write the reason; err may be NULL. */
+struct err_dest {
+        char *err;
+        size_t err_len;
 };
-
-__attribute__((format(printf, 2, 3)))
-static int fail(const struct detail *d, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (d->buf && d->len > 0) {
-                va_start(ap, fmt);
-                vsnprintf(d->buf, d->len, fmt, ap);
-                va_end(ap);
-        }
-        return -EINVAL;
-}
 
 static bool id_char_ok(char c)
 {
@@ -190,148 +178,164 @@ static const char *overflowed_key(const char *p, size_t end)
 }
 
 static int overflow_error(const char *p, size_t len, const json_error_t *e,
-                          const struct detail *d)
+                          const struct err_dest *d)
 {
         const char *key = NULL;
 
         if (e->position >= 0 && (size_t) e->position <= len)
                 key = overflowed_key(p, (size_t) e->position);
         if (key && strcmp(key, "amount") == 0)
-                return fail(d, "amount must be an integer between 0 and %lld",
-                            (long long) CHARGE_AMOUNT_MAX);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "amount must be an integer between 0 and %lld",
+                               (long long) CHARGE_AMOUNT_MAX);
         if (key)
-                return fail(d, "created must be a non-negative integer");
-        return fail(d, "number out of range at line %d column %d", e->line, e->column);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "created must be a non-negative integer");
+        return err_set(d->err, d->err_len, -EINVAL,
+                       "number out of range at line %d column %d", e->line, e->column);
 }
 
 /* Map a jansson failure to a detail that names a position, never input bytes. */
-static int load_error(const char *p, size_t len, const json_error_t *e, const struct detail *d)
+static int load_error(const char *p, size_t len, const json_error_t *e, const struct err_dest *d)
 {
         switch (json_error_code(e)) {
         case json_error_out_of_memory:
                 return -ENOMEM;
         case json_error_invalid_utf8:
-                return fail(d, "invalid UTF-8 at line %d column %d", e->line, e->column);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "invalid UTF-8 at line %d column %d", e->line, e->column);
         case json_error_duplicate_key:
-                return fail(d, "duplicate key in JSON at line %d column %d", e->line, e->column);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "duplicate key in JSON at line %d column %d", e->line, e->column);
         case json_error_null_character:
         case json_error_null_byte_in_key:
-                return fail(d, "NUL character in JSON string at line %d column %d",
-                            e->line, e->column);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "NUL character in JSON string at line %d column %d",
+                               e->line, e->column);
         case json_error_numeric_overflow:
                 return overflow_error(p, len, e, d);
         case json_error_stack_overflow:
-                return fail(d, "JSON nested deeper than %d levels", CHARGE_MAX_DEPTH);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "JSON nested deeper than %d levels", CHARGE_MAX_DEPTH);
         default:
-                return fail(d, "invalid JSON at line %d column %d", e->line, e->column);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "invalid JSON at line %d column %d", e->line, e->column);
         }
 }
 
-static int load_object(const char *p, size_t len, json_t **ret, const struct detail *d)
+static int load_object(const char *p, size_t len, json_t **ret, const struct err_dest *d)
 {
         /* Zeroed: jansson leaves it unset when it cannot allocate before parsing. */
         json_error_t e = { 0 };
         json_t *root;
 
         if (!p || all_space(p, len))
-                return fail(d, "empty body");
+                return err_set(d->err, d->err_len, -EINVAL, "empty body");
         if (!charge_json_depth_ok(p, len, CHARGE_MAX_DEPTH))
-                return fail(d, "JSON nested deeper than %d levels", CHARGE_MAX_DEPTH);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "JSON nested deeper than %d levels", CHARGE_MAX_DEPTH);
         /* DECODE_ANY so that a scalar body gets the same clear detail as an array. */
         root = json_loadb(p, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
         if (!root)
                 return load_error(p, len, &e, d);
         if (!json_is_object(root)) {
                 json_decref(root);
-                return fail(d, "body must be a JSON object");
+                return err_set(d->err, d->err_len, -EINVAL, "body must be a JSON object");
         }
         *ret = root;
         return 0;
 }
 
-static int parse_id(json_t *root, struct charge *c, const struct detail *d)
+static int parse_id(json_t *root, struct charge *c, const struct err_dest *d)
 {
         json_t *v = json_object_get(root, "id");
 
         if (!v)
-                return fail(d, "id is missing");
+                return err_set(d->err, d->err_len, -EINVAL, "id is missing");
         if (!json_is_string(v) || !charge_id_valid(json_string_value(v)))
-                return fail(d, "id must be chg_ followed by 1 to %zu of A-Z a-z 0-9 _ -",
-                            ID_SUFFIX_MAX);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "id must be chg_ followed by 1 to %zu of A-Z a-z 0-9 _ -",
+                               ID_SUFFIX_MAX);
         /* charge_id_valid() bounded the length to CHARGE_ID_MAX */
         memcpy(c->id, json_string_value(v), json_string_length(v) + 1);
         return 0;
 }
 
-static int parse_status(json_t *root, struct charge *c, const struct detail *d)
+static int parse_status(json_t *root, struct charge *c, const struct err_dest *d)
 {
         json_t *v = json_object_get(root, "status");
 
         if (!v)
-                return fail(d, "status is missing");
+                return err_set(d->err, d->err_len, -EINVAL, "status is missing");
         if (!json_is_string(v) || charge_status_from_name(json_string_value(v), &c->status) < 0)
-                return fail(d, "status must be INITIATED, CAPTURED or FAILED");
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "status must be INITIATED, CAPTURED or FAILED");
         return 0;
 }
 
-static int parse_amount(json_t *root, struct charge *c, const struct detail *d)
+static int parse_amount(json_t *root, struct charge *c, const struct err_dest *d)
 {
         json_t *v = json_object_get(root, "amount");
         json_int_t n;
 
         if (!v)
-                return fail(d, "amount is missing");
+                return err_set(d->err, d->err_len, -EINVAL, "amount is missing");
         /* a real (20.5, 2e3, 1.0) or a string ("2000") is never an amount */
         if (!json_is_integer(v))
-                return fail(d, "amount must be an integer");
+                return err_set(d->err, d->err_len, -EINVAL, "amount must be an integer");
         n = json_integer_value(v);
         if (n < 0 || n > CHARGE_AMOUNT_MAX)
-                return fail(d, "amount must be an integer between 0 and %lld",
-                            (long long) CHARGE_AMOUNT_MAX);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "amount must be an integer between 0 and %lld",
+                               (long long) CHARGE_AMOUNT_MAX);
         c->amount = n;
         return 0;
 }
 
-static int parse_currency(json_t *root, struct charge *c, const struct detail *d)
+static int parse_currency(json_t *root, struct charge *c, const struct err_dest *d)
 {
         json_t *v = json_object_get(root, "currency");
         const char *s;
 
         if (!v)
-                return fail(d, "currency is missing");
+                return err_set(d->err, d->err_len, -EINVAL, "currency is missing");
         if (!json_is_string(v) || json_string_length(v) != 3)
-                return fail(d, "currency must be three capital letters");
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "currency must be three capital letters");
         s = json_string_value(v);
         for (size_t i = 0; i < 3; i++)
                 if (s[i] < 'A' || s[i] > 'Z')
-                        return fail(d, "currency must be three capital letters");
+                        return err_set(d->err, d->err_len, -EINVAL,
+                                       "currency must be three capital letters");
         memcpy(c->currency, s, 4);
         return 0;
 }
 
-static int parse_created(json_t *root, struct charge *c, const struct detail *d)
+static int parse_created(json_t *root, struct charge *c, const struct err_dest *d)
 {
         json_t *v = json_object_get(root, "created");
 
         if (!v)
-                return fail(d, "created is missing");
+                return err_set(d->err, d->err_len, -EINVAL, "created is missing");
         if (!json_is_integer(v) || json_integer_value(v) < 0)
-                return fail(d, "created must be a non-negative integer");
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "created must be a non-negative integer");
         c->created = json_integer_value(v);
         return 0;
 }
 
 /* An optional string of at most CHARGE_TEXT_MAX bytes; absent or null gives NULL. */
-static int parse_text(json_t *root, const char *key, char **ret, const struct detail *d)
+static int parse_text(json_t *root, const char *key, char **ret, const struct err_dest *d)
 {
         json_t *v = json_object_get(root, key);
 
         if (!v || json_is_null(v))
                 return 0;
         if (!json_is_string(v))
-                return fail(d, "%s must be a string", key);
+                return err_set(d->err, d->err_len, -EINVAL, "%s must be a string", key);
         if (json_string_length(v) > CHARGE_TEXT_MAX)
-                return fail(d, "%s must be at most %d bytes", key, CHARGE_TEXT_MAX);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "%s must be at most %d bytes", key, CHARGE_TEXT_MAX);
         *ret = strdup(json_string_value(v));
         return *ret ? 0 : -ENOMEM;
 }
@@ -386,7 +390,7 @@ static bool ref_text_ok(const char *s, size_t len)
 }
 
 static int parse_order_ref(json_t *root, const char *path, struct charge *c,
-                           const struct detail *d)
+                           const struct err_dest *d)
 {
         char num[32];
         json_t *v = NULL;
@@ -394,7 +398,8 @@ static int parse_order_ref(json_t *root, const char *path, struct charge *c,
         if (!path || !*path)
                 return 0;
         if (lookup_path(root, path, &v) < 0)
-                return fail(d, "%s must be a string or an integer", path);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "%s must be a string or an integer", path);
         if (!v)
                 return 0;
         if (json_is_integer(v)) {
@@ -402,17 +407,19 @@ static int parse_order_ref(json_t *root, const char *path, struct charge *c,
                 c->order_ref = strdup(num);
         } else if (json_is_string(v)) {
                 if (!ref_text_ok(json_string_value(v), json_string_length(v)))
-                        return fail(d, "%s must be 1 to %d bytes without control characters",
-                                    path, CHARGE_ORDER_REF_MAX);
+                        return err_set(d->err, d->err_len, -EINVAL,
+                                       "%s must be 1 to %d bytes without control characters",
+                                       path, CHARGE_ORDER_REF_MAX);
                 c->order_ref = strdup(json_string_value(v));
         } else {
-                return fail(d, "%s must be a string or an integer", path);
+                return err_set(d->err, d->err_len, -EINVAL,
+                               "%s must be a string or an integer", path);
         }
         return c->order_ref ? 0 : -ENOMEM;
 }
 
 static int parse_fields(json_t *root, const char *order_ref_field, struct charge *c,
-                        const struct detail *d)
+                        const struct err_dest *d)
 {
         int r;
 
@@ -430,16 +437,16 @@ static int parse_fields(json_t *root, const char *order_ref_field, struct charge
 }
 
 int charge_parse(const void *body, size_t len, const char *order_ref_field,
-                 struct charge *ret, char *detail, size_t detail_len)
+                 struct charge *ret, char *err, size_t err_len)
 {
-        const struct detail d = { detail, detail_len };
-        json_auto_t *root = NULL;      /* jansson's own cleanup-attribute type */
+        const struct err_dest d = { err, err_len };
+        _cleanup_(json_decrefp) json_t *root = NULL;
         char id[CHARGE_ID_MAX + 1];
         int r;
 
         memset(ret, 0, sizeof(*ret));
-        if (detail && detail_len > 0)
-                detail[0] = '\0';
+        if (err && err_len > 0)
+                err[0] = '\0';
         r = load_object(body, len, &root, &d);
         if (r < 0)
                 return r;

@@ -15,7 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config-value.h"
+#include "cashpay/util.h"
+#include "src/core/config-value.h"
 
 /* ---- small text helpers ------------------------------------------------- */
 
@@ -38,17 +39,6 @@ const char *config_value_shown(const char *s, size_t len, char *buf, size_t buf_
         return buf;
 }
 
-static void why_set(char *why, size_t why_len, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void why_set(char *why, size_t why_len, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-}
 
 /* Length of the valid UTF-8 sequence at @s (which is not ASCII), 0 if invalid. */
 static size_t utf8_seq_len(const unsigned char *s)
@@ -110,21 +100,21 @@ static int store_string(void *field, const char *value)
 
 /* ---- value parsers ---------------------------------------------------------
  * Each takes the value as written (comments and surrounding blanks already
- * gone) and stores it into @field. On -EINVAL, @why says what is wrong in
+ * gone) and stores it into @field. On -EINVAL, @err says what is wrong in
  * words that follow "[section] key = 'value': ".
  */
 
 typedef int (*parse_fn)(const struct config_key *k, const char *value, void *field,
-                        char *why, size_t why_len);
+                        char *err, size_t err_len);
 
-static bool check_path(const char *v, char *why, size_t why_len)
+static bool check_path(const char *v, char *err, size_t err_len)
 {
         if (v[0] != '/') {
-                why_set(why, why_len, "must be an absolute path");
+                err_set(err, err_len, -EINVAL, "must be an absolute path");
                 return false;
         }
         if (!text_is_clean(v)) {
-                why_set(why, why_len, "must be UTF-8 without control characters");
+                err_set(err, err_len, -EINVAL, "must be UTF-8 without control characters");
                 return false;
         }
         return true;
@@ -145,24 +135,25 @@ static bool bad_segment(const char *seg)
                (len == 2 && seg[0] == '.' && seg[1] == '.');
 }
 
-static bool check_urlpath(const char *v, char *why, size_t why_len)
+static bool check_urlpath(const char *v, char *err, size_t err_len)
 {
         if (v[0] != '/') {
-                why_set(why, why_len, "must start with '/'");
+                err_set(err, err_len, -EINVAL, "must start with '/'");
                 return false;
         }
         for (const char *c = v; *c; c++) {
                 if (!urlpath_char(*c)) {
-                        why_set(why, why_len, "may only hold letters, digits and - . _ ~ /");
+                        err_set(err, err_len, -EINVAL,
+                                "may only hold letters, digits and - . _ ~ /");
                         return false;
                 }
                 if (*c == '/' && c[1] != '\0' && bad_segment(c + 1)) {
-                        why_set(why, why_len, "must not hold empty, '.' or '..' segments");
+                        err_set(err, err_len, -EINVAL, "must not hold empty, '.' or '..' segments");
                         return false;
                 }
         }
         if (v[1] != '\0' && v[strlen(v) - 1] == '/') {
-                why_set(why, why_len, "must not end with '/'");
+                err_set(err, err_len, -EINVAL, "must not end with '/'");
                 return false;
         }
         return true;
@@ -175,11 +166,11 @@ static bool tchar(char c)
                (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-static bool check_header(const char *v, char *why, size_t why_len)
+static bool check_header(const char *v, char *err, size_t err_len)
 {
         for (const char *c = v; *c; c++) {
                 if (!tchar(*c)) {
-                        why_set(why, why_len, "must be an HTTP header name "
+                        err_set(err, err_len, -EINVAL, "must be an HTTP header name "
                                 "(letters, digits and !#$%%&'*+-.^_`|~)");
                         return false;
                 }
@@ -193,7 +184,7 @@ static bool field_char(char c)
                c == '_' || c == '-';
 }
 
-static bool check_field(const char *v, char *why, size_t why_len)
+static bool check_field(const char *v, char *err, size_t err_len)
 {
         bool segment_start = true;
 
@@ -208,7 +199,7 @@ static bool check_field(const char *v, char *why, size_t why_len)
                 if (c[1] == '\0')
                         return true;
         }
-        why_set(why, why_len, "must be names of letters, digits, '_' and '-' joined by "
+        err_set(err, err_len, -EINVAL, "must be names of letters, digits, '_' and '-' joined by "
                 "dots, e.g. metadata.order_id");
         return false;
 }
@@ -240,10 +231,10 @@ static bool url_start_ok(const char *v)
         return v[skip] != '\0' && !strchr("/?#{", v[skip]);
 }
 
-static bool check_url_template(const char *v, char *why, size_t why_len)
+static bool check_url_template(const char *v, char *err, size_t err_len)
 {
         if (!url_start_ok(v)) {
-                why_set(why, why_len, "must be an absolute http(s) URL or a path "
+                err_set(err, err_len, -EINVAL, "must be an absolute http(s) URL or a path "
                         "starting with a single '/'");
                 return false;
         }
@@ -251,7 +242,7 @@ static bool check_url_template(const char *v, char *why, size_t why_len)
                 size_t n;
 
                 if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f) {
-                        why_set(why, why_len, "must not hold blanks, control or non-ASCII "
+                        err_set(err, err_len, -EINVAL, "must not hold blanks, control or non-ASCII "
                                 "characters (percent-encode them)");
                         return false;
                 }
@@ -259,7 +250,8 @@ static bool check_url_template(const char *v, char *why, size_t why_len)
                         continue;
                 n = placeholder_len(c);
                 if (n == 0) {
-                        why_set(why, why_len, "only {charge_id} and {order_ref} may appear "
+                        err_set(err, err_len, -EINVAL,
+                                "only {charge_id} and {order_ref} may appear "
                                 "in braces");
                         return false;
                 }
@@ -268,37 +260,38 @@ static bool check_url_template(const char *v, char *why, size_t why_len)
         return true;
 }
 
-static bool check_string(const char *v, char *why, size_t why_len)
+static bool check_string(const char *v, char *err, size_t err_len)
 {
         if (!text_is_clean(v)) {
-                why_set(why, why_len, "must be UTF-8 without control characters");
+                err_set(err, err_len, -EINVAL, "must be UTF-8 without control characters");
                 return false;
         }
         return true;
 }
 
-static bool check_text(enum config_type t, const char *v, char *why, size_t why_len)
+static bool check_text(enum config_type t, const char *v, char *err, size_t err_len)
 {
         switch (t) {
-        case CONFIG_PATH: return check_path(v, why, why_len);
-        case CONFIG_URLPATH: return check_urlpath(v, why, why_len);
-        case CONFIG_HEADER: return check_header(v, why, why_len);
-        case CONFIG_FIELD: return check_field(v, why, why_len);
-        case CONFIG_URL_TEMPLATE: return check_url_template(v, why, why_len);
-        default: return check_string(v, why, why_len);
+        case CONFIG_PATH: return check_path(v, err, err_len);
+        case CONFIG_URLPATH: return check_urlpath(v, err, err_len);
+        case CONFIG_HEADER: return check_header(v, err, err_len);
+        case CONFIG_FIELD: return check_field(v, err, err_len);
+        case CONFIG_URL_TEMPLATE: return check_url_template(v, err, err_len);
+        default: return check_string(v, err, err_len);
         }
 }
 
 static int parse_text(const struct config_key *k, const char *value, void *field,
-                      char *why, size_t why_len)
+                      char *err, size_t err_len)
 {
         if (value[0] == '\0')
                 return store_string(field, "");
         if (strlen(value) > k->max) {
-                why_set(why, why_len, "longer than %llu bytes", (unsigned long long)k->max);
+                err_set(err, err_len, -EINVAL,
+                        "longer than %llu bytes", (unsigned long long)k->max);
                 return -EINVAL;
         }
-        if (!check_text(k->type, value, why, why_len))
+        if (!check_text(k->type, value, err, err_len))
                 return -EINVAL;
         return store_string(field, value);
 }
@@ -335,13 +328,13 @@ static int parse_u64(const char *s, bool suffix, uint64_t *ret)
 }
 
 static int parse_number(const struct config_key *k, const char *value, uint64_t *ret,
-                        char *why, size_t why_len)
+                        char *err, size_t err_len)
 {
         bool size = k->type == CONFIG_SIZE;
         uint64_t v = 0;
 
         if (parse_u64(value, size, &v) < 0 || v < k->min || v > k->max) {
-                why_set(why, why_len, "expected %s from %llu to %llu%s%s%s",
+                err_set(err, err_len, -EINVAL, "expected %s from %llu to %llu%s%s%s",
                         size ? "a size" : "an integer",
                         (unsigned long long)k->min, (unsigned long long)k->max,
                         k->unit ? " " : "", k->unit ? k->unit : "",
@@ -353,26 +346,26 @@ static int parse_number(const struct config_key *k, const char *value, uint64_t 
 }
 
 static int parse_uint(const struct config_key *k, const char *value, void *field,
-                      char *why, size_t why_len)
+                      char *err, size_t err_len)
 {
         uint64_t v;
 
         _Static_assert(sizeof(unsigned) >= 4, "bounds need 32-bit unsigned");
-        if (parse_number(k, value, &v, why, why_len) < 0)
+        if (parse_number(k, value, &v, err, err_len) < 0)
                 return -EINVAL;
         *(unsigned *)field = (unsigned)v;
         return 0;
 }
 
 static int parse_size(const struct config_key *k, const char *value, void *field,
-                      char *why, size_t why_len)
+                      char *err, size_t err_len)
 {
         uint64_t v;
 
-        if (parse_number(k, value, &v, why, why_len) < 0)
+        if (parse_number(k, value, &v, err, err_len) < 0)
                 return -EINVAL;
         if (v > SIZE_MAX) {
-                why_set(why, why_len, "too large for this machine");
+                err_set(err, err_len, -EINVAL, "too large for this machine");
                 return -EINVAL;
         }
         *(size_t *)field = (size_t)v;
@@ -380,7 +373,7 @@ static int parse_size(const struct config_key *k, const char *value, void *field
 }
 
 static int parse_bool(const struct config_key *k, const char *value, void *field,
-                      char *why, size_t why_len)
+                      char *err, size_t err_len)
 {
         static const char *const yes[] = { "yes", "true", "on", "1" };
         static const char *const no[] = { "no", "false", "off", "0" };
@@ -391,7 +384,7 @@ static int parse_bool(const struct config_key *k, const char *value, void *field
                         return 0;
                 }
         }
-        why_set(why, why_len, "expected yes or no (or true/false, on/off, 1/0)");
+        err_set(err, err_len, -EINVAL, "expected yes or no (or true/false, on/off, 1/0)");
         return -EINVAL;
 }
 
@@ -414,7 +407,7 @@ static int choice_index(const char *choices, const char *value)
 }
 
 static int parse_enum(const struct config_key *k, const char *value, void *field,
-                      char *why, size_t why_len)
+                      char *err, size_t err_len)
 {
         int i = value[0] ? choice_index(k->choices, value) : -1;
         char list[128];
@@ -428,7 +421,7 @@ static int parse_enum(const struct config_key *k, const char *value, void *field
                                 list[n++] = *c;
                 }
                 list[n] = '\0';
-                why_set(why, why_len, "expected one of %s", list);
+                err_set(err, err_len, -EINVAL, "expected one of %s", list);
                 return -EINVAL;
         }
         *(int *)field = k->enum_values ? k->enum_values[i] : i;
@@ -449,7 +442,7 @@ static int parse_port(const char *s, char *ret, size_t ret_len)
 
 /* Split "host:port" or "[v6]:port" (in place) into host and port. */
 static int split_host_port(char *buf, char **ret_host, char **ret_port, bool *ret_v6,
-                           char *why, size_t why_len)
+                           char *err, size_t err_len)
 {
         char *colon;
 
@@ -458,7 +451,7 @@ static int split_host_port(char *buf, char **ret_host, char **ret_port, bool *re
                 char *close = strchr(buf, ']');
 
                 if (!close || close[1] != ':') {
-                        why_set(why, why_len, "expected [IPv6 address]:port");
+                        err_set(err, err_len, -EINVAL, "expected [IPv6 address]:port");
                         return -EINVAL;
                 }
                 *close = '\0';
@@ -468,11 +461,11 @@ static int split_host_port(char *buf, char **ret_host, char **ret_port, bool *re
         }
         colon = strrchr(buf, ':');
         if (!colon) {
-                why_set(why, why_len, "expected host:port");
+                err_set(err, err_len, -EINVAL, "expected host:port");
                 return -EINVAL;
         }
         if (strchr(buf, ':') != colon) {
-                why_set(why, why_len, "IPv6 addresses need brackets, e.g. [::1]:8080");
+                err_set(err, err_len, -EINVAL, "IPv6 addresses need brackets, e.g. [::1]:8080");
                 return -EINVAL;
         }
         *colon = '\0';
@@ -513,7 +506,7 @@ static int resolve(const char *host, const char *port, bool v6, struct listen_ad
 }
 
 static int listen_item_parse(const char *item, size_t len, struct listen_addr *ret,
-                             char *why, size_t why_len)
+                             char *err, size_t err_len)
 {
         char buf[sizeof(ret->text)], q[sizeof(ret->text) + 4], port[8];
         char *host, *port_text;
@@ -522,21 +515,22 @@ static int listen_item_parse(const char *item, size_t len, struct listen_addr *r
 
         config_value_shown(item, len, q, sizeof(q));
         if (len >= sizeof(buf)) {
-                why_set(why, why_len, "'%s': too long", q);
+                err_set(err, err_len, -EINVAL, "'%s': too long", q);
                 return -EINVAL;
         }
         memcpy(buf, item, len);
         buf[len] = '\0';
         memcpy(ret->text, buf, len + 1);
-        if (split_host_port(buf, &host, &port_text, &v6, why, why_len) < 0)
+        if (split_host_port(buf, &host, &port_text, &v6, err, err_len) < 0)
                 return -EINVAL;
         if (parse_port(port_text, port, sizeof(port)) < 0) {
-                why_set(why, why_len, "'%s': the port must be a number from 1 to 65535", q);
+                err_set(err, err_len, -EINVAL,
+                        "'%s': the port must be a number from 1 to 65535", q);
                 return -EINVAL;
         }
         r = resolve(host, port, v6, ret);
         if (r == -EINVAL)
-                why_set(why, why_len, "'%s': not a numeric %s address (names are not "
+                err_set(err, err_len, -EINVAL, "'%s': not a numeric %s address (names are not "
                         "resolved)", q, v6 ? "IPv6" : "IPv4");
         return r;
 }
@@ -574,7 +568,7 @@ static void listen_list_clear(struct listen_list *l)
 
 /* Parse item @i of the list (the text at @p, @len bytes, blanks included). */
 static int listen_list_item(struct listen_list *l, const char *p, size_t len,
-                            char *why, size_t why_len)
+                            char *err, size_t err_len)
 {
         struct listen_addr *a = &l->items[l->n];
         int r;
@@ -584,14 +578,15 @@ static int listen_list_item(struct listen_list *l, const char *p, size_t len,
         while (len > 0 && is_blank(p[len - 1]))
                 len--;
         if (len == 0) {
-                why_set(why, why_len, "empty item in the list");
+                err_set(err, err_len, -EINVAL, "empty item in the list");
                 return -EINVAL;
         }
-        if ((r = listen_item_parse(p, len, a, why, why_len)) < 0)
+        if ((r = listen_item_parse(p, len, a, err, err_len)) < 0)
                 return r;
         for (size_t j = 0; j < l->n; j++) {
                 if (config_listen_conflict(&l->items[j], a)) {
-                        why_set(why, why_len, "'%s' overlaps '%s'", a->text, l->items[j].text);
+                        err_set(err, err_len, -EINVAL,
+                                "'%s' overlaps '%s'", a->text, l->items[j].text);
                         return -EINVAL;
                 }
         }
@@ -600,7 +595,7 @@ static int listen_list_item(struct listen_list *l, const char *p, size_t len,
 }
 
 static int listen_list_fill(const struct config_key *k, const char *value, struct listen_list *l,
-                            char *why, size_t why_len)
+                            char *err, size_t err_len)
 {
         size_t cap = 1;
         const char *p = value;
@@ -608,7 +603,8 @@ static int listen_list_fill(const struct config_key *k, const char *value, struc
         for (const char *c = value; *c; c++)
                 cap += *c == ',';
         if (cap > k->max) {
-                why_set(why, why_len, "more than %llu addresses", (unsigned long long)k->max);
+                err_set(err, err_len, -EINVAL,
+                        "more than %llu addresses", (unsigned long long)k->max);
                 return -EINVAL;
         }
         l->items = calloc(cap, sizeof(*l->items));
@@ -617,7 +613,7 @@ static int listen_list_fill(const struct config_key *k, const char *value, struc
         /* One comma-separated item per round: at most cap rounds. */
         while (l->n < cap) {
                 size_t len = strcspn(p, ",");
-                int r = listen_list_item(l, p, len, why, why_len);
+                int r = listen_list_item(l, p, len, err, err_len);
 
                 if (r < 0)
                         return r;
@@ -629,13 +625,13 @@ static int listen_list_fill(const struct config_key *k, const char *value, struc
 }
 
 static int parse_listen(const struct config_key *k, const char *value, void *field,
-                        char *why, size_t why_len)
+                        char *err, size_t err_len)
 {
         struct listen_list l = { 0 }, *slot = field;
         int r;
 
         if (value[0] != '\0') {
-                r = listen_list_fill(k, value, &l, why, why_len);
+                r = listen_list_fill(k, value, &l, err, err_len);
                 if (r < 0) {
                         listen_list_clear(&l);
                         return r;
@@ -647,7 +643,7 @@ static int parse_listen(const struct config_key *k, const char *value, void *fie
 }
 
 static int parse_cidrs(const struct config_key *k, const char *value, void *field,
-                       char *why, size_t why_len)
+                       char *err, size_t err_len)
 {
         struct cidr_list l, *slot = field;
         const char *bad = value;
@@ -661,9 +657,10 @@ static int parse_cidrs(const struct config_key *k, const char *value, void *fiel
                 while (len > 0 && is_blank(bad[len - 1]))
                         len--;
                 if (len == 0)
-                        why_set(why, why_len, "empty item in the list");
+                        err_set(err, err_len, -EINVAL, "empty item in the list");
                 else
-                        why_set(why, why_len, "'%s' is not a CIDR range (e.g. 192.0.2.0/24 "
+                        err_set(err, err_len, -EINVAL,
+                                "'%s' is not a CIDR range (e.g. 192.0.2.0/24 "
                                 "or 2001:db8::/32, with no bits set past the prefix)",
                                 config_value_shown(bad, len, q, sizeof(q)));
                 return r;
@@ -672,7 +669,7 @@ static int parse_cidrs(const struct config_key *k, const char *value, void *fiel
                 return r;
         if (l.n > k->max) {
                 cidr_list_clear(&l);
-                why_set(why, why_len, "more than %llu ranges", (unsigned long long)k->max);
+                err_set(err, err_len, -EINVAL, "more than %llu ranges", (unsigned long long)k->max);
                 return -EINVAL;
         }
         cidr_list_clear(slot);
@@ -696,9 +693,9 @@ static parse_fn type_parser(enum config_type t)
 }
 
 int config_value_parse(const struct config_key *k, const char *value, void *field,
-                       char *why, size_t why_len)
+                       char *err, size_t err_len)
 {
-        return type_parser(k->type)(k, value, field, why, why_len);
+        return type_parser(k->type)(k, value, field, err, err_len);
 }
 
 void config_value_clear(enum config_type t, void *field)

@@ -14,10 +14,10 @@
  * already removed) for key @k into @field, its slot in struct config,
  * replacing what was there. "" stores "unset" (NULL, an empty list); whether
  * that is allowed is the caller's decision.
- * Returns 0, -EINVAL with @why saying what is wrong ("expected ..."), or -ENOMEM.
+ * Returns 0, -EINVAL with @err saying what is wrong ("expected ..."), or -ENOMEM.
  */
 int config_value_parse(const struct config_key *k, const char *value, void *field,
-                       char *why, size_t why_len);
+                       char *err, size_t err_len);
 
 /* config_value_clear() - free what @field of type @t owns; it is unset afterwards. */
 void config_value_clear(enum config_type t, void *field);

@@ -24,7 +24,8 @@
 #include <ini.h>
 
 #include "cashpay/config.h"
-#include "config-value.h"
+#include "cashpay/util.h"
+#include "src/core/config-value.h"
 
 #define OFF(field) offsetof(struct config, field)
 
@@ -353,15 +354,14 @@ static bool empty_allowed(const struct config_key *k)
         return k->default_value[0] == '\0';
 }
 
-/* Parse @value into @cfg. Returns 0, -EINVAL (with @why) or -ENOMEM. */
+/* Parse @value into @cfg. Returns 0, -EINVAL (with @err) or -ENOMEM. */
 static int key_set(const struct config_key *k, struct config *cfg, const char *value,
-                   char *why, size_t why_len)
+                   char *err, size_t err_len)
 {
         if (value[0] == '\0' && !empty_allowed(k)) {
-                snprintf(why, why_len, "a value is required");
-                return -EINVAL;
+                return err_set(err, err_len, -EINVAL, "a value is required");
         }
-        return config_value_parse(k, value, field_of(k, cfg), why, why_len);
+        return config_value_parse(k, value, field_of(k, cfg), err, err_len);
 }
 
 static void key_clear(const struct config_key *k, struct config *cfg)
@@ -426,16 +426,20 @@ static int rule_fail(const struct rule_ctx *c, const void *f1, const void *f2,
         unsigned l1 = line_of(c, f1), l2 = f2 ? line_of(c, f2) : 0;
         unsigned line = l1 > l2 ? l1 : l2;
         const char *path = c->path ? c->path : "(defaults)";
-        char msg[256];
+        int n;
         va_list ap;
 
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
+        if (!c->err || c->err_len == 0)
+                return -EINVAL;
         if (line)
-                snprintf(c->err, c->err_len, "%s:%u: %s", path, line, msg);
+                n = snprintf(c->err, c->err_len, "%s:%u: ", path, line);
         else
-                snprintf(c->err, c->err_len, "%s: %s", path, msg);
+                n = snprintf(c->err, c->err_len, "%s: ", path);
+        if (n < 0 || (size_t) n >= c->err_len)
+                return -EINVAL;
+        va_start(ap, fmt);
+        err_setv(c->err + n, c->err_len - (size_t) n, -EINVAL, fmt, ap);
+        va_end(ap);
         return -EINVAL;
 }
 
@@ -541,13 +545,13 @@ void config_free(struct config *cfg)
 static int config_new_raw(struct config **ret)
 {
         struct config *cfg = calloc(1, sizeof(*cfg));
-        char why[256];
+        char err[256];
         int r;
 
         if (!cfg)
                 return -ENOMEM;
         for (size_t i = 0; i < N_KEYS; i++) {
-                r = key_set(&keys[i], cfg, keys[i].default_value, why, sizeof(why));
+                r = key_set(&keys[i], cfg, keys[i].default_value, err, sizeof(err));
                 if (r < 0) {
                         config_free(cfg);
                         return r;
@@ -599,16 +603,20 @@ static int parse_fail(struct parser *p, int r, const char *fmt, ...)
 /* Record the first error as "PATH:LINE: message"; returns 0 for inih. */
 static int parse_fail(struct parser *p, int r, const char *fmt, ...)
 {
-        char msg[512];
+        int n;
         va_list ap;
 
         if (p->r < 0)
                 return 0;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        snprintf(p->err, p->err_len, "%s:%u: %s", p->path, p->line, msg);
         p->r = r;
+        if (!p->err || p->err_len == 0)
+                return 0;
+        n = snprintf(p->err, p->err_len, "%s:%u: ", p->path, p->line);
+        if (n < 0 || (size_t) n >= p->err_len)
+                return 0;
+        va_start(ap, fmt);
+        err_setv(p->err + n, p->err_len - (size_t) n, r, fmt, ap);
+        va_end(ap);
         return 0;
 }
 
@@ -755,7 +763,7 @@ static int on_pair(void *user, const char *section, const char *name, const char
 {
         struct parser *p = user;
         const struct config_key *k;
-        char why[256], q[80];
+        char err[256], q[80];
         size_t i;
         int r;
 
@@ -766,12 +774,12 @@ static int on_pair(void *user, const char *section, const char *name, const char
                 return parse_fail(p, -EINVAL, "duplicate key '%s' in [%s] (first set on "
                                   "line %u)", name, section, p->lines[i]);
         p->lines[i] = p->line;
-        r = key_set(k, p->cfg, value, why, sizeof(why));
+        r = key_set(k, p->cfg, value, err, sizeof(err));
         if (r == -ENOMEM)
                 return parse_fail(p, r, "out of memory");
         if (r < 0)
                 return parse_fail(p, r, "[%s] %s = '%s': %s", section, name,
-                                  config_value_shown(value, strlen(value), q, sizeof(q)), why);
+                                  config_value_shown(value, strlen(value), q, sizeof(q)), err);
         return 1;
 }
 

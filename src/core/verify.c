@@ -27,6 +27,7 @@
 #include <openssl/params.h>
 
 #include "cashpay/verify.h"
+#include "cashpay/util.h"
 
 #if OPENSSL_VERSION_NUMBER < 0x30000000L
 #error "verify.c needs OpenSSL 3 (EVP_MAC)"
@@ -542,24 +543,11 @@ int verify_sign(const struct verify_params *p, const struct secret *secret,
 
 /* ---- the secret file ----------------------------------------------------- */
 
-__attribute__((format(printf, 4, 5)))
-static int fail(char *err, size_t err_len, int r, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (err && err_len > 0) {
-                va_start(ap, fmt);
-                vsnprintf(err, err_len, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
-
 static int fail_errno(char *err, size_t err_len, const char *path, int e)
 {
         char buf[128];
 
-        return fail(err, err_len, -e, "%s: %s", path, strerror_r(e, buf, sizeof(buf)));
+        return err_set(err, err_len, -e, "%s: %s", path, strerror_r(e, buf, sizeof(buf)));
 }
 
 static int read_all(int fd, char *buf, size_t max, size_t *ret_len)
@@ -616,11 +604,11 @@ static int secret_from_whsec(const char *path, size_t line, struct span s, struc
 {
         size_t plen = strlen(SW_SECRET_PREFIX);
         if (s.n < plen || memcmp(s.p, SW_SECRET_PREFIX, plen) != 0)
-                return fail(err, err_len, -EINVAL, "%s: line %zu: secret does not start with "
+                return err_set(err, err_len, -EINVAL, "%s: line %zu: secret does not start with "
                             SW_SECRET_PREFIX, path, line);
         /* Named for what it is before the decoder, whose buffer it would not fit. */
         if (s.n - plen > SW_SECRET_TEXT_MAX)
-                return fail(err, err_len, -EINVAL, "%s: line %zu: secret longer than %d bytes",
+                return err_set(err, err_len, -EINVAL, "%s: line %zu: secret longer than %d bytes",
                             path, line, VERIFY_SECRET_MAX);
 
         uint8_t buf[VERIFY_SECRET_MAX + 3];
@@ -632,10 +620,10 @@ static int secret_from_whsec(const char *path, size_t line, struct span s, struc
         }
         OPENSSL_cleanse(buf, sizeof(buf));
         if (!ok || n == 0)
-                return fail(err, err_len, -EINVAL, "%s: line %zu: secret is not "
+                return err_set(err, err_len, -EINVAL, "%s: line %zu: secret is not "
                             SW_SECRET_PREFIX " followed by padded base64", path, line);
         if (n > VERIFY_SECRET_MAX)
-                return fail(err, err_len, -EINVAL, "%s: line %zu: secret longer than %d bytes",
+                return err_set(err, err_len, -EINVAL, "%s: line %zu: secret longer than %d bytes",
                             path, line, VERIFY_SECRET_MAX);
         return 0;
 }
@@ -647,7 +635,7 @@ static int decode_secret(const char *path, size_t line, struct span s,
         if (scheme == VERIFY_STANDARD_WEBHOOKS)
                 return secret_from_whsec(path, line, s, ret, err, err_len);
         if (s.n > VERIFY_SECRET_MAX)
-                return fail(err, err_len, -EINVAL, "%s: line %zu: secret longer than %d bytes",
+                return err_set(err, err_len, -EINVAL, "%s: line %zu: secret longer than %d bytes",
                             path, line, VERIFY_SECRET_MAX);
         memcpy(ret->bytes, s.p, s.n); /* hmac: the line's bytes are the key */
         ret->len = s.n;
@@ -658,13 +646,13 @@ static int parse_line(const char *path, size_t line, struct span s, enum verify_
                       struct secret_set *ret, char *err, size_t err_len)
 {
         if (memchr(s.p, '\0', s.n))
-                return fail(err, err_len, -EINVAL, "%s: line %zu: contains a NUL byte", path, line);
+                return err_set(err, err_len, -EINVAL, "%s: line %zu: contains a NUL byte", path, line);
 
         s = trim_secret_line(s);
         if (s.n == 0 || s.p[0] == '#')
                 return 0;
         if (ret->n == VERIFY_MAX_SECRETS)
-                return fail(err, err_len, -E2BIG, "%s: line %zu: more than %d secrets",
+                return err_set(err, err_len, -E2BIG, "%s: line %zu: more than %d secrets",
                             path, line, VERIFY_MAX_SECRETS);
 
         int r = decode_secret(path, line, s, scheme, &ret->items[ret->n], err, err_len);
@@ -680,7 +668,7 @@ static int parse_secrets(const char *path, const char *buf, size_t len,
         size_t pos = 0, line = 0;
 
         if (len > VERIFY_SECRET_FILE_MAX)
-                return fail(err, err_len, -EFBIG, "%s: larger than %d bytes", path,
+                return err_set(err, err_len, -EFBIG, "%s: larger than %d bytes", path,
                             VERIFY_SECRET_FILE_MAX);
 
         while (pos < len) {
@@ -695,7 +683,7 @@ static int parse_secrets(const char *path, const char *buf, size_t len,
                         return r;
         }
         if (ret->n == 0)
-                return fail(err, err_len, -EINVAL, "%s: no secret in the file", path);
+                return err_set(err, err_len, -EINVAL, "%s: no secret in the file", path);
         return 0;
 }
 
@@ -707,9 +695,9 @@ static int secrets_start(const char *name, enum verify_scheme scheme, struct sec
                 return -EINVAL;
         verify_secrets_wipe(ret);
         if (!name || !*name)
-                return fail(err, err_len, -EINVAL, "no secret file configured");
+                return err_set(err, err_len, -EINVAL, "no secret file configured");
         if (scheme != VERIFY_HMAC && scheme != VERIFY_STANDARD_WEBHOOKS)
-                return fail(err, err_len, -EINVAL, "%s: verify scheme takes no secrets", name);
+                return err_set(err, err_len, -EINVAL, "%s: verify scheme takes no secrets", name);
         return 0;
 }
 
@@ -720,7 +708,7 @@ int verify_secrets_parse(const char *name, const void *buf, size_t len,
         int r = secrets_start(name, scheme, ret, err, err_len);
 
         if (r == 0 && !buf && len > 0)
-                r = fail(err, err_len, -EINVAL, "%s: no buffer", name);
+                r = err_set(err, err_len, -EINVAL, "%s: no buffer", name);
         if (r == 0)
                 r = parse_secrets(name, buf, len, scheme, ret, err, err_len);
         if (r < 0 && ret)

@@ -194,7 +194,7 @@ int ctl_open_store(struct ctl *c, enum ctl_store_mode mode)
                 .read_only = mode == CTL_STORE_READ,
                 .migrate = mode == CTL_STORE_MIGRATE,
         };
-        r = store_open(&opts, &c->store, err, sizeof(err));
+        r = store_new(&opts, &c->store, err, sizeof(err));
         /* The store's sentence is the better one, except for a lock, where the
          * operator needs to hear it is transient. */
         if (r < 0 && err[0] && r != -EBUSY)

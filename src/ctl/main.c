@@ -156,7 +156,7 @@ static int parse_global(struct ctl *c, int argc, char **argv)
 
 static void ctl_done(struct ctl *c)
 {
-        store_close(c->store);
+        store_free(c->store);
         config_free(c->cfg);
 }
 

@@ -14,12 +14,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "admin.h"
 #include "cashpay/log.h"
 #include "cashpay/timeutil.h"
-#include "deadline.h"
-#include "http.h"
-#include "metrics.h"
+#include "src/daemon/admin.h"
+#include "src/daemon/deadline.h"
+#include "src/daemon/http.h"
+#include "src/daemon/metrics.h"
 
 #define MAX_ADMIN 16
 
@@ -191,7 +191,7 @@ int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_s
                 if (!srv->daemons[i]) {
                         runtime_settings_release(rt);
                         snprintf(err, err_len, "cannot start the admin server on socket %d", fds[i]);
-                        admin_free(srv);
+                        admin_stop(srv);
                         return -EIO;
                 }
                 srv->n++;
@@ -213,7 +213,7 @@ void admin_expire(struct admin_server *srv, int64_t now_ms)
                          "request within %lld s", n, (long long) (srv->request_timeout_ms / 1000));
 }
 
-void admin_free(struct admin_server *srv)
+void admin_stop(struct admin_server *srv)
 {
         if (!srv)
                 return;

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime.h"
+#include "src/daemon/runtime.h"
 
 struct admin_server;
 
@@ -17,7 +17,7 @@ int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_s
  * within [admin] request_timeout (see deadline.h). From the main loop. NULL-safe.
  */
 void admin_expire(struct admin_server *srv, int64_t now_ms);
-void admin_free(struct admin_server *srv);
+void admin_stop(struct admin_server *srv);
 
 /*
  * admin_health() - 0 when the database answers a read and the writer is

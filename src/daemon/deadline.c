@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
-#include "deadline.h"
+#include "src/daemon/deadline.h"
 
 struct deadline {
         struct deadline_list *list;

@@ -26,9 +26,9 @@
 #include "cashpay/page.h"
 #include "cashpay/timeutil.h"
 #include "cashpay/verify.h"
-#include "deadline.h"
-#include "http.h"
-#include "metrics.h"
+#include "src/daemon/deadline.h"
+#include "src/daemon/http.h"
+#include "src/daemon/metrics.h"
 
 #define MAX_DAEMONS 16
 #define RETRY_AFTER_SECONDS "5"
@@ -525,8 +525,7 @@ static enum MHD_Result enqueue_webhook(struct MHD_Connection *conn, const struct
                 return respond_unavailable(conn);
         int r = classify(conn, s, req, &job->delivery);
         if (r < 0) {
-                log_warning("webhook from %s answered 503: %s", job->delivery.remote_addr,
-                            strerror(-r));
+                log_warning_errno(r, "webhook from %s answered 503", job->delivery.remote_addr);
                 job_unref(job);
                 return respond_unavailable(conn);
         }
@@ -951,7 +950,7 @@ int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_ser
                 if (!srv->daemons[i]) {
                         runtime_settings_release(rt);
                         snprintf(err, err_len, "cannot start the HTTP server on socket %d", fds[i]);
-                        http_free(srv);
+                        http_stop(srv);
                         return -EIO;
                 }
                 srv->n++;
@@ -979,7 +978,7 @@ void http_quiesce(struct http_server *srv)
                 MHD_quiesce_daemon(srv->daemons[i]);
 }
 
-void http_free(struct http_server *srv)
+void http_stop(struct http_server *srv)
 {
         if (!srv)
                 return;

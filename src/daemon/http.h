@@ -12,12 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime.h"
+#include "src/daemon/runtime.h"
 
 struct http_server;
 
 /* One MHD daemon per listening socket (MHD takes one socket each).
- * The sockets stay owned by the caller until http_free(). */
+ * The sockets stay owned by the caller until http_stop(). */
 int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_server **ret,
                char *err, size_t err_len);
 
@@ -33,8 +33,8 @@ unsigned http_thread_count(const struct config *cfg);
 /* http_quiesce() - stop accepting new connections; in-flight ones go on. */
 void http_quiesce(struct http_server *srv);
 
-/* http_free() - stop the MHD daemons (closing idle connections). NULL-safe. */
-void http_free(struct http_server *srv);
+/* http_stop() - stop the MHD daemons (closing idle connections). NULL-safe. */
+void http_stop(struct http_server *srv);
 
 /* Shared with admin.c: a response with a copied body and a Content-Type. */
 struct MHD_Connection;

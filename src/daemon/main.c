@@ -15,15 +15,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "admin.h"
 #include "build-config.h"
 #include "cashpay/log.h"
-#include "cashpay/service.h"
 #include "cashpay/timeutil.h"
-#include "http.h"
-#include "metrics.h"
-#include "net.h"
-#include "runtime.h"
+#include "src/daemon/admin.h"
+#include "src/daemon/http.h"
+#include "src/daemon/metrics.h"
+#include "src/daemon/net.h"
+#include "src/daemon/runtime.h"
+#include "src/daemon/service.h"
 
 #define TICK_MS 100
 #define STATUS_EVERY_MS 1000
@@ -190,20 +190,16 @@ static int open_database(struct daemon *dmn, const struct config *cfg)
         };
         int r = ensure_parent_dir(cfg->database.path);
 
-        if (r < 0) {
-                log_err("cannot create the directory of %s: %s", cfg->database.path, strerror(-r));
-                return r;
-        }
-        r = store_open(&opts, &dmn->store, err, sizeof(err));
-        if (r < 0) {
-                log_err("%s", err);
-                return r;
-        }
+        if (r < 0)
+                return log_err_errno(r, "cannot create the directory of %s", cfg->database.path);
+        r = store_new(&opts, &dmn->store, err, sizeof(err));
+        if (r < 0)
+                return log_err_return(r, "%s", err);
         /* One reader per HTTP thread, plus one for the admin listener. */
         r = reader_pool_new(cfg, http_thread_count(cfg) + 1, &dmn->rt.readers, err, sizeof(err));
         if (r < 0)
-                log_err("%s", err);
-        return r;
+                return log_err_return(r, "%s", err);
+        return 0;
 }
 
 static int bind_all(const struct listen_list *list, int *fds, size_t *n)
@@ -212,10 +208,8 @@ static int bind_all(const struct listen_list *list, int *fds, size_t *n)
 
         for (size_t i = 0; i < list->n && *n < 16; i++) {
                 int fd = net_listen(&list->items[i], err, sizeof(err));
-                if (fd < 0) {
-                        log_err("%s", err);
-                        return fd;
-                }
+                if (fd < 0)
+                        return log_err_return(fd, "%s", err);
                 fds[(*n)++] = fd;
         }
         return 0;
@@ -228,18 +222,15 @@ static int take_sockets(struct daemon *dmn, const struct config *cfg)
         struct service_sockets *s = &dmn->sockets;
         int r = service_listen_fds(s, err, sizeof(err));
 
-        if (r < 0) {
-                log_err("%s", err);
-                return r;
-        }
+        if (r < 0)
+                return log_err_return(r, "%s", err);
         if (s->n_http == 0 && (r = bind_all(&cfg->http.listen, s->http, &s->n_http)) < 0)
                 return r;
         if (s->n_admin == 0 && (r = bind_all(&cfg->admin.listen, s->admin, &s->n_admin)) < 0)
                 return r;
-        if (s->n_http == 0) {
-                log_err("no listening socket: set [http] listen or use socket activation");
-                return -EINVAL;
-        }
+        if (s->n_http == 0)
+                return log_err_return(-EINVAL, "no listening socket: set [http] listen or use "
+                                      "socket activation");
         return 0;
 }
 
@@ -257,17 +248,16 @@ static int start_serving(struct daemon *dmn, const struct config *cfg)
         };
         int r = writer_start(dmn->store, &wopts, on_batch, dmn, &dmn->rt.writer);
 
-        if (r < 0) {
-                log_err("cannot start the writer thread: %s", strerror(-r));
-                return r;
-        }
-        r = http_start(&dmn->rt, dmn->sockets.http, dmn->sockets.n_http, &dmn->http, err, sizeof(err));
-        if (r == 0)
-                r = admin_start(&dmn->rt, dmn->sockets.admin, dmn->sockets.n_admin, &dmn->admin,
-                                err, sizeof(err));
         if (r < 0)
-                log_err("%s", err);
-        return r;
+                return log_err_errno(r, "cannot start the writer thread");
+        r = http_start(&dmn->rt, dmn->sockets.http, dmn->sockets.n_http, &dmn->http, err, sizeof(err));
+        if (r < 0)
+                return log_err_return(r, "%s", err);
+        r = admin_start(&dmn->rt, dmn->sockets.admin, dmn->sockets.n_admin, &dmn->admin,
+                        err, sizeof(err));
+        if (r < 0)
+                return log_err_return(r, "%s", err);
+        return 0;
 }
 
 static void announce(const struct config *cfg, const struct daemon *dmn)
@@ -465,8 +455,8 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
                 log_warning("%d request(s) still in flight after the drain period",
                             atomic_load(&dmn->rt.in_flight));
         /* Every suspended connection resumed (503) before the listeners stop. */
-        writer_close(dmn->rt.writer);
-        http_free(dmn->http);
+        writer_shutdown(dmn->rt.writer);
+        http_stop(dmn->http);
         dmn->http = NULL;
         writer_stop(dmn->rt.writer);
         dmn->rt.writer = NULL;
@@ -474,11 +464,11 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
 
 static void teardown(struct daemon *dmn)
 {
-        admin_free(dmn->admin);
-        http_free(dmn->http);
+        admin_stop(dmn->admin);
+        http_stop(dmn->http);
         writer_stop(dmn->rt.writer);
         reader_pool_free(dmn->rt.readers);
-        store_close(dmn->store); /* checkpoints the WAL */
+        store_free(dmn->store); /* checkpoints the WAL */
         for (size_t i = 0; i < dmn->sockets.n_http; i++)
                 close(dmn->sockets.http[i]);
         for (size_t i = 0; i < dmn->sockets.n_admin; i++)
@@ -519,8 +509,8 @@ static int load_settings(const char *path, struct settings **ret)
         log_init("cashpayd", cfg->log.level);
         r = settings_new(cfg, ret, err, sizeof(err));
         if (r < 0)
-                log_err("%s", err);
-        return r;
+                return log_err_return(r, "%s", err);
+        return 0;
 }
 
 int main(int argc, char **argv)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "build-config.h"
-#include "metrics.h"
+#include "src/daemon/metrics.h"
 
 typedef _Atomic uint64_t counter_t;
 

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "runtime.h"
+#include "src/daemon/runtime.h"
 
 int settings_new(struct config *cfg, struct settings **ret, char *err, size_t err_len)
 {
@@ -91,7 +91,7 @@ int reader_pool_new(const struct config *cfg, unsigned size, struct reader_pool 
                 return -ENOMEM;
         }
         for (unsigned i = 0; i < size; i++) {
-                int r = store_open(&opts, &pool->all[i], err, err_len);
+                int r = store_new(&opts, &pool->all[i], err, err_len);
                 if (r < 0) {
                         reader_pool_free(pool);
                         return r;
@@ -108,7 +108,7 @@ void reader_pool_free(struct reader_pool *pool)
         if (!pool)
                 return;
         for (unsigned i = 0; i < pool->size; i++)
-                store_close(pool->all[i]);
+                store_free(pool->all[i]);
         free(pool->all);
         free(pool->free_list);
         pthread_cond_destroy(&pool->available);

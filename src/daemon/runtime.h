@@ -11,8 +11,9 @@
 
 #include "cashpay/config.h"
 #include "cashpay/store.h"
+#include "cashpay/util.h"
 #include "cashpay/verify.h"
-#include "writer.h"
+#include "src/daemon/writer.h"
 
 /* An immutable snapshot of everything a request needs from the config. */
 struct settings {
@@ -38,6 +39,7 @@ struct runtime {
  */
 int settings_new(struct config *cfg, struct settings **ret, char *err, size_t err_len);
 void settings_free(struct settings *s);
+DEFINE_FREEP(struct settings, settings_free)
 
 /* Read access for the duration of one handler call. */
 const struct settings *runtime_settings_acquire(struct runtime *rt);

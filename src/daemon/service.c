@@ -24,7 +24,8 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "cashpay/service.h"
+#include "cashpay/util.h"
+#include "src/daemon/service.h"
 
 #define SERVICE_MAX_FDS (sizeof(((struct service_sockets *) 0)->http) / sizeof(int))
 #define STATUS_MAX 512
@@ -64,22 +65,19 @@ static int add_fd(struct service_sockets *s, int fd, const char *name, char *err
         enum fd_kind kind = classify_name(name);
         int r;
 
-        if (kind == FD_UNKNOWN) {
-                snprintf(err, err_len, "passed socket %d has unknown FileDescriptorName \"%s\" "
-                         "(expected \"%s\" or \"%s\")", fd, name,
-                         SERVICE_FD_NAME_HTTP, SERVICE_FD_NAME_ADMIN);
-                return -EINVAL;
-        }
+        if (kind == FD_UNKNOWN)
+                return err_set(err, err_len, -EINVAL,
+                               "passed socket %d has unknown FileDescriptorName \"%s\" "
+                               "(expected \"%s\" or \"%s\")", fd, name,
+                               SERVICE_FD_NAME_HTTP, SERVICE_FD_NAME_ADMIN);
         r = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1);
-        if (r <= 0) {
-                snprintf(err, err_len, "passed descriptor %d (\"%s\") is not a listening stream socket",
-                         fd, name ? name : "");
-                return r < 0 ? r : -EINVAL;
-        }
-        if (kind == FD_HTTP ? s->n_http >= SERVICE_MAX_FDS : s->n_admin >= SERVICE_MAX_FDS) {
-                snprintf(err, err_len, "more than %zu passed sockets of one kind", SERVICE_MAX_FDS);
-                return -E2BIG;
-        }
+        if (r <= 0)
+                return err_set(err, err_len, r < 0 ? r : -EINVAL,
+                               "passed descriptor %d (\"%s\") is not a listening stream socket",
+                               fd, name ? name : "");
+        if (kind == FD_HTTP ? s->n_http >= SERVICE_MAX_FDS : s->n_admin >= SERVICE_MAX_FDS)
+                return err_set(err, err_len, -E2BIG,
+                               "more than %zu passed sockets of one kind", SERVICE_MAX_FDS);
         if (kind == FD_HTTP)
                 s->http[s->n_http++] = fd;
         else
@@ -97,10 +95,8 @@ int service_listen_fds(struct service_sockets *ret, char *err, size_t err_len)
                 err[0] = '\0';
         /* Unset $LISTEN_* so that nothing we spawn believes they are its own. */
         n = sd_listen_fds_with_names(1, &names);
-        if (n < 0) {
-                snprintf(err, err_len, "cannot read passed sockets: %s", strerror(-n));
-                return n;
-        }
+        if (n < 0)
+                return err_set(err, err_len, n, "cannot read passed sockets: %s", strerror(-n));
         for (int i = 0; i < n && r == 0; i++)
                 r = add_fd(ret, SD_LISTEN_FDS_START + i, names ? names[i] : NULL, err, err_len);
         free_names(names);

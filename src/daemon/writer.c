@@ -9,7 +9,7 @@
 
 #include "cashpay/log.h"
 #include "cashpay/timeutil.h"
-#include "writer.h"
+#include "src/daemon/writer.h"
 
 /* After this long without work the writer checkpoints the WAL and looks at
  * the database file; past wal_limit it tries to truncate the WAL at most
@@ -34,7 +34,7 @@ struct writer {
         pthread_mutex_t lock;
         pthread_cond_t wake;
         bool stopping;
-        bool closed;              /* writer_close(): no more jobs */
+        bool closed;              /* writer_shutdown(): no more jobs */
 
         struct job *head, *tail;  /* FIFO, guarded by lock */
         unsigned depth;           /* jobs in the FIFO */
@@ -382,7 +382,7 @@ void writer_expire(struct writer *w, int64_t now_ms)
         pthread_mutex_unlock(&w->lock);
 }
 
-void writer_close(struct writer *w)
+void writer_shutdown(struct writer *w)
 {
         pthread_mutex_lock(&w->lock);
         w->closed = true;

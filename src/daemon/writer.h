@@ -78,12 +78,12 @@ void job_unref(struct job *job);
 int writer_submit(struct writer *w, struct job *job);
 
 /*
- * writer_close() - refuse further jobs (writer_submit() says -ESHUTDOWN) and
+ * writer_shutdown() - refuse further jobs (writer_submit() says -ESHUTDOWN) and
  * answer every job not yet answered with -ESHUTDOWN, so that no connection
  * stays suspended (libmicrohttpd aborts when stopped with one). The thread
  * goes on until writer_stop().
  */
-void writer_close(struct writer *w);
+void writer_shutdown(struct writer *w);
 
 /* writer_expire() - answer every job past its deadline with -ETIMEDOUT. */
 void writer_expire(struct writer *w, int64_t now_ms);

@@ -194,7 +194,7 @@ static void bind_check(int *r, int rc)
 
 int store_admin_list_orders(struct store *s, const struct order_filter *f, struct order_list *ret)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         *ret = (struct order_list) { 0 };
@@ -222,7 +222,7 @@ int store_admin_list_orders(struct store *s, const struct order_filter *f, struc
 int store_admin_list_deliveries(struct store *s, const struct delivery_filter *f,
                                 struct delivery_list *ret)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         *ret = (struct delivery_list) { 0 };
@@ -245,7 +245,7 @@ int store_admin_list_deliveries(struct store *s, const struct delivery_filter *f
 int store_admin_list_deliveries_for(struct store *s, const char *charge_id,
                                     struct delivery_list *ret)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         *ret = (struct delivery_list) { 0 };
@@ -265,7 +265,7 @@ int store_admin_list_deliveries_for(struct store *s, const char *charge_id,
 int store_admin_list_events(struct store *s, int64_t after_id, const char *charge_id,
                             unsigned limit, struct event_list *ret)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         *ret = (struct event_list) { 0 };
@@ -292,7 +292,7 @@ int store_admin_list_events(struct store *s, int64_t after_id, const char *charg
 static int update_one(struct store *s, const char *sql, const char *charge_id,
                       const char *now_iso, bool *ret_changed)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r, rc;
 
         r = store_prepare(s, sql, &st);

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "cashpay/store.h"
+#include "cashpay/util.h"
 
 /*
  * Statements prepared once per handle, on first use (store-sqlite.c holds
@@ -68,7 +69,7 @@ struct store {
  * store_errno_from_sqlite() - map an SQLite (extended) result code to a
  * negative errno. Transient, worth a 503 and a retry: BUSY/LOCKED -> -EBUSY,
  * FULL -> -ENOSPC, IOERR* -> -EIO (IOERR_NOMEM -> -ENOMEM), READONLY ->
- * -EROFS, NOMEM -> -ENOMEM, CANTOPEN -> -EACCES (store_open() tells
+ * -EROFS, NOMEM -> -ENOMEM, CANTOPEN -> -EACCES (store_new() tells
  * -ENOENT apart itself), PERM/AUTH -> -EACCES. Permanent, the request
  * itself is at fault: CONSTRAINT/MISMATCH/RANGE -> -EINVAL, TOOBIG -> -E2BIG.
  * Anything else (CORRUPT, NOTADB, ERROR, …) -> -EIO. OK/ROW/DONE -> 0.
@@ -89,7 +90,7 @@ void store_finalize_all(struct store *s);
 /*
  * store_migrate() - compare the database's user_version with the schema
  * this binary carries; with @apply, run the missing migrations (one
- * transaction each), else refuse any difference. @err as for store_open().
+ * transaction each), else refuse any difference. @err as for store_new().
  * Returns 0, -EPROTO or an errno of store_errno_from_sqlite().
  */
 int store_migrate(struct store *s, bool apply, char *err, size_t err_len);
@@ -130,8 +131,8 @@ int store_exec(struct store *s, const char *sql);
 /* store_reset() - sqlite3_reset + sqlite3_clear_bindings; NULL-safe. */
 void store_reset(sqlite3_stmt *st);
 
-/* store_finalizep() - for __attribute__((cleanup(store_finalizep))). */
-void store_finalizep(sqlite3_stmt **st);
+/* sqlite3_finalizep() - for _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL; */
+DEFINE_FREEP(sqlite3_stmt, sqlite3_finalize)
 
 /* store_bind_text_or_null() - bind @text (NUL-terminated, copied
  * transiently) or NULL when @text is NULL or "". */

@@ -23,7 +23,7 @@ int store_schema_version(void)
 
 int store_user_version(struct store *s, int *ret)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r, rc;
 
         r = store_prepare(s, "PRAGMA user_version", &st);
@@ -115,11 +115,9 @@ int store_migrate(struct store *s, bool apply, char *err, size_t err_len)
         int version, r;
 
         r = store_user_version(s, &version);
-        if (r < 0) {
-                snprintf(err, err_len, "cannot read the schema version: %s",
-                         sqlite3_errmsg(s->db));
-                return r;
-        }
+        if (r < 0)
+                return err_set(err, err_len, r, "cannot read the schema version: %s",
+                               sqlite3_errmsg(s->db));
         r = check_version(version, apply, err, err_len);
         if (r < 0)
                 return r;
@@ -134,10 +132,8 @@ int store_migrate(struct store *s, bool apply, char *err, size_t err_len)
                 return 0;
         /* a newer binary may have migrated further while we were at it */
         r = store_user_version(s, &version);
-        if (r < 0) {
-                snprintf(err, err_len, "cannot read the schema version: %s",
-                         sqlite3_errmsg(s->db));
-                return r;
-        }
+        if (r < 0)
+                return err_set(err, err_len, r, "cannot read the schema version: %s",
+                               sqlite3_errmsg(s->db));
         return check_version(version, false, err, err_len);
 }

@@ -209,13 +209,6 @@ void store_rollback(struct store *s)
                 (void) run_cached(s, STMT_ROLLBACK);
 }
 
-void store_finalizep(sqlite3_stmt **st)
-{
-        if (*st)
-                sqlite3_finalize(*st);
-        *st = NULL;
-}
-
 int store_bind_text_or_null(sqlite3_stmt *st, int idx, const char *text)
 {
         int rc;

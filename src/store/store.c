@@ -36,7 +36,7 @@ static const char *const synchronous_names[] = {
         [DB_SYNC_EXTRA] = "EXTRA",
 };
 
-static int store_new(const struct store_options *opts, struct store **ret)
+static int store_alloc(const struct store_options *opts, struct store **ret)
 {
         struct store *s;
 
@@ -59,7 +59,8 @@ static int store_new(const struct store_options *opts, struct store **ret)
         return 0;
 }
 
-static void store_free(struct store *s)
+/* The handle and its connection, without the checkpoint store_free() runs. */
+static void store_release(struct store *s)
 {
         store_finalize_all(s);
         if (s->db && sqlite3_close(s->db) != SQLITE_OK)
@@ -107,16 +108,13 @@ static int open_db(struct store *s, bool create, char *err, size_t err_len)
         if (create)
                 flags |= SQLITE_OPEN_CREATE;
         rc = sqlite3_open_v2(s->path, &s->db, flags, NULL);
-        if (rc != SQLITE_OK) {
-                snprintf(err, err_len, "cannot open database %s: %s", s->path,
-                         s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-                return s->db ? open_errno(s->db, rc) : -ENOMEM;
-        }
+        if (rc != SQLITE_OK)
+                return err_set(err, err_len, s->db ? open_errno(s->db, rc) : -ENOMEM,
+                               "cannot open database %s: %s", s->path,
+                               s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
         /* SQLite quietly falls back to read-only when the file is not writable */
-        if (!s->read_only && sqlite3_db_readonly(s->db, "main") == 1) {
-                snprintf(err, err_len, "database %s is not writable", s->path);
-                return -EACCES;
-        }
+        if (!s->read_only && sqlite3_db_readonly(s->db, "main") == 1)
+                return err_set(err, err_len, -EACCES, "database %s is not writable", s->path);
         sqlite3_extended_result_codes(s->db, 1);
         sqlite3_busy_timeout(s->db, (int) (s->busy_timeout_ms > INT32_MAX ? INT32_MAX
                                                                           : s->busy_timeout_ms));
@@ -127,38 +125,39 @@ static int pragma(struct store *s, const char *sql, char *err, size_t err_len)
 {
         int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 
-        if (rc != SQLITE_OK) {
-                snprintf(err, err_len, "%s on %s failed: %s", sql, s->path,
-                         sqlite3_errmsg(s->db));
-                return store_errno_from_sqlite(rc);
-        }
+        if (rc != SQLITE_OK)
+                return err_set(err, err_len, store_errno_from_sqlite(rc),
+                               "%s on %s failed: %s", sql, s->path,
+                               sqlite3_errmsg(s->db));
         return 0;
 }
 
 /* journal_mode answers with the mode it ended up in; anything but wal is an error. */
+static int wal_fail(struct store *s, int r, char *err, size_t err_len)
+{
+        return err_set(err, err_len, r, "cannot put %s in WAL mode: %s", s->path,
+                       sqlite3_errmsg(s->db));
+}
+
 static int enable_wal(struct store *s, char *err, size_t err_len)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         const char *mode;
         int r, rc;
 
         r = store_prepare(s, "PRAGMA journal_mode = WAL", &st);
         if (r < 0)
-                goto fail;
+                return wal_fail(s, r, err, err_len);
         rc = sqlite3_step(st);
         r = rc == SQLITE_ROW ? 0 : store_errno_from_sqlite(rc);
         if (r < 0)
-                goto fail;
+                return wal_fail(s, r, err, err_len);
         mode = (const char *) sqlite3_column_text(st, 0);
-        if (!mode || strcmp(mode, "wal") != 0) {
-                snprintf(err, err_len, "cannot put %s in WAL mode (it stays in %s mode)",
-                         s->path, mode ? mode : "an unknown");
-                return -EIO;
-        }
+        if (!mode || strcmp(mode, "wal") != 0)
+                return err_set(err, err_len, -EIO,
+                               "cannot put %s in WAL mode (it stays in %s mode)",
+                               s->path, mode ? mode : "an unknown");
         return 0;
-fail:
-        snprintf(err, err_len, "cannot put %s in WAL mode: %s", s->path, sqlite3_errmsg(s->db));
-        return r < 0 ? r : -EIO;
 }
 
 /*
@@ -191,10 +190,8 @@ static int configure(struct store *s, enum db_synchronous sync, char *err, size_
 
         if (s->read_only)
                 return 0;
-        if ((unsigned) sync >= sizeof(synchronous_names) / sizeof(synchronous_names[0])) {
-                snprintf(err, err_len, "unknown synchronous setting %d", (int) sync);
-                return -EINVAL;
-        }
+        if ((unsigned) sync >= sizeof(synchronous_names) / sizeof(synchronous_names[0]))
+                return err_set(err, err_len, -EINVAL, "unknown synchronous setting %d", (int) sync);
         r = enable_wal(s, err, err_len);
         if (r < 0)
                 return r;
@@ -273,7 +270,7 @@ static void tune_sqlite_once(void)
         (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
-int store_open(const struct store_options *opts, struct store **ret, char *err, size_t err_len)
+int store_new(const struct store_options *opts, struct store **ret, char *err, size_t err_len)
 {
         static pthread_once_t tuned = PTHREAD_ONCE_INIT;
         struct store *s;
@@ -283,30 +280,25 @@ int store_open(const struct store_options *opts, struct store **ret, char *err, 
 
         if (err_len > 0)
                 err[0] = '\0';
-        if (!opts || !opts->path || !opts->path[0] || !ret) {
-                snprintf(err, err_len, "no database path given");
-                return -EINVAL;
-        }
-        if (sqlite3_libversion_number() < STORE_SQLITE_MIN) {
-                snprintf(err, err_len, "SQLite %s is too old: 3.37 or newer is needed",
-                         sqlite3_libversion());
-                return -ENOTSUP;
-        }
-        r = store_new(opts, &s);
-        if (r < 0) {
-                snprintf(err, err_len, "out of memory");
-                return r;
-        }
+        if (!opts || !opts->path || !opts->path[0] || !ret)
+                return err_set(err, err_len, -EINVAL, "no database path given");
+        if (sqlite3_libversion_number() < STORE_SQLITE_MIN)
+                return err_set(err, err_len, -ENOTSUP,
+                               "SQLite %s is too old: 3.37 or newer is needed",
+                               sqlite3_libversion());
+        r = store_alloc(opts, &s);
+        if (r < 0)
+                return err_set(err, err_len, r, "out of memory");
         r = open_and_migrate(s, opts, err, err_len);
         if (r < 0) {
-                store_free(s);
+                store_release(s);
                 return r;
         }
         *ret = s;
         return 0;
 }
 
-void store_close(struct store *s)
+void store_free(struct store *s)
 {
         if (!s)
                 return;
@@ -316,7 +308,7 @@ void store_close(struct store *s)
         if (s->db && !s->read_only)
                 (void) sqlite3_wal_checkpoint_v2(s->db, "main", SQLITE_CHECKPOINT_TRUNCATE,
                                                  NULL, NULL);
-        store_free(s);
+        store_release(s);
 }
 
 int store_get_order(struct store *s, const char *charge_id, struct order_record *ret)
