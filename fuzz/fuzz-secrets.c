@@ -1,6 +1,6 @@
 /*
- * fuzz-secrets — the secret file: verify_secrets_parse() on arbitrary file
- * content for both schemes, and verify_secrets_load() on the same bytes.
+ * fuzz-secrets — the secret file: secrets_parse() on arbitrary file
+ * content for both schemes, and secrets_load() on the same bytes.
  *
  * Input layout (see corpus/secrets/ for examples):
  *   byte 0   flags: 0x01 standard-webhooks (else hmac), 0x02 grow the file
@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "cashpay/secrets.h"
 #include "cashpay/verify.h"
 #include "fuzz/fuzz.h"
 
@@ -244,13 +245,13 @@ static void check_file(const uint8_t *buf, size_t len, enum verify_scheme scheme
         if (!from_file)
                 abort();
         memfile_write(&file, buf, len);
-        int fr = verify_secrets_load(file.path, scheme, from_file, ferr, sizeof(ferr));
+        int fr = secrets_load(file.path, scheme, from_file, ferr, sizeof(ferr));
         FUZZ_CHECK(fr == r, "from a file %d, from memory %d", fr, r);
         FUZZ_CHECK(memcmp(from_file, set, sizeof(*set)) == 0, "file and memory give other sets");
         FUZZ_CHECK(r == 0 || (strncmp(ferr, file.path, pl) == 0 &&
                               strcmp(ferr + pl, err + strlen(NAME)) == 0),
                    "message \"%s\" against \"%s\"", ferr, err);
-        verify_secrets_wipe(from_file);
+        secrets_wipe(from_file);
         free(from_file);
 }
 
@@ -260,7 +261,7 @@ static void check_no_scheme(const uint8_t *buf, size_t len, struct secret_set *s
         static const struct secret_set wiped;
         char err[512] = "";
 
-        FUZZ_CHECK(verify_secrets_parse(NAME, buf, len, VERIFY_NONE, set, err, sizeof(err)) ==
+        FUZZ_CHECK(secrets_parse(NAME, buf, len, VERIFY_NONE, set, err, sizeof(err)) ==
                    -EINVAL, "verify = none loaded secrets");
         FUZZ_CHECK(memcmp(set, &wiped, sizeof(*set)) == 0, "set not wiped");
         FUZZ_CHECK(strcmp(err, NAME ": verify scheme takes no secrets") == 0, "message %s", err);
@@ -301,7 +302,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!set || !e)
                 abort();
         memset(set, 0xa5, sizeof(*set)); /* must be wiped, whatever was there */
-        int r = verify_secrets_parse(NAME, buf, len, scheme, set, err, sizeof(err));
+        int r = secrets_parse(NAME, buf, len, scheme, set, err, sizeof(err));
         ref_parse(buf, len, scheme == VERIFY_STANDARD_WEBHOOKS, e);
         if (e->r < 0)
                 check_refused(e, r, set, err);
@@ -310,7 +311,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (flags & F_FILE)
                 check_file(buf, len, scheme, r, set, err);
         check_no_scheme(buf, len, set);
-        verify_secrets_wipe(set);
+        secrets_wipe(set);
         free(set);
         free(e);
         free(buf);

@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include "cashpay/config.h"
+#include "cashpay/secrets.h"
 #include "cashpay/verify.h"
 #include "tests/check.h"
 
@@ -144,7 +145,7 @@ static int load_text(const char *name, const char *text, enum verify_scheme sche
                      struct secret_set *set, char *err, size_t err_len)
 {
         const char *path = write_file(name, text, strlen(text));
-        return verify_secrets_load(path, scheme, set, err, err_len);
+        return secrets_load(path, scheme, set, err, err_len);
 }
 
 static struct verify_params hmac_params(enum hmac_algorithm alg, enum sig_encoding enc,
@@ -784,7 +785,7 @@ static void test_secrets_file_limits(void)
         char *huge = malloc(VERIFY_SECRET_FILE_MAX + 1);
         memset(huge, '#', VERIFY_SECRET_FILE_MAX + 1);
         const char *path = write_file("huge", huge, VERIFY_SECRET_FILE_MAX + 1);
-        CHECK_EQ_INT(verify_secrets_load(path, VERIFY_HMAC, &set, err, sizeof(err)), -EFBIG);
+        CHECK_EQ_INT(secrets_load(path, VERIFY_HMAC, &set, err, sizeof(err)), -EFBIG);
         free(huge);
 }
 
@@ -801,19 +802,19 @@ static void test_secrets_file_errors(void)
                                sizeof(err)), -EINVAL);
 
         snprintf(path, sizeof(path), "%s/does-not-exist", tmpdir);
-        CHECK_EQ_INT(verify_secrets_load(path, VERIFY_HMAC, &set, err, sizeof(err)), -ENOENT);
+        CHECK_EQ_INT(secrets_load(path, VERIFY_HMAC, &set, err, sizeof(err)), -ENOENT);
         CHECK(strstr(err, path) != NULL);
-        CHECK_EQ_INT(verify_secrets_load(tmpdir, VERIFY_HMAC, &set, err, sizeof(err)), -EISDIR);
+        CHECK_EQ_INT(secrets_load(tmpdir, VERIFY_HMAC, &set, err, sizeof(err)), -EISDIR);
         CHECK(strstr(err, tmpdir) != NULL);
 
         const char *p = write_file("nul", "abc\0def\n", 8);
-        CHECK_EQ_INT(verify_secrets_load(p, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(secrets_load(p, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
         CHECK(strstr(err, "NUL") != NULL);
 
         CHECK_EQ_INT(load_text("none", S1 "\n", VERIFY_NONE, &set, err, sizeof(err)), -EINVAL);
-        CHECK_EQ_INT(verify_secrets_load(NULL, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(secrets_load(NULL, VERIFY_HMAC, &set, err, sizeof(err)), -EINVAL);
         /* No room for a message is fine too. */
-        CHECK_EQ_INT(verify_secrets_load(path, VERIFY_HMAC, &set, NULL, 0), -ENOENT);
+        CHECK_EQ_INT(secrets_load(path, VERIFY_HMAC, &set, NULL, 0), -ENOENT);
 }
 
 /* The same format from memory: no NUL needed, the name stands for the path. */
@@ -823,27 +824,27 @@ static void test_secrets_parse_buffer(void)
         struct secret_set set;
         char err[256];
 
-        CHECK_EQ_INT(verify_secrets_parse("memory", text, sizeof(text) - 4, VERIFY_HMAC, &set, err,
+        CHECK_EQ_INT(secrets_parse("memory", text, sizeof(text) - 4, VERIFY_HMAC, &set, err,
                                           sizeof(err)), 0);
         CHECK_EQ_INT(set.n, 2);
         CHECK_EQ_INT(set.items[1].len, strlen(S2));
         CHECK(memcmp(set.items[1].bytes, S2, strlen(S2)) == 0);
 
-        CHECK_EQ_INT(verify_secrets_parse("memory", "abc\0", 4, VERIFY_HMAC, &set, err,
+        CHECK_EQ_INT(secrets_parse("memory", "abc\0", 4, VERIFY_HMAC, &set, err,
                                           sizeof(err)), -EINVAL);
         CHECK_STR(err, "memory: line 1: contains a NUL byte");
         CHECK_EQ_INT(set.n, 0);
-        CHECK_EQ_INT(verify_secrets_parse("memory", "", 0, VERIFY_HMAC, &set, err, sizeof(err)),
+        CHECK_EQ_INT(secrets_parse("memory", "", 0, VERIFY_HMAC, &set, err, sizeof(err)),
                      -EINVAL);
         CHECK_STR(err, "memory: no secret in the file");
-        CHECK_EQ_INT(verify_secrets_parse("memory", NULL, 0, VERIFY_HMAC, &set, err, sizeof(err)),
+        CHECK_EQ_INT(secrets_parse("memory", NULL, 0, VERIFY_HMAC, &set, err, sizeof(err)),
                      -EINVAL);
-        CHECK_EQ_INT(verify_secrets_parse("memory", NULL, 5, VERIFY_HMAC, &set, err, sizeof(err)),
+        CHECK_EQ_INT(secrets_parse("memory", NULL, 5, VERIFY_HMAC, &set, err, sizeof(err)),
                      -EINVAL);
-        CHECK_EQ_INT(verify_secrets_parse("memory", S1, strlen(S1), VERIFY_NONE, &set, err,
+        CHECK_EQ_INT(secrets_parse("memory", S1, strlen(S1), VERIFY_NONE, &set, err,
                                           sizeof(err)), -EINVAL);
         CHECK_EQ_INT(set.n, 0);
-        CHECK_EQ_INT(verify_secrets_parse(NULL, S1, strlen(S1), VERIFY_HMAC, &set, err,
+        CHECK_EQ_INT(secrets_parse(NULL, S1, strlen(S1), VERIFY_HMAC, &set, err,
                                           sizeof(err)), -EINVAL);
 
         /* The size limit holds for memory too: a comment line up to it, then a secret. */
@@ -851,10 +852,10 @@ static void test_secrets_parse_buffer(void)
         memset(big, '#', VERIFY_SECRET_FILE_MAX + 1);
         big[VERIFY_SECRET_FILE_MAX - 3] = '\n';
         memcpy(big + VERIFY_SECRET_FILE_MAX - 2, "k\n#", 3);
-        CHECK_EQ_INT(verify_secrets_parse("memory", big, VERIFY_SECRET_FILE_MAX, VERIFY_HMAC,
+        CHECK_EQ_INT(secrets_parse("memory", big, VERIFY_SECRET_FILE_MAX, VERIFY_HMAC,
                                           &set, err, sizeof(err)), 0);
         CHECK_EQ_INT(set.n, 1);
-        CHECK_EQ_INT(verify_secrets_parse("memory", big, VERIFY_SECRET_FILE_MAX + 1, VERIFY_HMAC,
+        CHECK_EQ_INT(secrets_parse("memory", big, VERIFY_SECRET_FILE_MAX + 1, VERIFY_HMAC,
                                           &set, err, sizeof(err)), -EFBIG);
         CHECK_EQ_INT(set.n, 0);
         CHECK_STR(err, "memory: larger than 65536 bytes");
@@ -891,7 +892,7 @@ static void test_sw_secret_too_long(void)
 
         for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
                 char *line = whsec_of_length(lengths[i]);
-                int r = verify_secrets_parse("sw", line, strlen(line), VERIFY_STANDARD_WEBHOOKS,
+                int r = secrets_parse("sw", line, strlen(line), VERIFY_STANDARD_WEBHOOKS,
                                              &set, err, sizeof(err));
 
                 if (lengths[i] <= VERIFY_SECRET_MAX) {
@@ -911,10 +912,10 @@ static void test_secrets_wipe(void)
         static const struct secret_set zero;
 
         set_of(&set, S1, S2);
-        verify_secrets_wipe(&set);
+        secrets_wipe(&set);
         CHECK_EQ_INT(set.n, 0);
         CHECK(memcmp(&set, &zero, sizeof(set)) == 0);
-        verify_secrets_wipe(NULL);
+        secrets_wipe(NULL);
 }
 
 /* ---- the rest ------------------------------------------------------------ */

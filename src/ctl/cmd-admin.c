@@ -11,6 +11,7 @@
 
 #include "cashpay/store-admin.h"
 #include "cashpay/timeutil.h"
+#include "cashpay/secrets.h"
 #include "cashpay/verify.h"
 #include "src/ctl/ctl.h"
 #include "src/ctl/output.h"
@@ -68,8 +69,8 @@ static int check_secrets(const struct config *cfg, char *note, size_t note_len,
         set = calloc(1, sizeof(*set));
         if (!set)
                 return -ENOMEM;
-        r = verify_secrets_load(cfg->webhook.secret_file, cfg->webhook.verify, set, err, err_len);
-        verify_secrets_wipe(set);
+        r = secrets_load(cfg->webhook.secret_file, cfg->webhook.verify, set, err, err_len);
+        secrets_wipe(set);
         free(set);
         if (r == -EACCES || r == -EPERM) {
                 snprintf(note, note_len, "%s: not readable by this user, secrets not checked",

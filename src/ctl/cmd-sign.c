@@ -16,6 +16,7 @@
 
 #include "cashpay/charge.h"
 #include "cashpay/timeutil.h"
+#include "cashpay/secrets.h"
 #include "cashpay/verify.h"
 #include "src/ctl/ctl.h"
 #include "src/ctl/output.h"
@@ -75,10 +76,10 @@ static int load_signing_secret(const struct config *cfg, struct secret *ret)
         set = calloc(1, sizeof(*set));
         if (!set)
                 return ctl_fail("out of memory");
-        r = verify_secrets_load(cfg->webhook.secret_file, cfg->webhook.verify, set, err, sizeof(err));
+        r = secrets_load(cfg->webhook.secret_file, cfg->webhook.verify, set, err, sizeof(err));
         if (r == 0)
                 *ret = set->items[0];
-        verify_secrets_wipe(set);
+        secrets_wipe(set);
         free(set);
         if (r < 0)
                 return ctl_fail("%s", err[0] ? err : strerror(-r));

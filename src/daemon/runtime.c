@@ -19,7 +19,7 @@ int settings_new(struct config *cfg, struct settings **ret, char *err, size_t er
         s->cfg = cfg;
         verify_params_from_config(cfg, &s->verify);
         if (cfg->webhook.verify != VERIFY_NONE) {
-                int r = verify_secrets_load(cfg->webhook.secret_file, cfg->webhook.verify,
+                int r = secrets_load(cfg->webhook.secret_file, cfg->webhook.verify,
                                             &s->secrets, err, err_len);
                 if (r < 0) {
                         settings_free(s);
@@ -34,7 +34,7 @@ void settings_free(struct settings *s)
 {
         if (!s)
                 return;
-        verify_secrets_wipe(&s->secrets);
+        secrets_wipe(&s->secrets);
         config_free(s->cfg);
         free(s);
 }

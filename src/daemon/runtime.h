@@ -12,6 +12,7 @@
 #include "cashpay/config.h"
 #include "cashpay/store.h"
 #include "cashpay/util.h"
+#include "cashpay/secrets.h"
 #include "cashpay/verify.h"
 #include "src/daemon/writer.h"
 
