@@ -1,6 +1,6 @@
 /*
  * config-value — parse, free and compare one value of the key table's types.
- * Internal to the config module (config.c and config-value.c).
+ * Internal to the config module (src/core/config*.c).
  */
 #pragma once
 

@@ -1,336 +1,35 @@
 /*
- * config — the one place that knows cashpayd's configuration.
+ * config — a struct config from the defaults or a file, freed, compared on
+ * reload.
  *
- * Everything about a key lives in one row of the table below: its type,
- * default, bounds, whether SIGHUP may change it, and its documentation. The
- * parser, the defaults, reload checks, the example file and the man page are
- * all derived from that table, so they cannot disagree with each other.
- * Checking a single value is config-value.c's job; the rules that tie keys
- * together (verify = none needs insecure_no_verify, paths must differ,
- * listeners must not overlap) are here.
- *
- * inih splits the file into sections and key/value pairs. Lines reach it
- * through our own reader, which counts lines (inih's callback does not get
- * the line number), removes comments and indentation itself (so the
- * behaviour does not depend on how inih was built: inline comments,
- * multi-line continuations) and rejects what inih would silently accept.
+ * The key table is config-keys.c, the reader config-read.c, the rules that
+ * tie keys together config-rules.c, and a single value's parsing
+ * config-value.c; this file puts them together through each key's offset
+ * into struct config.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <ini.h>
-
 #include "cashpay/config.h"
 #include "cashpay/util.h"
+#include "src/core/config-internal.h"
 #include "src/core/config-value.h"
 
-#define OFF(field) offsetof(struct config, field)
-
-/* Raw lines longer than this (comments included) are refused. */
-#define RAW_LINE_MAX 4096
-/* A config file has no business being longer than this. */
-#define LINES_MAX 100000u
-/* Upper bound on the rows of the table, for the per-parse bookkeeping. */
-#define KEYS_MAX 64
-
-/* Values are stored through int pointers; make sure that is their size. */
-_Static_assert(sizeof(enum verify_scheme) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum hmac_algorithm) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum sig_encoding) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum db_synchronous) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
-
-static const int log_level_values[] = {
-        LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_NOTICE, LOG_LEVEL_WARNING, LOG_LEVEL_ERR,
-};
-
-static const struct config_section sections[] = {
-        { "http", "The public listener: CashPay's webhooks, the customer's return page "
-                  "and the status endpoint." },
-        { "admin", "The operator's listener: /healthz and /metrics." },
-        { "webhook", "How webhooks are authenticated, filtered and recorded." },
-        { "database", "The SQLite database that fulfilment code reads." },
-        { "return", "The page the customer's browser comes back to after paying." },
-        { "log", "Logging to the journal or standard error." },
-};
-
-static const struct config_key keys[] = {
-        /* [http] */
-        { .section = "http", .name = "listen", .type = CONFIG_LISTEN,
-          .default_value = "0.0.0.0:8080", .min = 1, .max = CONFIG_LISTEN_MAX,
-          .offset = OFF(http.listen),
-          .doc = "Addresses the public listener binds: comma-separated host:port pairs with "
-                 "numeric hosts, IPv6 addresses in brackets (e.g. 0.0.0.0:8080, [::]:8080). "
-                 "Names are not resolved. Not used when systemd passes the listening sockets "
-                 "(socket activation)." },
-        { .section = "http", .name = "webhook_path", .type = CONFIG_URLPATH,
-          .default_value = "/cashpay/webhook", .max = 128, .offset = OFF(http.webhook_path),
-          .doc = "Path of the webhook endpoint CashPay POSTs to (the charge's post_url)." },
-        { .section = "http", .name = "return_path", .type = CONFIG_URLPATH,
-          .default_value = "/cashpay/return", .max = 128, .offset = OFF(http.return_path),
-          .doc = "Path of the page the customer's browser returns to (the charge's "
-                 "redirect_url), called with ?charge_id=CHARGE_ID." },
-        { .section = "http", .name = "status_path", .type = CONFIG_URLPATH,
-          .default_value = "/cashpay/status", .max = 128, .offset = OFF(http.status_path),
-          .doc = "Prefix of the JSON status endpoint, GET status_path/CHARGE_ID. The three "
-                 "paths must differ, and neither webhook_path nor return_path may lie below "
-                 "status_path." },
-        { .section = "http", .name = "max_body", .type = CONFIG_SIZE, .unit = "bytes",
-          .default_value = "65536", .min = 1, .max = 16777216, .reloadable = true,
-          .offset = OFF(http.max_body),
-          .doc = "Largest webhook body accepted. A larger one is answered 413, decided from "
-                 "Content-Length before reading, or as soon as a chunked body passes it." },
-        { .section = "http", .name = "threads", .type = CONFIG_UINT,
-          .default_value = "0", .min = 0, .max = 256, .offset = OFF(http.threads),
-          .doc = "Threads serving HTTP requests; 0 starts one per CPU." },
-        { .section = "http", .name = "max_connections", .type = CONFIG_UINT,
-          .default_value = "1024", .min = 1, .max = 65536, .offset = OFF(http.max_connections),
-          .doc = "Most connections open at once on the public listener; more are refused." },
-        { .section = "http", .name = "timeout", .type = CONFIG_UINT, .unit = "seconds",
-          .default_value = "10", .min = 1, .max = 3600, .offset = OFF(http.timeout),
-          .doc = "How long a connection may stay idle before it is closed." },
-        { .section = "http", .name = "trusted_proxies", .type = CONFIG_CIDRS,
-          .default_value = "", .min = 0, .max = 1024, .reloadable = true,
-          .offset = OFF(http.trusted_proxies),
-          .doc = "Comma-separated CIDR ranges of reverse proxies in front of cashpayd. Only "
-                 "for a request coming straight from one of them is X-Forwarded-For used: "
-                 "the nearest address in it that is not itself a trusted proxy becomes the "
-                 "remote address, checked against allow_from and recorded with the delivery. "
-                 "Empty: X-Forwarded-For is ignored." },
-        { .section = "http", .name = "max_queue", .type = CONFIG_UINT,
-          .default_value = "4096", .min = 1, .max = 1048576, .offset = OFF(http.max_queue),
-          .doc = "Most verified webhooks waiting for the database writer at once. When the "
-                 "queue is full, further webhooks are answered 503 with Retry-After, and "
-                 "CashPay sends them again later." },
-        { .section = "http", .name = "max_header", .type = CONFIG_SIZE, .unit = "bytes",
-          .default_value = "8192", .min = 1024, .max = 1048576, .offset = OFF(http.max_header),
-          .doc = "Largest request line plus headers of a request; larger requests are "
-                 "refused." },
-        { .section = "http", .name = "max_connections_per_ip", .type = CONFIG_UINT,
-          .default_value = "64", .min = 0, .max = 65536,
-          .offset = OFF(http.max_connections_per_ip),
-          .doc = "Most connections one client address may hold open at once; further ones "
-                 "are closed at once. Together with request_timeout this keeps slow clients "
-                 "from taking every connection. Behind a reverse proxy every connection comes "
-                 "from the proxy's address: raise it, or set 0 for no limit." },
-        { .section = "http", .name = "request_timeout", .type = CONFIG_UINT, .unit = "seconds",
-          .default_value = "30", .min = 1, .max = 3600, .offset = OFF(http.request_timeout),
-          .doc = "Time a client has to send one whole request, headers and body, counted from "
-                 "the connection (or the end of its previous request). A client still sending "
-                 "then is disconnected, however steadily it trickles bytes: timeout alone "
-                 "restarts on every byte." },
-
-        /* [admin] */
-        { .section = "admin", .name = "listen", .type = CONFIG_LISTEN,
-          .default_value = "127.0.0.1:9180", .min = 0, .max = CONFIG_LISTEN_MAX,
-          .offset = OFF(admin.listen),
-          .doc = "Addresses of the admin listener serving /healthz and /metrics, written as "
-                 "in [http] listen. Empty disables it. It has no authentication: keep it on "
-                 "loopback or a private network." },
-        { .section = "admin", .name = "max_connections", .type = CONFIG_UINT,
-          .default_value = "64", .min = 1, .max = 4096, .offset = OFF(admin.max_connections),
-          .doc = "Most connections open at once on the admin listener. Further clients wait "
-                 "in the kernel's queue until one closes, which request_timeout bounds." },
-        { .section = "admin", .name = "request_timeout", .type = CONFIG_UINT, .unit = "seconds",
-          .default_value = "5", .min = 1, .max = 3600, .offset = OFF(admin.request_timeout),
-          .doc = "Time a client of the admin listener has to send one whole request, counted "
-                 "from the connection (or the end of its previous request), however steadily "
-                 "it trickles bytes; also how long a connection may stay idle. With "
-                 "max_connections it bounds how long clients that send nothing or half a "
-                 "request can keep a monitor from /healthz." },
-
-        /* [webhook] */
-        { .section = "webhook", .name = "verify", .type = CONFIG_ENUM,
-          .default_value = "hmac", .choices = "hmac|standard-webhooks|none", .reloadable = true,
-          .offset = OFF(webhook.verify),
-          .doc = "How webhooks are authenticated. hmac: an HMAC of the raw body in "
-                 "signature_header, shaped by algorithm, encoding and timestamp_header. "
-                 "standard-webhooks: the Standard Webhooks scheme (webhook-id, "
-                 "webhook-timestamp and webhook-signature headers, secrets written "
-                 "whsec_BASE64); signature_header, algorithm and encoding are then ignored. "
-                 "none: no authentication at all, accepted only together with "
-                 "insecure_no_verify = yes." },
-        { .section = "webhook", .name = "secret_file", .type = CONFIG_PATH,
-          .default_value = "", .max = 180, .reloadable = true, .offset = OFF(webhook.secret_file),
-          .doc = "File holding the shared secret, one per line. Any of them verifies, so a "
-                 "secret can be rotated without downtime: add the new one, reload, switch "
-                 "CashPay over, remove the old one, reload. Read at start and on every "
-                 "reload. Default: $CREDENTIALS_DIRECTORY/" CONFIG_SECRET_CREDENTIAL " when "
-                 "the CREDENTIALS_DIRECTORY environment variable is set (systemd's "
-                 "LoadCredential=), else " CONFIG_DEFAULT_SECRET_FILE ". systemd copies "
-                 "credentials only when the service starts: with LoadCredential=, rotate "
-                 "with a restart (socket activation keeps the port open meanwhile)." },
-        { .section = "webhook", .name = "signature_header", .type = CONFIG_HEADER,
-          .default_value = "X-CashPay-Signature", .max = 64, .reloadable = true,
-          .offset = OFF(webhook.signature_header),
-          .doc = "Header carrying the HMAC when verify = hmac." },
-        { .section = "webhook", .name = "algorithm", .type = CONFIG_ENUM,
-          .default_value = "sha256", .choices = "sha256|sha512", .reloadable = true,
-          .offset = OFF(webhook.algorithm),
-          .doc = "Hash function of the HMAC when verify = hmac." },
-        { .section = "webhook", .name = "encoding", .type = CONFIG_ENUM,
-          .default_value = "hex", .choices = "hex|base64", .reloadable = true,
-          .offset = OFF(webhook.encoding),
-          .doc = "How the HMAC is written in signature_header when verify = hmac: hex (either "
-                 "case, optionally after a prefix such as sha256=) or base64." },
-        { .section = "webhook", .name = "timestamp_header", .type = CONFIG_HEADER,
-          .default_value = "", .max = 64, .reloadable = true,
-          .offset = OFF(webhook.timestamp_header),
-          .doc = "Header carrying the time the webhook was sent, in unix seconds, when "
-                 "verify = hmac (e.g. X-CashPay-Timestamp). When set, the HMAC covers the "
-                 "timestamp, a full stop and the raw body, and a timestamp further than "
-                 "tolerance from now is rejected. Not allowed with verify = "
-                 "standard-webhooks, which has its own webhook-timestamp. Empty: no "
-                 "timestamp." },
-        { .section = "webhook", .name = "tolerance", .type = CONFIG_UINT, .unit = "seconds",
-          .default_value = "300", .min = 1, .max = 86400, .reloadable = true,
-          .offset = OFF(webhook.tolerance),
-          .doc = "Largest difference between a signed timestamp (timestamp_header, or "
-                 "webhook-timestamp with standard-webhooks) and the clock; it bounds how "
-                 "long a captured request could be replayed." },
-        { .section = "webhook", .name = "allow_from", .type = CONFIG_CIDRS,
-          .default_value = "", .min = 0, .max = 1024, .reloadable = true,
-          .offset = OFF(webhook.allow_from),
-          .doc = "Comma-separated CIDR ranges webhooks may come from (e.g. 192.0.2.0/24, "
-                 "2001:db8::/32); requests from elsewhere are answered 403. IPv4 ranges also "
-                 "match IPv4-mapped IPv6 peers (::ffff:192.0.2.7). Empty: any address." },
-        { .section = "webhook", .name = "order_ref_field", .type = CONFIG_FIELD,
-          .default_value = "", .max = 128, .reloadable = true,
-          .offset = OFF(webhook.order_ref_field),
-          .doc = "Dotted path into the webhook payload holding the merchant's own order "
-                 "reference (e.g. metadata.order_id), stored in orders.order_ref. Empty: "
-                 "none is taken from the payload." },
-        { .section = "webhook", .name = "keep_rejected_days", .type = CONFIG_UINT,
-          .unit = "days", .default_value = "30", .min = 1, .max = 3650, .reloadable = true,
-          .offset = OFF(webhook.keep_rejected_days),
-          .doc = "How long rejected deliveries (invalid, unauthorized, forbidden) are kept: "
-                 "cashpayd deletes older ones once an hour, and 'cashpayctl prune' does on "
-                 "demand. Other deliveries are never pruned." },
-        { .section = "webhook", .name = "insecure_no_verify", .type = CONFIG_BOOL,
-          .default_value = "no", .reloadable = true, .offset = OFF(webhook.insecure_no_verify),
-          .doc = "Must be yes for verify = none to be accepted, so that verification cannot "
-                 "be switched off by a typo. It has no effect with other schemes." },
-        { .section = "webhook", .name = "rejected_body_max", .type = CONFIG_SIZE,
-          .unit = "bytes", .default_value = "4096", .min = 0, .max = 1048576,
-          .reloadable = true, .offset = OFF(webhook.rejected_body_max),
-          .doc = "How much of a rejected request's body (400, 401, 403) is kept in "
-                 "webhook_deliveries; the rest is cut off. Accepted bodies are stored "
-                 "whole." },
-        { .section = "webhook", .name = "max_rejected_rows", .type = CONFIG_UINT,
-          .default_value = "50000", .min = 0, .max = 100000000,
-          .offset = OFF(webhook.max_rejected_rows),
-          .doc = "Most rejected deliveries (invalid, unauthorized, forbidden) kept in "
-                 "webhook_deliveries. They are forensic evidence, so every rejected POST is "
-                 "still recorded when it arrives; the newest max_rejected_rows are kept and "
-                 "older ones are deleted as new ones arrive (in chunks of 1% of this, at most "
-                 "1000 rows). A flood of junk then costs at most about max_rejected_rows times "
-                 "(rejected_body_max + 500) bytes of database, some 230 MB with the defaults, "
-                 "however long it lasts. Accepted deliveries are never deleted. 0: no cap; "
-                 "rejected deliveries then go only after keep_rejected_days." },
-
-        /* [database] */
-        { .section = "database", .name = "path", .type = CONFIG_PATH,
-          .default_value = "/var/lib/cashpayd/cashpay.db", .max = 180,
-          .offset = OFF(database.path),
-          .doc = "The SQLite database, in WAL mode. cashpayctl and the merchant's "
-                 "application use the same file." },
-        { .section = "database", .name = "synchronous", .type = CONFIG_ENUM,
-          .default_value = "full", .choices = "off|normal|full|extra",
-          .offset = OFF(database.synchronous),
-          .doc = "SQLite's synchronous setting. With full, a webhook that was answered 2xx "
-                 "survives a power failure. normal is faster, but the last acknowledged "
-                 "webhooks may be lost when the power fails (not when the process dies); "
-                 "off risks more, extra syncs the directory too." },
-        { .section = "database", .name = "busy_timeout", .type = CONFIG_UINT,
-          .unit = "milliseconds", .default_value = "5000", .min = 0, .max = 600000,
-          .offset = OFF(database.busy_timeout),
-          .doc = "How long to wait for a lock held by another process (the merchant's "
-                 "application, cashpayctl) before a commit counts as failed and the waiting "
-                 "webhooks are answered 503." },
-        { .section = "database", .name = "commit_timeout", .type = CONFIG_UINT,
-          .unit = "milliseconds", .default_value = "10000", .min = 100, .max = 600000,
-          .reloadable = true, .offset = OFF(database.commit_timeout),
-          .doc = "How long a verified webhook may wait for its commit. Past that it is "
-                 "answered 503 with Retry-After and CashPay sends it again." },
-        { .section = "database", .name = "max_batch", .type = CONFIG_UINT,
-          .default_value = "256", .min = 1, .max = 65536, .offset = OFF(database.max_batch),
-          .doc = "Most webhooks committed together in one transaction." },
-        { .section = "database", .name = "wal_warn_bytes", .type = CONFIG_SIZE,
-          .unit = "bytes", .default_value = "67108864", .min = 1048576,
-          .max = UINT64_C(1) << 40, .reloadable = true, .offset = OFF(database.wal_warn_bytes),
-          .doc = "Size of the write-ahead log past which a warning is logged and /healthz "
-                 "reports a problem. A growing log usually means a reader keeps a "
-                 "transaction open, so checkpoints cannot finish. It also sets the "
-                 "checkpoint cadence (every quarter of it) and SQLite's "
-                 "journal_size_limit (half of it)." },
-
-        /* [return] */
-        { .section = "return", .name = "success_url", .type = CONFIG_URL_TEMPLATE,
-          .default_value = "", .max = 180, .reloadable = true, .offset = OFF(ret.success_url),
-          .doc = "Where to send the customer (303 See Other) once the payment is captured, "
-                 "instead of showing the built-in page: an absolute http or https URL, or a "
-                 "path starting with /. {charge_id} and {order_ref} are replaced by those "
-                 "values, URL-encoded; no other placeholder is allowed. Empty: the built-in "
-                 "page." },
-        { .section = "return", .name = "failure_url", .type = CONFIG_URL_TEMPLATE,
-          .default_value = "", .max = 180, .reloadable = true, .offset = OFF(ret.failure_url),
-          .doc = "Like success_url, for a failed payment." },
-        { .section = "return", .name = "refresh", .type = CONFIG_UINT, .unit = "seconds",
-          .default_value = "3", .min = 1, .max = 3600, .reloadable = true,
-          .offset = OFF(ret.refresh),
-          .doc = "How often the 'Processing your payment' page reloads itself while the "
-                 "webhook has not arrived." },
-        { .section = "return", .name = "shop_name", .type = CONFIG_STRING,
-          .default_value = "", .max = 128, .reloadable = true, .offset = OFF(ret.shop_name),
-          .doc = "Name shown at the top of the return page. Empty: none." },
-        { .section = "return", .name = "minor_units", .type = CONFIG_BOOL,
-          .default_value = "no", .reloadable = true, .offset = OFF(ret.minor_units),
-          .doc = "Whether amounts count the currency's minor unit (yes: 2000 USD is shown as "
-                 "20.00). CashPay's amounts are whole currency units (2000 YER), hence no." },
-
-        /* [log] */
-        { .section = "log", .name = "level", .type = CONFIG_ENUM, .default_value = "info",
-          .choices = "debug|info|notice|warning|err", .enum_values = log_level_values,
-          .reloadable = true, .offset = OFF(log.level),
-          .doc = "Least important messages logged: debug, info (one line per delivery), "
-                 "notice, warning or err." },
-};
-
-#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
-_Static_assert(N_KEYS <= KEYS_MAX, "raise KEYS_MAX");
-
-const struct config_section *config_sections(size_t *ret_n)
+static size_t n_keys(void)
 {
-        *ret_n = sizeof(sections) / sizeof(sections[0]);
-        return sections;
+        size_t n;
+
+        config_keys(&n);
+        return n;
 }
 
-const struct config_key *config_keys(size_t *ret_n)
+static const struct config_key *config_key_at(size_t i)
 {
-        *ret_n = N_KEYS;
-        return keys;
-}
+        size_t n;
 
-const char *config_type_name(enum config_type t)
-{
-        switch (t) {
-        case CONFIG_STRING: return "text";
-        case CONFIG_PATH: return "absolute path";
-        case CONFIG_URLPATH: return "URL path";
-        case CONFIG_UINT: return "integer";
-        case CONFIG_SIZE: return "size";
-        case CONFIG_BOOL: return "boolean";
-        case CONFIG_ENUM: return "choice";
-        case CONFIG_LISTEN: return "address list";
-        case CONFIG_CIDRS: return "CIDR list";
-        case CONFIG_URL_TEMPLATE: return "URL template";
-        case CONFIG_HEADER: return "header name";
-        case CONFIG_FIELD: return "field path";
-        }
-        return "invalid";
+        return &config_keys(&n)[i];
 }
 
 /* ---- values in a struct config -------------------------------------------- */
@@ -355,12 +54,11 @@ static bool empty_allowed(const struct config_key *k)
 }
 
 /* Parse @value into @cfg. Returns 0, -EINVAL (with @err) or -ENOMEM. */
-static int key_set(const struct config_key *k, struct config *cfg, const char *value,
+int config_key_set(const struct config_key *k, struct config *cfg, const char *value,
                    char *err, size_t err_len)
 {
-        if (value[0] == '\0' && !empty_allowed(k)) {
+        if (value[0] == '\0' && !empty_allowed(k))
                 return err_set(err, err_len, -EINVAL, "a value is required");
-        }
         return config_value_parse(k, value, field_of(k, cfg), err, err_len);
 }
 
@@ -374,168 +72,14 @@ static bool key_equal(const struct config_key *k, const struct config *a, const 
         return config_value_equal(k->type, cfield_of(k, a), cfield_of(k, b));
 }
 
-static const struct config_key *key_find(const char *section, const char *name, size_t *ret_i)
-{
-        for (size_t i = 0; i < N_KEYS; i++) {
-                if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0) {
-                        *ret_i = i;
-                        return &keys[i];
-                }
-        }
-        return NULL;
-}
-
-static bool section_known(const char *name)
-{
-        for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
-                if (strcmp(sections[i].name, name) == 0)
-                        return true;
-        return false;
-}
-
-/* ---- whole-config rules ----------------------------------------------------
- * Rules that involve more than one key. @lines holds the line each key was
- * set on (0 = default); an error is reported on the later of the lines
- * involved, where the conflict became visible.
- */
-
-struct rule_ctx {
-        const struct config *cfg;
-        const unsigned *lines;  /* per key, may be NULL */
-        const char *path;       /* NULL for the defaults */
-        char *err;
-        size_t err_len;
-};
-
-static unsigned line_of(const struct rule_ctx *c, const void *field)
-{
-        size_t off = (size_t)((const char *)field - (const char *)c->cfg);
-
-        for (size_t i = 0; c->lines && i < N_KEYS; i++)
-                if (keys[i].offset == off)
-                        return c->lines[i];
-        return 0;
-}
-
-static int rule_fail(const struct rule_ctx *c, const void *f1, const void *f2,
-                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int rule_fail(const struct rule_ctx *c, const void *f1, const void *f2,
-                     const char *fmt, ...)
-{
-        unsigned l1 = line_of(c, f1), l2 = f2 ? line_of(c, f2) : 0;
-        unsigned line = l1 > l2 ? l1 : l2;
-        const char *path = c->path ? c->path : "(defaults)";
-        int n;
-        va_list ap;
-
-        if (!c->err || c->err_len == 0)
-                return -EINVAL;
-        if (line)
-                n = snprintf(c->err, c->err_len, "%s:%u: ", path, line);
-        else
-                n = snprintf(c->err, c->err_len, "%s: ", path);
-        if (n < 0 || (size_t) n >= c->err_len)
-                return -EINVAL;
-        va_start(ap, fmt);
-        err_setv(c->err + n, c->err_len - (size_t) n, -EINVAL, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
-}
-
-static int check_verify(const struct rule_ctx *c)
-{
-        const struct config *cfg = c->cfg;
-
-        if (cfg->webhook.verify == VERIFY_NONE && !cfg->webhook.insecure_no_verify)
-                return rule_fail(c, &cfg->webhook.verify, &cfg->webhook.insecure_no_verify,
-                                 "[webhook] verify = none requires insecure_no_verify = yes");
-        if (cfg->webhook.verify == VERIFY_STANDARD_WEBHOOKS && cfg->webhook.timestamp_header)
-                return rule_fail(c, &cfg->webhook.verify, &cfg->webhook.timestamp_header,
-                                 "[webhook] timestamp_header cannot be used with verify = "
-                                 "standard-webhooks, which signs webhook-timestamp itself");
-        return 0;
-}
-
-/* Is @path equal to @prefix or below it? */
-static bool path_below(const char *path, const char *prefix)
-{
-        size_t n = strlen(prefix);
-
-        if (strcmp(prefix, "/") == 0)
-                return true;
-        return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
-static int check_paths(const struct rule_ctx *c)
-{
-        char *const *p[] = { &c->cfg->http.webhook_path, &c->cfg->http.return_path };
-        const char *const names[] = { "webhook_path", "return_path" };
-        const char *status = c->cfg->http.status_path;
-
-        if (strcmp(*p[0], *p[1]) == 0)
-                return rule_fail(c, p[0], p[1], "[http] webhook_path and return_path "
-                                 "must differ");
-        for (size_t i = 0; i < 2; i++)
-                if (path_below(*p[i], status))
-                        return rule_fail(c, p[i], &c->cfg->http.status_path,
-                                         "[http] %s must not be status_path or lie below it",
-                                         names[i]);
-        return 0;
-}
-
-static int check_listen(const struct rule_ctx *c)
-{
-        const struct listen_list *h = &c->cfg->http.listen, *a = &c->cfg->admin.listen;
-
-        for (size_t i = 0; i < a->n; i++)
-                for (size_t j = 0; j < h->n; j++)
-                        if (config_listen_conflict(&a->items[i], &h->items[j]))
-                                return rule_fail(c, a, h, "[admin] listen '%s' overlaps "
-                                                 "[http] listen '%s'",
-                                                 a->items[i].text, h->items[j].text);
-        return 0;
-}
-
-static int check_rules(const struct rule_ctx *c)
-{
-        int r;
-
-        r = check_verify(c);
-        if (r == 0)
-                r = check_paths(c);
-        if (r == 0)
-                r = check_listen(c);
-        return r;
-}
-
-/* secret_file left unset: the systemd credential if there is one. */
-static int resolve_secret_file(struct config *cfg)
-{
-        const char *dir = getenv("CREDENTIALS_DIRECTORY");
-
-        if (cfg->webhook.secret_file)
-                return 0;
-        if (dir && dir[0]) {
-                if (asprintf(&cfg->webhook.secret_file, "%s/%s", dir,
-                             CONFIG_SECRET_CREDENTIAL) < 0) {
-                        cfg->webhook.secret_file = NULL;
-                        return -ENOMEM;
-                }
-                return 0;
-        }
-        cfg->webhook.secret_file = strdup(CONFIG_DEFAULT_SECRET_FILE);
-        return cfg->webhook.secret_file ? 0 : -ENOMEM;
-}
-
 /* ---- defaults, free ------------------------------------------------------- */
 
 void config_free(struct config *cfg)
 {
         if (!cfg)
                 return;
-        for (size_t i = 0; i < N_KEYS; i++)
-                key_clear(&keys[i], cfg);
+        for (size_t i = 0; i < n_keys(); i++)
+                key_clear(config_key_at(i), cfg);
         free(cfg->source_path);
         free(cfg);
 }
@@ -550,8 +94,8 @@ static int config_new_raw(struct config **ret)
 
         if (!cfg)
                 return -ENOMEM;
-        for (size_t i = 0; i < N_KEYS; i++) {
-                r = key_set(&keys[i], cfg, keys[i].default_value, err, sizeof(err));
+        for (size_t i = 0; i < n_keys(); i++) {
+                r = config_key_set(config_key_at(i), cfg, config_key_at(i)->default_value, err, sizeof(err));
                 if (r < 0) {
                         config_free(cfg);
                         return r;
@@ -565,16 +109,14 @@ int config_new_defaults(struct config **ret)
 {
         struct config *cfg = NULL;
         char err[256];
-        struct rule_ctx c = { .err = err, .err_len = sizeof(err) };
         int r;
 
         r = config_new_raw(&cfg);
         if (r < 0)
                 return r;
-        c.cfg = cfg;
-        r = check_rules(&c);
+        r = config_rules_check(cfg, NULL, NULL, err, sizeof(err));
         if (r == 0)
-                r = resolve_secret_file(cfg);
+                r = config_resolve_secret_file(cfg);
         if (r < 0) {
                 config_free(cfg);
                 return r;
@@ -583,240 +125,18 @@ int config_new_defaults(struct config **ret)
         return 0;
 }
 
-/* ---- reading the file ----------------------------------------------------- */
-
-struct parser {
-        struct config *cfg;
-        const char *path;
-        FILE *f;
-        unsigned line;           /* of the line last handed to inih */
-        char section[16];        /* current section, "" before the first */
-        unsigned lines[KEYS_MAX]; /* line each key was set on, 0 = not set */
-        int r;                   /* first error, 0 = none so far */
-        char *err;
-        size_t err_len;
-};
-
-static int parse_fail(struct parser *p, int r, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-/* Record the first error as "PATH:LINE: message"; returns 0 for inih. */
-static int parse_fail(struct parser *p, int r, const char *fmt, ...)
-{
-        int n;
-        va_list ap;
-
-        if (p->r < 0)
-                return 0;
-        p->r = r;
-        if (!p->err || p->err_len == 0)
-                return 0;
-        n = snprintf(p->err, p->err_len, "%s:%u: ", p->path, p->line);
-        if (n < 0 || (size_t) n >= p->err_len)
-                return 0;
-        va_start(ap, fmt);
-        err_setv(p->err + n, p->err_len - (size_t) n, r, fmt, ap);
-        va_end(ap);
-        return 0;
-}
-
-/* One raw line without its '\n' into @buf. Returns 1, 0 at the end, or -1
- * after recording an error. */
-static int read_raw_line(struct parser *p, char *buf, size_t len)
-{
-        size_t n = 0;
-        int c;
-
-        if (++p->line > LINES_MAX)
-                return parse_fail(p, -EINVAL, "more than %u lines", LINES_MAX), -1;
-        while ((c = getc(p->f)) != EOF && c != '\n') {
-                if (c == '\0')
-                        return parse_fail(p, -EINVAL, "NUL byte in line"), -1;
-                if (n + 1 >= len)
-                        return parse_fail(p, -EINVAL, "line longer than %zu bytes",
-                                          len - 1), -1;
-                buf[n++] = (char)c;
-        }
-        buf[n] = '\0';
-        if (c == EOF && ferror(p->f)) {
-                snprintf(p->err, p->err_len, "%s: read error: %s", p->path, strerror(EIO));
-                p->r = -EIO;
-                return -1;
-        }
-        return c == EOF && n == 0 ? 0 : 1;
-}
-
-static bool is_space(char c)
-{
-        return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
-/* Trim blanks at both ends, in place. */
-static char *trim(char *s)
-{
-        size_t n;
-
-        while (is_space(*s))
-                s++;
-        n = strlen(s);
-        while (n > 0 && is_space(s[n - 1]))
-                s[--n] = '\0';
-        return s;
-}
-
-/* Cut a ';' comment: one at the start of @s (the line, or the value right
- * after '=') or after a blank. Values may hold ';' elsewhere (e.g. in a URL).
- * '#' is a comment only at the start of a line, so URL fragments work. */
-static void cut_comment(char *s)
-{
-        for (char *c = s; *c; c++) {
-                if (*c == ';' && (c == s || is_space(c[-1]))) {
-                        *c = '\0';
-                        return;
-                }
-        }
-}
-
-static int section_line(struct parser *p, char *line, char *out, size_t out_len)
-{
-        size_t n;
-        char *name, q[80];
-
-        cut_comment(line);
-        line = trim(line);
-        n = strlen(line);
-        if (n < 2 || line[n - 1] != ']')
-                return parse_fail(p, -EINVAL, "expected '[section]'"), -1;
-        line[n - 1] = '\0';
-        name = trim(line + 1);
-        if (!section_known(name))
-                return parse_fail(p, -EINVAL, "unknown section [%s]",
-                                  config_value_shown(name, strlen(name), q, sizeof(q))), -1;
-        snprintf(p->section, sizeof(p->section), "%s", name);
-        snprintf(out, out_len, "[%s]\n", name);
-        return 0;
-}
-
-static int key_line(struct parser *p, char *line, char *out, size_t out_len)
-{
-        char *eq = strchr(line, '='), *name, *value, q[80];
-        size_t i, name_len, value_len;
-
-        if (!eq)
-                return parse_fail(p, -EINVAL, "expected 'key = value' or '[section]'"), -1;
-        *eq = '\0';
-        name = trim(line);
-        value = eq + 1;
-        cut_comment(value);
-        value = trim(value);
-        config_value_shown(name, strlen(name), q, sizeof(q));
-        if (!p->section[0])
-                return parse_fail(p, -EINVAL, "key '%s' before any [section]", q), -1;
-        if (!key_find(p->section, name, &i))
-                return parse_fail(p, -EINVAL, "unknown key '%s' in [%s]", q, p->section), -1;
-        /* inih's line buffer must hold "key=value", '\n' and '\0'. */
-        name_len = strlen(name);
-        value_len = strlen(value);
-        if (name_len + 1 + value_len + 2 > out_len)
-                return parse_fail(p, -EINVAL, "line too long: 'key=value' may hold at most "
-                                  "%zu bytes", out_len - 2), -1;
-        memcpy(out, name, name_len);
-        out[name_len] = '=';
-        memcpy(out + name_len + 1, value, value_len);
-        memcpy(out + name_len + 1 + value_len, "\n", 2);
-        return 0;
-}
-
-/* Turn the raw line into what inih gets: "[section]", "key=value" or an
- * empty line, after all checks that need the raw text. */
-static int normalize_line(struct parser *p, char *raw, char *out, size_t out_len)
-{
-        char *line = raw;
-
-        if (p->line == 1 && strncmp(line, "\xef\xbb\xbf", 3) == 0)
-                line += 3;
-        line = trim(line);
-        if (line[0] == '\0' || line[0] == '#' || line[0] == ';') {
-                snprintf(out, out_len, "\n");
-                return 0;
-        }
-        if (line[0] == '[')
-                return section_line(p, line, out, out_len);
-        return key_line(p, line, out, out_len);
-}
-
-static char *reader(char *str, int num, void *stream)
-{
-        struct parser *p = stream;
-        char raw[RAW_LINE_MAX + 1];
-
-        if (p->r < 0 || num < 8)
-                return NULL;
-        if (read_raw_line(p, raw, sizeof(raw)) <= 0)
-                return NULL;
-        if (normalize_line(p, raw, str, (size_t)num) < 0)
-                return NULL;
-        return str;
-}
-
-static int on_pair(void *user, const char *section, const char *name, const char *value)
-{
-        struct parser *p = user;
-        const struct config_key *k;
-        char err[256], q[80];
-        size_t i;
-        int r;
-
-        k = key_find(section, name, &i);
-        if (!k)
-                return parse_fail(p, -EINVAL, "unknown key '%s' in [%s]", name, section);
-        if (p->lines[i])
-                return parse_fail(p, -EINVAL, "duplicate key '%s' in [%s] (first set on "
-                                  "line %u)", name, section, p->lines[i]);
-        p->lines[i] = p->line;
-        r = key_set(k, p->cfg, value, err, sizeof(err));
-        if (r == -ENOMEM)
-                return parse_fail(p, r, "out of memory");
-        if (r < 0)
-                return parse_fail(p, r, "[%s] %s = '%s': %s", section, name,
-                                  config_value_shown(value, strlen(value), q, sizeof(q)), err);
-        return 1;
-}
-
-static int parse_file(struct parser *p)
-{
-        int r = ini_parse_stream(reader, p, on_pair, p);
-
-        if (p->r < 0)
-                return p->r;
-        if (r == -2)
-                return -ENOMEM;
-        if (r != 0) {
-                /* Our reader hands over only lines inih accepts; keep a
-                 * message in case some inih build thinks otherwise. */
-                snprintf(p->err, p->err_len, "%s:%d: cannot parse this line", p->path, r);
-                return -EINVAL;
-        }
-        return 0;
-}
-
 static int load_into(struct config *cfg, const char *path, FILE *f, char *err, size_t err_len)
 {
-        struct parser p = {
-                .cfg = cfg, .path = path, .f = f, .err = err, .err_len = err_len,
-        };
-        struct rule_ctx c = {
-                .cfg = cfg, .lines = p.lines, .path = path, .err = err, .err_len = err_len,
-        };
+        unsigned lines[CONFIG_KEYS_MAX] = { 0 }; /* line each key was set on */
         int r;
 
-        r = parse_file(&p);
+        r = config_read(cfg, path, f, lines, err, err_len);
         if (r < 0)
                 return r;
-        r = check_rules(&c);
+        r = config_rules_check(cfg, lines, path, err, err_len);
         if (r < 0)
                 return r;
-        r = resolve_secret_file(cfg);
+        r = config_resolve_secret_file(cfg);
         if (r == 0) {
                 cfg->source_path = strdup(path);
                 if (!cfg->source_path)
@@ -857,40 +177,18 @@ int config_load(const char *path, struct config **ret, char *err, size_t err_len
         return 0;
 }
 
-/* ---- reload, names -------------------------------------------------------- */
+/* ---- reload ------------------------------------------------------------- */
 
 bool config_reload_compatible(const struct config *cur, const struct config *next,
                               char *err, size_t err_len)
 {
-        for (size_t i = 0; i < N_KEYS; i++) {
-                if (keys[i].reloadable || key_equal(&keys[i], cur, next))
+        for (size_t i = 0; i < n_keys(); i++) {
+                if (config_key_at(i)->reloadable || key_equal(config_key_at(i), cur, next))
                         continue;
                 if (err && err_len)
                         snprintf(err, err_len, "[%s] %s changed; it takes effect only "
-                                 "after a restart", keys[i].section, keys[i].name);
+                                 "after a restart", config_key_at(i)->section, config_key_at(i)->name);
                 return false;
         }
         return true;
-}
-
-const char *config_verify_scheme_name(enum verify_scheme v)
-{
-        switch (v) {
-        case VERIFY_HMAC: return "hmac";
-        case VERIFY_STANDARD_WEBHOOKS: return "standard-webhooks";
-        case VERIFY_NONE: return "none";
-        }
-        return "invalid";
-}
-
-const char *config_log_level_name(enum log_level l)
-{
-        switch (l) {
-        case LOG_LEVEL_ERR: return "err";
-        case LOG_LEVEL_WARNING: return "warning";
-        case LOG_LEVEL_NOTICE: return "notice";
-        case LOG_LEVEL_INFO: return "info";
-        case LOG_LEVEL_DEBUG: return "debug";
-        }
-        return "invalid";
 }

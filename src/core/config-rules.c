@@ -1,0 +1,154 @@
+/*
+ * config-rules — the rules that tie keys together, checked once the whole
+ * file has been read: verify = none needs insecure_no_verify, the paths must
+ * differ, listeners must not overlap. A single value is config-value.c's
+ * job. An error is reported on the later of the lines involved, where the
+ * conflict became visible.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cashpay/config.h"
+#include "cashpay/util.h"
+#include "src/core/config-internal.h"
+#include "src/core/config-value.h"
+
+struct rule_ctx {
+        const struct config *cfg;
+        const unsigned *lines;  /* per key, may be NULL */
+        const char *path;       /* NULL for the defaults */
+        char *err;
+        size_t err_len;
+};
+
+static unsigned line_of(const struct rule_ctx *c, const void *field)
+{
+        size_t off = (size_t)((const char *)field - (const char *)c->cfg);
+
+        size_t n;
+        const struct config_key *keys = config_keys(&n);
+
+        for (size_t i = 0; c->lines && i < n; i++)
+                if (keys[i].offset == off)
+                        return c->lines[i];
+        return 0;
+}
+
+static int rule_fail(const struct rule_ctx *c, const void *f1, const void *f2,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int rule_fail(const struct rule_ctx *c, const void *f1, const void *f2,
+                     const char *fmt, ...)
+{
+        unsigned l1 = line_of(c, f1), l2 = f2 ? line_of(c, f2) : 0;
+        unsigned line = l1 > l2 ? l1 : l2;
+        const char *path = c->path ? c->path : "(defaults)";
+        int n;
+        va_list ap;
+
+        if (!c->err || c->err_len == 0)
+                return -EINVAL;
+        if (line)
+                n = snprintf(c->err, c->err_len, "%s:%u: ", path, line);
+        else
+                n = snprintf(c->err, c->err_len, "%s: ", path);
+        if (n < 0 || (size_t) n >= c->err_len)
+                return -EINVAL;
+        va_start(ap, fmt);
+        err_setv(c->err + n, c->err_len - (size_t) n, -EINVAL, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int check_verify(const struct rule_ctx *c)
+{
+        const struct config *cfg = c->cfg;
+
+        if (cfg->webhook.verify == VERIFY_NONE && !cfg->webhook.insecure_no_verify)
+                return rule_fail(c, &cfg->webhook.verify, &cfg->webhook.insecure_no_verify,
+                                 "[webhook] verify = none requires insecure_no_verify = yes");
+        if (cfg->webhook.verify == VERIFY_STANDARD_WEBHOOKS && cfg->webhook.timestamp_header)
+                return rule_fail(c, &cfg->webhook.verify, &cfg->webhook.timestamp_header,
+                                 "[webhook] timestamp_header cannot be used with verify = "
+                                 "standard-webhooks, which signs webhook-timestamp itself");
+        return 0;
+}
+
+/* Is @path equal to @prefix or below it? */
+static bool path_below(const char *path, const char *prefix)
+{
+        size_t n = strlen(prefix);
+
+        if (strcmp(prefix, "/") == 0)
+                return true;
+        return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+static int check_paths(const struct rule_ctx *c)
+{
+        char *const *p[] = { &c->cfg->http.webhook_path, &c->cfg->http.return_path };
+        const char *const names[] = { "webhook_path", "return_path" };
+        const char *status = c->cfg->http.status_path;
+
+        if (strcmp(*p[0], *p[1]) == 0)
+                return rule_fail(c, p[0], p[1], "[http] webhook_path and return_path "
+                                 "must differ");
+        for (size_t i = 0; i < 2; i++)
+                if (path_below(*p[i], status))
+                        return rule_fail(c, p[i], &c->cfg->http.status_path,
+                                         "[http] %s must not be status_path or lie below it",
+                                         names[i]);
+        return 0;
+}
+
+static int check_listen(const struct rule_ctx *c)
+{
+        const struct listen_list *h = &c->cfg->http.listen, *a = &c->cfg->admin.listen;
+
+        for (size_t i = 0; i < a->n; i++)
+                for (size_t j = 0; j < h->n; j++)
+                        if (config_listen_conflict(&a->items[i], &h->items[j]))
+                                return rule_fail(c, a, h, "[admin] listen '%s' overlaps "
+                                                 "[http] listen '%s'",
+                                                 a->items[i].text, h->items[j].text);
+        return 0;
+}
+
+int config_rules_check(const struct config *cfg, const unsigned *lines, const char *path,
+                       char *err, size_t err_len)
+{
+        const struct rule_ctx ctx = {
+                .cfg = cfg, .lines = lines, .path = path, .err = err, .err_len = err_len,
+        };
+        const struct rule_ctx *c = &ctx;
+        int r;
+
+        r = check_verify(c);
+        if (r == 0)
+                r = check_paths(c);
+        if (r == 0)
+                r = check_listen(c);
+        return r;
+}
+
+/* secret_file left unset: the systemd credential if there is one. */
+int config_resolve_secret_file(struct config *cfg)
+{
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+        if (cfg->webhook.secret_file)
+                return 0;
+        if (dir && dir[0]) {
+                if (asprintf(&cfg->webhook.secret_file, "%s/%s", dir,
+                             CONFIG_SECRET_CREDENTIAL) < 0) {
+                        cfg->webhook.secret_file = NULL;
+                        return -ENOMEM;
+                }
+                return 0;
+        }
+        cfg->webhook.secret_file = strdup(CONFIG_DEFAULT_SECRET_FILE);
+        return cfg->webhook.secret_file ? 0 : -ENOMEM;
+}
