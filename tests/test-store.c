@@ -274,7 +274,7 @@ static void test_fresh_schema(void)
         struct store *s = open_store(path, 1000);
         sqlite3 *db = raw_open(path);
 
-        CHECK_INT(store_schema_version(), 1);
+        CHECK_INT(store_schema_version(), 2);
         CHECK_INT(q_int(db, "PRAGMA user_version"), store_schema_version());
         CHECK_STR(q_text(db, "PRAGMA journal_mode"), "wal");
         CHECK_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN "
@@ -284,7 +284,7 @@ static void test_fresh_schema(void)
         CHECK_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' "
                             "AND tbl_name = 'order_events'"), 2);
         CHECK_INT(q_int(db, "SELECT strict FROM pragma_table_list WHERE name = 'orders'"), 1);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM pragma_foreign_key_list('order_events')"), 2);
+        CHECK_INT(q_int(db, "SELECT count(*) FROM pragma_foreign_key_list('order_events')"), 3);
         CHECK_STR(q_text(db, "SELECT name FROM pragma_index_list('webhook_deliveries') "
                              "WHERE name = 'webhook_deliveries_message_idx' AND partial = 1"),
                   "webhook_deliveries_message_idx");
@@ -311,19 +311,19 @@ static void test_reopen_and_versions(void)
         CHECK_INT(try_open(path, false, true, err, sizeof(err)), 0);
         CHECK_INT(try_open(path, true, false, err, sizeof(err)), 0);
         db = raw_open(path);
-        CHECK_INT(q_int(db, "PRAGMA user_version"), 1);
-        CHECK_INT(raw_exec(db, "PRAGMA user_version = 2"), SQLITE_OK);
+        CHECK_INT(q_int(db, "PRAGMA user_version"), 2);
+        CHECK_INT(raw_exec(db, "PRAGMA user_version = 3"), SQLITE_OK);
         sqlite3_close(db);
 
         CHECK_INT(try_open(path, false, true, err, sizeof(err)), -EPROTO);
-        CHECK_STR(err, "database schema version 2 is newer than this program (knows 1); "
+        CHECK_STR(err, "database schema version 3 is newer than this program (knows 2); "
                        "refusing to open");
         CHECK_INT(try_open(path, true, false, err, sizeof(err)), -EPROTO);
         CHECK(strstr(err, "is newer than this program") != NULL);
         /* refused means untouched */
         db = raw_open(path);
-        CHECK_INT(q_int(db, "PRAGMA user_version"), 2);
-        CHECK_INT(raw_exec(db, "PRAGMA user_version = 1"), SQLITE_OK);
+        CHECK_INT(q_int(db, "PRAGMA user_version"), 3);
+        CHECK_INT(raw_exec(db, "PRAGMA user_version = 2"), SQLITE_OK);
         sqlite3_close(db);
         CHECK_INT(try_open(path, false, true, err, sizeof(err)), 0);
 }
@@ -340,7 +340,7 @@ static void test_open_refusals(void)
         CHECK_INT(raw_exec(db, "CREATE TABLE x (a)"), SQLITE_OK);
         sqlite3_close(db);
         CHECK_INT(try_open(old, true, false, err, sizeof(err)), -EPROTO);
-        CHECK(strstr(err, "database schema version 0 is older than this program (needs 1)"));
+        CHECK(strstr(err, "database schema version 0 is older than this program (needs 2)"));
         CHECK_INT(try_open(old, false, false, err, sizeof(err)), -EPROTO);
         db = raw_open(old);
         CHECK_INT(q_int(db, "PRAGMA user_version"), 0);

@@ -88,6 +88,8 @@ struct order_record {
         char failed_at[TIME_ISO_LEN];    /* "" when NULL */
         char fulfilled_at[TIME_ISO_LEN]; /* "" when NULL */
         bool needs_review;
+        char return_ref[72];             /* "" when NULL (orders not created by cashpayd) */
+        char next_check_at[TIME_ISO_LEN]; /* "" when NULL */
 };
 
 void order_record_clear(struct order_record *o);

@@ -63,7 +63,7 @@ struct store {
 #define STORE_ORDER_COLUMNS \
         "charge_id, order_ref, status, amount, currency, description, transaction_url, " \
         "charge_created, first_seen_at, updated_at, captured_at, failed_at, fulfilled_at, " \
-        "needs_review"
+        "needs_review, return_ref, next_check_at"
 
 /*
  * store_errno_from_sqlite() - map an SQLite (extended) result code to a
@@ -105,6 +105,18 @@ int store_user_version(struct store *s, int *ret);
  * Returns 0, -EIO (a status the schema forbids) or -ENOMEM.
  */
 int store_order_from_row(sqlite3_stmt *st, struct order_record *ret);
+
+/* store_read_order_view() - what state_decide() needs of order @charge_id
+ * (exists = false when there is none). 0 or a negative errno. */
+int store_read_order_view(struct store *s, const char *charge_id, struct order_view *v);
+
+/*
+ * store_apply_transition() - carry out what state_decide() said about the
+ * order itself (insert, status change or review flag; no event row), with
+ * @c as the charge it decided on. 0 or a negative errno.
+ */
+int store_apply_transition(struct store *s, const struct transition *t, const struct charge *c,
+                           const char *now);
 
 /* store_begin_immediate() - BEGIN IMMEDIATE; 0 or a negative errno
  * (-EBUSY when another writer held the lock past busy_timeout). */

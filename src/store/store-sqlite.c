@@ -266,6 +266,8 @@ int store_order_from_row(sqlite3_stmt *st, struct order_record *o)
         store_column_text_copy(st, 11, o->failed_at, sizeof(o->failed_at));
         store_column_text_copy(st, 12, o->fulfilled_at, sizeof(o->fulfilled_at));
         o->needs_review = sqlite3_column_int(st, 13) != 0;
+        store_column_text_copy(st, 14, o->return_ref, sizeof(o->return_ref));
+        store_column_text_copy(st, 15, o->next_check_at, sizeof(o->next_check_at));
         if (store_column_text_dup(st, 1, &o->order_ref) < 0 ||
             store_column_text_dup(st, 5, &o->description) < 0 ||
             store_column_text_dup(st, 6, &o->transaction_url) < 0)

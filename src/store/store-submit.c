@@ -104,7 +104,7 @@ static int view_from_row(sqlite3_stmt *st, struct order_view *v)
         return 0;
 }
 
-static int read_order_view(struct store *s, const char *charge_id, struct order_view *v)
+int store_read_order_view(struct store *s, const char *charge_id, struct order_view *v)
 {
         sqlite3_stmt *st;
         int r, rc;
@@ -191,17 +191,15 @@ static int flag_review(struct store *s, const char *charge_id, const char *now)
         return update_one(s, st);
 }
 
-/* Carries out what state_decide() said about the order itself. */
-static int apply_to_order(struct store *s, const struct delivery *d, const char *now)
+int store_apply_transition(struct store *s, const struct transition *t, const struct charge *c,
+                           const char *now)
 {
-        const struct transition *t = &d->transition;
-
         if (t->insert_order)
-                return insert_order(s, &d->charge, now);
+                return insert_order(s, c, now);
         if (t->change_status)
-                return update_status(s, &d->charge, now);
+                return update_status(s, c, now);
         if (t->flag_review)
-                return flag_review(s, d->charge.id, now);
+                return flag_review(s, c->id, now);
         return 0;
 }
 
@@ -281,7 +279,7 @@ static int decide(struct store *s, struct delivery *d)
                                                       .reason = MESSAGE_SEEN_REASON };
                 return 0;
         }
-        r = read_order_view(s, d->charge.id, &view);
+        r = store_read_order_view(s, d->charge.id, &view);
         if (r < 0)
                 return r;
         d->had_order = view.exists;
@@ -300,7 +298,7 @@ static int record_accepted(struct store *s, struct delivery *d, const char *now)
                 return r;
         d->outcome = d->transition.outcome;
         d->http_status = 200;
-        r = apply_to_order(s, d, now);
+        r = store_apply_transition(s, &d->transition, &d->charge, now);
         if (r < 0)
                 return r;
         /* the reason is the row's explanation of why nothing changed */

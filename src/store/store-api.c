@@ -1,0 +1,605 @@
+/*
+ * store-api — the API half's writes and reads: fetched charges through the
+ * state machine, charge creation requests, the reconciler's queue.
+ *
+ * These run far less often than store_submit() (one per fetch or per
+ * checkout request, never per webhook batch), so they prepare their
+ * statements per call instead of widening the hot path's cache.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cashpay/store-api.h"
+#include "src/store/store-internal.h"
+
+static const char *const reason_names[_FETCH_REASON_MAX] = {
+        [FETCH_WEBHOOK] = "webhook",
+        [FETCH_RETURN] = "return",
+        [FETCH_RECONCILE] = "reconcile",
+        [FETCH_MANUAL] = "manual",
+};
+
+const char *fetch_reason_name(enum fetch_reason r)
+{
+        return (unsigned) r < _FETCH_REASON_MAX ? reason_names[r] : NULL;
+}
+
+static int bind_int64(sqlite3_stmt *st, int idx, int64_t v)
+{
+        return store_errno_from_sqlite(sqlite3_bind_int64(st, idx, v));
+}
+
+static int bind_int64_or_null(sqlite3_stmt *st, int idx, int64_t v)
+{
+        return store_errno_from_sqlite(v ? sqlite3_bind_int64(st, idx, v)
+                                         : sqlite3_bind_null(st, idx));
+}
+
+/* Runs a prepared write that must change exactly one row. */
+static int step_one_change(struct store *s, sqlite3_stmt *st)
+{
+        int r = store_stmt_done(st);
+
+        if (r >= 0 && sqlite3_changes(s->db) != 1)
+                return -ENOENT;
+        return r;
+}
+
+/* ---- api_fetches ---------------------------------------------------------- */
+
+static int bind_fetch_body(sqlite3_stmt *st, int idx, const struct api_fetch *f)
+{
+        size_t n = f->body_len > STORE_FETCH_BODY_MAX ? STORE_FETCH_BODY_MAX : f->body_len;
+
+        if (!f->body)
+                return store_errno_from_sqlite(sqlite3_bind_null(st, idx));
+        return store_errno_from_sqlite(sqlite3_bind_blob64(st, idx, f->body, n, SQLITE_STATIC));
+}
+
+static int insert_fetch(struct store *s, struct api_fetch *f)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        const struct charge *c = f->has_charge ? &f->charge : NULL;
+        int r;
+
+        r = store_prepare(s, "INSERT INTO api_fetches (charge_id, requested_at, reason, "
+                             "delivery_id, http_status, status, amount, currency, body, error, "
+                             "duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                          &st);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text_or_null(st, 1, f->charge_id)) < 0 ||
+            (r = store_bind_text_or_null(st, 2, f->requested_at)) < 0 ||
+            (r = store_bind_text_or_null(st, 3, fetch_reason_name(f->reason))) < 0 ||
+            (r = bind_int64_or_null(st, 4, f->delivery_id)) < 0 ||
+            (r = bind_int64_or_null(st, 5, f->http_status)) < 0 ||
+            (r = store_bind_text_or_null(st, 6, c ? charge_status_name(c->status) : NULL)) < 0 ||
+            (r = c ? bind_int64(st, 7, c->amount) : 0) < 0 ||
+            (r = store_bind_text_or_null(st, 8, c ? c->currency : NULL)) < 0 ||
+            (r = bind_fetch_body(st, 9, f)) < 0 ||
+            (r = store_bind_text_or_null(st, 10, c ? NULL : f->error)) < 0 ||
+            (r = bind_int64(st, 11, f->duration_ms < 0 ? 0 : f->duration_ms)) < 0)
+                return r;
+        r = store_stmt_done(st);
+        if (r >= 0)
+                f->id = sqlite3_last_insert_rowid(s->db);
+        return r;
+}
+
+static int insert_event(struct store *s, const char *charge_id, const char *from,
+                        const char *to, const char *source, int64_t delivery_id,
+                        int64_t fetch_id, const char *now, int64_t *ret_id)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(s, "INSERT INTO order_events (charge_id, from_status, to_status, "
+                             "delivery_id, recorded_at, source, fetch_id) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &st);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text_or_null(st, 1, charge_id)) < 0 ||
+            (r = store_bind_text_or_null(st, 2, from)) < 0 ||
+            (r = store_bind_text_or_null(st, 3, to)) < 0 ||
+            (r = bind_int64_or_null(st, 4, delivery_id)) < 0 ||
+            (r = store_bind_text_or_null(st, 5, now)) < 0 ||
+            (r = store_bind_text_or_null(st, 6, source)) < 0 ||
+            (r = bind_int64_or_null(st, 7, fetch_id)) < 0)
+                return r;
+        r = store_stmt_done(st);
+        if (r >= 0)
+                *ret_id = sqlite3_last_insert_rowid(s->db);
+        return r;
+}
+
+/* next_check_at for an order still INITIATED ("" keeps it). */
+static int set_next_check(struct store *s, const char *charge_id, const char *when)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!when[0])
+                return 0;
+        r = store_prepare(s, "UPDATE orders SET next_check_at = ?2 "
+                             "WHERE charge_id = ?1 AND status = 'INITIATED'", &st);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text_or_null(st, 1, charge_id)) < 0 ||
+            (r = store_bind_text_or_null(st, 2, when)) < 0)
+                return r;
+        return store_stmt_done(st);
+}
+
+/* The API's charge through the state machine, as a webhook's would go. */
+static int apply_fetched(struct store *s, struct api_fetch *f, const char *now)
+{
+        struct order_view view;
+        int r;
+
+        r = store_read_order_view(s, f->charge_id, &view);
+        if (r < 0)
+                return r;
+        f->had_order = view.exists;
+        f->previous = view.status;
+        f->transition = state_decide(&view, &f->charge);
+        r = store_apply_transition(s, &f->transition, &f->charge, now);
+        if (r < 0 || !f->transition.change_status)
+                return r;
+        return insert_event(s, f->charge_id,
+                            view.exists ? charge_status_name(view.status) : NULL,
+                            charge_status_name(f->charge.status), "api", f->delivery_id, f->id,
+                            now, &f->event_id);
+}
+
+static bool fetch_valid(const struct api_fetch *f)
+{
+        if (!charge_id_valid(f->charge_id) || !fetch_reason_name(f->reason))
+                return false;
+        if (f->http_status != 0 && (f->http_status < 100 || f->http_status > 599))
+                return false;
+        /* only a 200 carrying the very charge asked for is the truth */
+        return !f->has_charge ||
+               (f->http_status == 200 && strcmp(f->charge.id, f->charge_id) == 0);
+}
+
+int store_record_fetch(struct store *s, struct api_fetch *f)
+{
+        char now[TIME_ISO_LEN];
+        int r;
+
+        f->id = 0;
+        f->had_order = false;
+        f->transition = (struct transition) { 0 };
+        f->event_id = 0;
+        if (s->read_only)
+                return -EROFS;
+        if (!fetch_valid(f))
+                return -EINVAL;
+        r = store_check_file(s);
+        if (r < 0)
+                return r;
+        r = store_begin_immediate(s);
+        if (r < 0)
+                return r;
+        time_format_iso(time_now_ms(), now);
+        r = insert_fetch(s, f);
+        if (r >= 0 && f->has_charge)
+                r = apply_fetched(s, f, now);
+        if (r >= 0)
+                r = set_next_check(s, f->charge_id, f->next_check_at);
+        if (r >= 0)
+                return store_commit(s);
+        store_rollback(s);
+        return r;
+}
+
+/* ---- the reconciler's queue ----------------------------------------------- */
+
+/* Both halves lean on an index: next_check_at on orders_next_check_idx,
+ * never-checked ones on orders_updated_idx. */
+#define DUE_WHERE_CHECKED \
+        "status = 'INITIATED' AND next_check_at IS NOT NULL AND next_check_at <= ?1 " \
+        "AND first_seen_at >= ?3"
+#define DUE_WHERE_UNCHECKED \
+        "status = 'INITIATED' AND next_check_at IS NULL AND updated_at <= ?2 " \
+        "AND first_seen_at >= ?3"
+
+static int bind_due(sqlite3_stmt *st, const char *now, const char *untouched_before,
+                    const char *first_seen_after)
+{
+        int r;
+
+        if ((r = store_bind_text_or_null(st, 1, now)) < 0 ||
+            (r = store_bind_text_or_null(st, 2, untouched_before)) < 0)
+                return r;
+        return store_bind_text_or_null(st, 3, first_seen_after);
+}
+
+int store_due_orders(struct store *s, const char *now, const char *untouched_before,
+                     const char *first_seen_after, char (*ret)[CHARGE_ID_MAX + 1], size_t max,
+                     size_t *ret_n)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        *ret_n = 0;
+        r = store_prepare(s, "SELECT charge_id, due FROM ("
+                             "SELECT charge_id, next_check_at AS due FROM orders WHERE "
+                             DUE_WHERE_CHECKED " UNION ALL "
+                             "SELECT charge_id, updated_at AS due FROM orders WHERE "
+                             DUE_WHERE_UNCHECKED ") ORDER BY due, charge_id LIMIT ?4", &st);
+        if (r < 0)
+                return r;
+        r = bind_due(st, now, untouched_before, first_seen_after);
+        if (r >= 0)
+                r = bind_int64(st, 4, (int64_t) max);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && *ret_n < max)
+                store_column_text_copy(st, 0, ret[(*ret_n)++], CHARGE_ID_MAX + 1);
+        return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_errno_from_sqlite(rc);
+}
+
+int store_count_due(struct store *s, const char *now, const char *untouched_before,
+                    const char *first_seen_after, int64_t *ret)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        *ret = 0;
+        r = store_prepare(s, "SELECT (SELECT count(*) FROM orders WHERE " DUE_WHERE_CHECKED
+                             ") + (SELECT count(*) FROM orders WHERE " DUE_WHERE_UNCHECKED ")",
+                          &st);
+        if (r < 0)
+                return r;
+        r = bind_due(st, now, untouched_before, first_seen_after);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return rc == SQLITE_DONE ? -EIO : store_errno_from_sqlite(rc);
+        *ret = sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+int store_get_order_by_return_ref(struct store *s, const char *return_ref,
+                                  struct order_record *ret)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        *ret = (struct order_record) { 0 };
+        r = store_prepare(s, "SELECT " STORE_ORDER_COLUMNS " FROM orders WHERE return_ref = ?1",
+                          &st);
+        if (r < 0)
+                return r;
+        r = store_bind_text_or_null(st, 1, return_ref);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                r = store_order_from_row(st, ret);
+        else
+                r = rc == SQLITE_DONE ? -ENOENT : store_errno_from_sqlite(rc);
+        if (r < 0)
+                order_record_clear(ret);
+        return r;
+}
+
+/* ---- charge creation ------------------------------------------------------- */
+
+void charge_plan_clear(struct charge_plan *p)
+{
+        free(p->transaction_url);
+        *p = (struct charge_plan) { 0 };
+}
+
+/*
+ * The orders of an order_ref decide first: CAPTURED anywhere wins, then
+ * an INITIATED one. Returns 1 when they decided @p, 0 when a request
+ * must be sent, or a negative errno.
+ */
+static int plan_from_orders(struct store *s, const struct charge_ask *ask, struct charge_plan *p)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        const char *status;
+        int r, rc;
+
+        r = store_prepare(s, "SELECT charge_id, status, amount, currency, return_ref, "
+                             "transaction_url FROM orders WHERE order_ref = ?1 "
+                             "AND status <> 'FAILED' ORDER BY status = 'CAPTURED' DESC, "
+                             "first_seen_at DESC LIMIT 1", &st);
+        if (r < 0)
+                return r;
+        r = store_bind_text_or_null(st, 1, ask->order_ref);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return rc == SQLITE_DONE ? 0 : store_errno_from_sqlite(rc);
+        store_column_text_copy(st, 0, p->charge_id, sizeof(p->charge_id));
+        status = (const char *) sqlite3_column_text(st, 1);
+        if (status && strcmp(status, "CAPTURED") == 0) {
+                p->verdict = CHARGE_ALREADY_PAID;
+                return 1;
+        }
+        if (sqlite3_column_int64(st, 2) != ask->amount ||
+            strcmp((const char *) sqlite3_column_text(st, 3), ask->currency) != 0) {
+                p->verdict = CHARGE_ORDER_CHANGED;
+                return 1;
+        }
+        p->verdict = CHARGE_EXISTS;
+        store_column_text_copy(st, 4, p->return_ref, sizeof(p->return_ref));
+        r = store_column_text_dup(st, 5, &p->transaction_url);
+        return r < 0 ? r : 1;
+}
+
+/* The pending request of the order_ref, reused when its terms match.
+ * 1 when found (and @p decided), 0 when there is none. */
+static int plan_from_pending(struct store *s, const struct charge_ask *ask, struct charge_plan *p)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *up = NULL;
+        int r, rc;
+
+        r = store_prepare(s, "SELECT id, amount, currency, idempotency_key, return_ref, "
+                             "attempts FROM charge_requests WHERE order_ref = ?1 "
+                             "AND state = 'pending'", &st);
+        if (r < 0)
+                return r;
+        r = store_bind_text_or_null(st, 1, ask->order_ref);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return rc == SQLITE_DONE ? 0 : store_errno_from_sqlite(rc);
+        if (sqlite3_column_int64(st, 1) != ask->amount ||
+            strcmp((const char *) sqlite3_column_text(st, 2), ask->currency) != 0) {
+                /* the earlier request may have created a charge at CashPay:
+                 * other terms must wait until it is settled */
+                p->verdict = CHARGE_ORDER_CHANGED;
+                return 1;
+        }
+        p->verdict = CHARGE_SEND;
+        p->request_id = sqlite3_column_int64(st, 0);
+        store_column_text_copy(st, 3, p->idempotency_key, sizeof(p->idempotency_key));
+        store_column_text_copy(st, 4, p->return_ref, sizeof(p->return_ref));
+        p->attempts = sqlite3_column_int(st, 5);
+        r = store_prepare(s, "UPDATE charge_requests SET attempts = attempts + 1, "
+                             "updated_at = ?2 WHERE id = ?1", &up);
+        if (r < 0)
+                return r;
+        if ((r = bind_int64(up, 1, p->request_id)) < 0 ||
+            (r = store_bind_text_or_null(up, 2, ask->now)) < 0)
+                return r;
+        r = step_one_change(s, up);
+        return r < 0 ? r : 1;
+}
+
+static int plan_new_request(struct store *s, const struct charge_ask *ask, struct charge_plan *p)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!ask->new_idempotency_key || !ask->new_return_ref ||
+            strlen(ask->new_idempotency_key) > CHECKOUT_KEY_MAX ||
+            strlen(ask->new_return_ref) > CHECKOUT_KEY_MAX)
+                return -EINVAL;
+        r = store_prepare(s, "INSERT INTO charge_requests (order_ref, amount, currency, "
+                             "description, idempotency_key, return_ref, attempts, requested_at, "
+                             "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)", &st);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text_or_null(st, 1, ask->order_ref)) < 0 ||
+            (r = bind_int64(st, 2, ask->amount)) < 0 ||
+            (r = store_bind_text_or_null(st, 3, ask->currency)) < 0 ||
+            (r = store_bind_text_or_null(st, 4, ask->description)) < 0 ||
+            (r = store_bind_text_or_null(st, 5, ask->new_idempotency_key)) < 0 ||
+            (r = store_bind_text_or_null(st, 6, ask->new_return_ref)) < 0 ||
+            (r = store_bind_text_or_null(st, 7, ask->now)) < 0)
+                return r;
+        r = store_stmt_done(st);
+        if (r < 0)
+                return r;
+        p->verdict = CHARGE_SEND;
+        p->request_id = sqlite3_last_insert_rowid(s->db);
+        strcpy(p->idempotency_key, ask->new_idempotency_key);
+        strcpy(p->return_ref, ask->new_return_ref);
+        p->attempts = 0;
+        return 0;
+}
+
+int store_charge_plan(struct store *s, const struct charge_ask *ask, struct charge_plan *ret)
+{
+        int r;
+
+        *ret = (struct charge_plan) { 0 };
+        if (s->read_only)
+                return -EROFS;
+        r = store_check_file(s);
+        if (r < 0)
+                return r;
+        r = store_begin_immediate(s);
+        if (r < 0)
+                return r;
+        r = plan_from_orders(s, ask, ret);
+        if (r == 0)
+                r = plan_from_pending(s, ask, ret);
+        if (r == 0)
+                r = plan_new_request(s, ask, ret);
+        if (r >= 0)
+                r = store_commit(s);
+        else
+                store_rollback(s);
+        if (r < 0)
+                charge_plan_clear(ret);
+        return r;
+}
+
+struct request_row {
+        char order_ref[CHECKOUT_ORDER_REF_MAX + 1];
+        char return_ref[CHECKOUT_KEY_MAX + 1];
+        int64_t amount;
+        char currency[4];
+};
+
+static int read_pending(struct store *s, int64_t id, struct request_row *ret)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        r = store_prepare(s, "SELECT order_ref, return_ref, amount, currency FROM "
+                             "charge_requests WHERE id = ?1 AND state = 'pending'", &st);
+        if (r < 0)
+                return r;
+        r = bind_int64(st, 1, id);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return rc == SQLITE_DONE ? -ENOENT : store_errno_from_sqlite(rc);
+        store_column_text_copy(st, 0, ret->order_ref, sizeof(ret->order_ref));
+        store_column_text_copy(st, 1, ret->return_ref, sizeof(ret->return_ref));
+        ret->amount = sqlite3_column_int64(st, 2);
+        store_column_text_copy(st, 3, ret->currency, sizeof(ret->currency));
+        return 0;
+}
+
+static int finish_request(struct store *s, int64_t id, const char *state, const char *charge_id,
+                          int http_status, const char *error, const char *now)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(s, "UPDATE charge_requests SET state = ?2, charge_id = ?3, "
+                             "http_status = ?4, error = ?5, updated_at = ?6 "
+                             "WHERE id = ?1 AND state = 'pending'", &st);
+        if (r < 0)
+                return r;
+        if ((r = bind_int64(st, 1, id)) < 0 ||
+            (r = store_bind_text_or_null(st, 2, state)) < 0 ||
+            (r = store_bind_text_or_null(st, 3, charge_id)) < 0 ||
+            (r = bind_int64_or_null(st, 4, http_status)) < 0 ||
+            (r = store_bind_text_or_null(st, 5, error)) < 0 ||
+            (r = store_bind_text_or_null(st, 6, now)) < 0)
+                return r;
+        return step_one_change(s, st);
+}
+
+/* The order row of a created charge, or its references when a webhook
+ * recorded it first. */
+static int record_created_order(struct store *s, const struct request_row *req,
+                                const struct charge *c, const char *now, const char *next_check)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(s, "INSERT INTO orders (charge_id, order_ref, status, amount, currency, "
+                             "description, transaction_url, charge_created, first_seen_at, "
+                             "updated_at, return_ref, next_check_at) "
+                             "VALUES (?1, ?2, 'INITIATED', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) "
+                             "ON CONFLICT (charge_id) DO UPDATE SET "
+                             "order_ref = coalesce(order_ref, excluded.order_ref), "
+                             "return_ref = coalesce(return_ref, excluded.return_ref)", &st);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text_or_null(st, 1, c->id)) < 0 ||
+            (r = store_bind_text_or_null(st, 2, req->order_ref)) < 0 ||
+            (r = bind_int64(st, 3, c->amount)) < 0 ||
+            (r = store_bind_text_or_null(st, 4, c->currency)) < 0 ||
+            (r = store_bind_text_or_null(st, 5, c->description)) < 0 ||
+            (r = store_bind_text_or_null(st, 6, c->transaction_url)) < 0 ||
+            (r = bind_int64(st, 7, c->created)) < 0 ||
+            (r = store_bind_text_or_null(st, 8, now)) < 0 ||
+            (r = store_bind_text_or_null(st, 9, req->return_ref)) < 0 ||
+            (r = store_bind_text_or_null(st, 10, next_check)) < 0)
+                return r;
+        return store_stmt_done(st);
+}
+
+static int order_exists(struct store *s, const char *charge_id, bool *ret)
+{
+        struct order_view v;
+        int r = store_read_order_view(s, charge_id, &v);
+
+        *ret = v.exists;
+        return r;
+}
+
+int store_charge_created(struct store *s, int64_t request_id, const struct charge *c,
+                         int http_status, const char *now, const char *next_check_at)
+{
+        struct request_row req;
+        bool existed = false;
+        int64_t event_id;
+        int r;
+
+        if (s->read_only)
+                return -EROFS;
+        if (c->status != CHARGE_INITIATED || !charge_id_valid(c->id))
+                return -EINVAL;
+        r = store_check_file(s);
+        if (r < 0)
+                return r;
+        r = store_begin_immediate(s);
+        if (r < 0)
+                return r;
+        r = read_pending(s, request_id, &req);
+        if (r >= 0 && (req.amount != c->amount || strcmp(req.currency, c->currency) != 0))
+                r = -EINVAL; /* CashPay did not create what was asked: never record it */
+        if (r >= 0)
+                r = order_exists(s, c->id, &existed);
+        if (r >= 0)
+                r = record_created_order(s, &req, c, now, next_check_at);
+        if (r >= 0 && !existed)
+                r = insert_event(s, c->id, NULL, "INITIATED", "checkout", 0, 0, now, &event_id);
+        if (r >= 0)
+                r = finish_request(s, request_id, "created", c->id, http_status, NULL, now);
+        if (r >= 0)
+                return store_commit(s);
+        store_rollback(s);
+        return r;
+}
+
+/* A failed attempt that leaves the request pending for a retry. */
+static int note_attempt(struct store *s, int64_t id, int http_status, const char *error,
+                        const char *now)
+{
+        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(s, "UPDATE charge_requests SET http_status = ?2, error = ?3, "
+                             "updated_at = ?4 WHERE id = ?1 AND state = 'pending'", &st);
+        if (r < 0)
+                return r;
+        if ((r = bind_int64(st, 1, id)) < 0 ||
+            (r = bind_int64_or_null(st, 2, http_status)) < 0 ||
+            (r = store_bind_text_or_null(st, 3, error)) < 0 ||
+            (r = store_bind_text_or_null(st, 4, now)) < 0)
+                return r;
+        return step_one_change(s, st);
+}
+
+int store_charge_attempt(struct store *s, int64_t request_id, bool refused, int http_status,
+                         const char *error, const char *now)
+{
+        int r;
+
+        if (s->read_only)
+                return -EROFS;
+        r = store_check_file(s);
+        if (r < 0)
+                return r;
+        r = store_begin_immediate(s);
+        if (r < 0)
+                return r;
+        if (refused)
+                r = finish_request(s, request_id, "refused", NULL, http_status, error, now);
+        else
+                r = note_attempt(s, request_id, http_status, error, now);
+        if (r >= 0)
+                return store_commit(s);
+        store_rollback(s);
+        return r;
+}
