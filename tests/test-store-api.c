@@ -40,10 +40,10 @@ static struct store *open_store(const char *path)
         };
         struct store *s = NULL;
         char err[256];
-        int r = store_open(&o, &s, err, sizeof(err));
+        int r = store_new(&o, &s, err, sizeof(err));
 
         if (r < 0) {
-                fprintf(stderr, "store_open(%s): %d %s\n", path, r, err);
+                fprintf(stderr, "store_new(%s): %d %s\n", path, r, err);
                 exit(EXIT_FAILURE);
         }
         return s;
@@ -202,7 +202,7 @@ static void test_migration_keeps_history(void)
         CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 6);
         CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%%_new'"), 0);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 static void test_new_checks(void)
@@ -269,7 +269,7 @@ static void test_new_checks(void)
                            "('o 2', 5, 'YER', 'k3', 'q3', '" NOW "', '" NOW "')") != SQLITE_OK);
         CHECK(raw_exec(db, "UPDATE charge_requests SET state = 'created'") != SQLITE_OK);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 /* ---- fetched charges ---------------------------------------------------- */
@@ -324,7 +324,7 @@ static void test_fetch_through_state_machine(void)
         CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM order_events"), 2);
         CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM api_fetches"), 4);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 static void test_fetch_failures_not_truth(void)
@@ -384,7 +384,7 @@ static void test_fetch_failures_not_truth(void)
                            (long long) f.id), STORE_FETCH_BODY_MAX);
         free(big);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 /* ---- the reconciler's queue --------------------------------------------- */
@@ -436,7 +436,7 @@ static void test_due_orders(void)
                                       "2026-11-28T10:00:00.000Z", ids, 1, &n), 0);
         CHECK_EQ_INT(n, 1);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 static void test_return_ref_lookup(void)
@@ -458,7 +458,7 @@ static void test_return_ref_lookup(void)
         CHECK_STR(o.next_check_at, "");
         order_record_clear(&o);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 /* ---- charge creation ---------------------------------------------------- */
@@ -565,7 +565,7 @@ static void test_charge_plan_lifecycle(void)
         charge_plan_clear(&p);
         CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM charge_requests"), 2);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 static void test_charge_refused_and_bad_answers(void)
@@ -621,7 +621,7 @@ static void test_charge_refused_and_bad_answers(void)
                      0);
         charge_plan_clear(&p);
         sqlite3_close(db);
-        store_close(s);
+        store_free(s);
 }
 
 static void remove_tmpdir(void)

@@ -59,7 +59,7 @@ static int bind_fetch_body(sqlite3_stmt *st, int idx, const struct api_fetch *f)
 
 static int insert_fetch(struct store *s, struct api_fetch *f)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         const struct charge *c = f->has_charge ? &f->charge : NULL;
         int r;
 
@@ -91,7 +91,7 @@ static int insert_event(struct store *s, const char *charge_id, const char *from
                         const char *to, const char *source, int64_t delivery_id,
                         int64_t fetch_id, const char *now, int64_t *ret_id)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         r = store_prepare(s, "INSERT INTO order_events (charge_id, from_status, to_status, "
@@ -116,7 +116,7 @@ static int insert_event(struct store *s, const char *charge_id, const char *from
 /* next_check_at for an order still INITIATED ("" keeps it). */
 static int set_next_check(struct store *s, const char *charge_id, const char *when)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         if (!when[0])
@@ -220,7 +220,7 @@ int store_due_orders(struct store *s, const char *now, const char *untouched_bef
                      const char *first_seen_after, char (*ret)[CHARGE_ID_MAX + 1], size_t max,
                      size_t *ret_n)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r, rc;
 
         *ret_n = 0;
@@ -244,7 +244,7 @@ int store_due_orders(struct store *s, const char *now, const char *untouched_bef
 int store_count_due(struct store *s, const char *now, const char *untouched_before,
                     const char *first_seen_after, int64_t *ret)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r, rc;
 
         *ret = 0;
@@ -266,7 +266,7 @@ int store_count_due(struct store *s, const char *now, const char *untouched_befo
 int store_get_order_by_return_ref(struct store *s, const char *return_ref,
                                   struct order_record *ret)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r, rc;
 
         *ret = (struct order_record) { 0 };
@@ -302,7 +302,7 @@ void charge_plan_clear(struct charge_plan *p)
  */
 static int plan_from_orders(struct store *s, const struct charge_ask *ask, struct charge_plan *p)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         const char *status;
         int r, rc;
 
@@ -339,8 +339,8 @@ static int plan_from_orders(struct store *s, const struct charge_ask *ask, struc
  * 1 when found (and @p decided), 0 when there is none. */
 static int plan_from_pending(struct store *s, const struct charge_ask *ask, struct charge_plan *p)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *up = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *up = NULL;
         int r, rc;
 
         r = store_prepare(s, "SELECT id, amount, currency, idempotency_key, return_ref, "
@@ -379,7 +379,7 @@ static int plan_from_pending(struct store *s, const struct charge_ask *ask, stru
 
 static int plan_new_request(struct store *s, const struct charge_ask *ask, struct charge_plan *p)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         if (!ask->new_idempotency_key || !ask->new_return_ref ||
@@ -446,7 +446,7 @@ struct request_row {
 
 static int read_pending(struct store *s, int64_t id, struct request_row *ret)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r, rc;
 
         r = store_prepare(s, "SELECT order_ref, return_ref, amount, currency FROM "
@@ -469,7 +469,7 @@ static int read_pending(struct store *s, int64_t id, struct request_row *ret)
 static int finish_request(struct store *s, int64_t id, const char *state, const char *charge_id,
                           int http_status, const char *error, const char *now)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         r = store_prepare(s, "UPDATE charge_requests SET state = ?2, charge_id = ?3, "
@@ -492,7 +492,7 @@ static int finish_request(struct store *s, int64_t id, const char *state, const 
 static int record_created_order(struct store *s, const struct request_row *req,
                                 const struct charge *c, const char *now, const char *next_check)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         r = store_prepare(s, "INSERT INTO orders (charge_id, order_ref, status, amount, currency, "
@@ -566,7 +566,7 @@ int store_charge_created(struct store *s, int64_t request_id, const struct charg
 static int note_attempt(struct store *s, int64_t id, int http_status, const char *error,
                         const char *now)
 {
-        __attribute__((cleanup(store_finalizep))) sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r;
 
         r = store_prepare(s, "UPDATE charge_requests SET http_status = ?2, error = ?3, "
