@@ -1,0 +1,184 @@
+/*
+ * pages — the routes a customer's browser and the shop's front end use:
+ * the return page after paying and the status lookup, both read from a
+ * read-only database handle of the reader pool.
+ */
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cashpay/charge.h"
+#include "cashpay/page.h"
+#include "cashpay/util.h"
+#include "src/daemon/http-internal.h"
+
+static enum MHD_Result reply_page(struct MHD_Connection *conn, const struct page_info *info,
+                                  unsigned status)
+{
+        _cleanup_(freep) char *html = NULL;
+        size_t len;
+
+        if (page_render(info, &html, &len) < 0)
+                return MHD_NO;
+        return http_reply(conn, status, &(struct http_reply) {
+                .content_type = "text/html; charset=utf-8", .body = html, .len = len,
+                .security_headers = true,
+        });
+}
+
+static enum MHD_Result reply_redirect(struct MHD_Connection *conn, const char *tmpl,
+                                      const struct order_record *o)
+{
+        _cleanup_(freep) char *url = NULL;
+
+        if (page_expand_url(tmpl, o->charge_id, o->order_ref, &url) < 0)
+                return MHD_NO;
+        return http_reply(conn, MHD_HTTP_SEE_OTHER, &(struct http_reply) {
+                .body = "", .location = url, .security_headers = true,
+        });
+}
+
+/* Look the order up on a read-only handle. Returns 0, -ENOENT or -errno. */
+static int lookup_order(struct runtime *rt, const char *charge_id, struct order_record *ret)
+{
+        struct store *reader = reader_pool_acquire(rt->readers);
+        int r = store_get_order(reader, charge_id, ret);
+
+        reader_pool_release(rt->readers, reader);
+        return r;
+}
+
+static const char *requested_charge_id(struct MHD_Connection *conn)
+{
+        const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "charge_id");
+
+        return id ? id : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "id");
+}
+
+static enum MHD_Result handle_return(struct MHD_Connection *conn, struct runtime *rt,
+                                     const struct settings *s)
+{
+        const struct config *cfg = s->cfg;
+        const char *id = requested_charge_id(conn);
+        struct page_info info = {
+                .kind = PAGE_BAD_REQUEST,
+                .shop_name = cfg->ret.shop_name,
+                .minor_units = cfg->ret.minor_units,
+                .refresh = cfg->ret.refresh,
+        };
+
+        if (!id || !charge_id_valid(id))
+                return reply_page(conn, &info, MHD_HTTP_BAD_REQUEST);
+        info.charge_id = id;
+        info.kind = PAGE_PENDING;
+
+        struct order_record o = { 0 };
+        int r = lookup_order(rt, id, &o);
+        enum MHD_Result ret;
+        if (r == 0) {
+                info.has_amount = true;
+                info.amount = o.amount;
+                info.currency = o.currency;
+                info.order_ref = o.order_ref;
+                info.description = o.description;
+                if (o.status == CHARGE_CAPTURED)
+                        info.kind = PAGE_SUCCESS;
+                else if (o.status == CHARGE_FAILED)
+                        info.kind = PAGE_FAILED;
+        }
+        if (info.kind == PAGE_SUCCESS && cfg->ret.success_url)
+                ret = reply_redirect(conn, cfg->ret.success_url, &o);
+        else if (info.kind == PAGE_FAILED && cfg->ret.failure_url)
+                ret = reply_redirect(conn, cfg->ret.failure_url, &o);
+        else
+                /* The database being unreachable is not the customer's
+                 * problem to solve: show "processing", but say 503. */
+                ret = reply_page(conn, &info,
+                                   r == 0 || r == -ENOENT ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE);
+        order_record_clear(&o);
+        return ret;
+}
+
+static enum MHD_Result handle_status(struct MHD_Connection *conn, struct runtime *rt,
+                                     const char *id)
+{
+        struct order_record o = { 0 };
+        char body[256];
+        unsigned status = MHD_HTTP_OK;
+        int r = charge_id_valid(id) ? lookup_order(rt, id, &o) : -ENOENT;
+
+        if (r == 0)
+                snprintf(body, sizeof(body), "{\"charge_id\":\"%s\",\"status\":\"%s\"}",
+                         o.charge_id, charge_status_name(o.status));
+        else if (r == -ENOENT) {
+                status = MHD_HTTP_NOT_FOUND;
+                snprintf(body, sizeof(body), "{\"error\":\"not_found\"}");
+        } else {
+                order_record_clear(&o);
+                return http_reply_unavailable(conn);
+        }
+        order_record_clear(&o);
+        return http_reply(conn, status, &(struct http_reply) {
+                .content_type = "application/json", .body = body, .len = strlen(body),
+                .security_headers = true,
+        });
+}
+
+/* "/cashpay/status/chg_x" → "chg_x"; NULL when @url is not under @prefix. */
+static const char *status_suffix(const char *url, const char *prefix)
+{
+        size_t n = strlen(prefix);
+
+        if (strncmp(url, prefix, n) != 0 || url[n] != '/')
+                return NULL;
+        return url + n + 1;
+}
+
+static bool is_get_or_head(const char *method)
+{
+        return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+/* True when @url and @method name a page or a status lookup; otherwise an
+ * answer was queued and @ret is what the handler returns. */
+bool pages_route_ok(struct MHD_Connection *conn, const struct settings *s, const char *url,
+                    const char *method, enum MHD_Result *ret)
+{
+        const struct config *cfg = s->cfg;
+
+        if (strcmp(url, cfg->http.return_path) != 0 && !status_suffix(url, cfg->http.status_path))
+                *ret = http_reply_early(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}", NULL);
+        else if (!is_get_or_head(method))
+                *ret = http_reply_early(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                     "{\"error\":\"method_not_allowed\"}", "GET, HEAD");
+        else
+                return true;
+        return false;
+}
+
+/*
+ * Answered once the request is complete, not from the first call: a response
+ * queued before libmicrohttpd has the whole request makes it close the
+ * connection afterwards (no keep-alive for the page's refreshes, and the
+ * rest of a pipeline dropped).
+ */
+enum MHD_Result pages_handle(struct MHD_Connection *conn, struct runtime *rt,
+                             const struct settings *s, const char *url, struct request *req,
+                             size_t *size)
+{
+        const char *status_id = status_suffix(url, s->cfg->http.status_path);
+
+        if (*size > 0) {
+                /* A body nobody asked for: thrown away, within bounds. */
+                req->discarded += *size;
+                *size = 0;
+                return req->discarded > s->cfg->http.max_body ? MHD_NO : MHD_YES;
+        }
+        if (strcmp(url, s->cfg->http.return_path) == 0)
+                return handle_return(conn, rt, s);
+        if (status_id)
+                return handle_status(conn, rt, status_id);
+        return http_reply_early(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}", NULL);
+}
