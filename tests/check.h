@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static unsigned check_count, check_failures;
@@ -71,6 +72,23 @@ static inline bool check_str_at(const char *file, int line, const char *what,
 #define CHECK_EQ_INT(got, want) \
         check_eq_int_at(__FILE__, __LINE__, #got, (long long) (got), (long long) (want))
 #define CHECK_STR(got, want) check_str_at(__FILE__, __LINE__, #got, (got), (want))
+
+/* FAIL(fmt, ...) - the test cannot go on (its setup failed): say why, exit 1. */
+#define FAIL(...) check_fail_at(__FILE__, __LINE__, __VA_ARGS__)
+
+__attribute__((format(printf, 3, 4), noreturn))
+static inline void check_fail_at(const char *file, int line, const char *fmt, ...)
+{
+        FILE *out = check_out();
+        va_list ap;
+
+        fprintf(out, "%s:%d: ", file, line);
+        va_start(ap, fmt);
+        vfprintf(out, fmt, ap);
+        va_end(ap);
+        fputc('\n', out);
+        exit(EXIT_FAILURE);
+}
 
 /* Prints the counts; the exit status: 0 when every check passed, and some ran. */
 static inline int check_summary(void)

@@ -15,29 +15,13 @@
 #include <unistd.h>
 
 #include "cashpay/config.h"
+#include "tests/check.h"
 
 #ifndef SOURCE_ROOT
 #error "SOURCE_ROOT must be defined by the build"
 #endif
 
-static int failures;
 static char tmpdir[] = "/tmp/test-config-XXXXXX";
-
-#define CHECK(cond) do { \
-        if (!(cond)) { \
-                fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-                failures++; \
-        } \
-} while (0)
-
-#define CHECK_STR(a, b) do { \
-        const char *a_ = (a), *b_ = (b); \
-        if (!a_ || !b_ || strcmp(a_, b_) != 0) { \
-                fprintf(stderr, "%s:%d: '%s' != '%s' (%s)\n", __FILE__, __LINE__, \
-                        a_ ? a_ : "(null)", b_ ? b_ : "(null)", #a); \
-                failures++; \
-        } \
-} while (0)
 
 /* Write @text to a file in the temporary directory; returns its path (static). */
 static const char *write_conf(const char *text, size_t len)
@@ -878,10 +862,5 @@ int main(void)
         snprintf(path, sizeof(path), "%s/test.conf", tmpdir);
         unlink(path);
         rmdir(tmpdir);
-        if (failures) {
-                fprintf(stderr, "%d check(s) failed\n", failures);
-                return 1;
-        }
-        printf("config: all checks passed\n");
-        return 0;
+        return check_summary();
 }

@@ -20,40 +20,7 @@
 
 #include "cashpay/store.h"
 #include "cashpay/timeutil.h"
-
-static unsigned checks;
-
-#define FAIL(...)                                                               \
-        do {                                                                    \
-                fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                 \
-                fprintf(stderr, __VA_ARGS__);                                   \
-                fputc('\n', stderr);                                            \
-                exit(EXIT_FAILURE);                                             \
-        } while (0)
-
-#define CHECK(cond)                                                             \
-        do {                                                                    \
-                checks++;                                                       \
-                if (!(cond))                                                    \
-                        FAIL("check failed: %s", #cond);                        \
-        } while (0)
-
-#define CHECK_INT(got, want)                                                    \
-        do {                                                                    \
-                long long g_ = (long long) (got), w_ = (long long) (want);      \
-                checks++;                                                       \
-                if (g_ != w_)                                                   \
-                        FAIL("%s is %lld, expected %lld", #got, g_, w_);        \
-        } while (0)
-
-#define CHECK_STR(got, want)                                                    \
-        do {                                                                    \
-                const char *g_ = (got), *w_ = (want);                           \
-                checks++;                                                       \
-                if (!g_ || strcmp(g_, w_) != 0)                                 \
-                        FAIL("%s is \"%s\", expected \"%s\"", #got,             \
-                             g_ ? g_ : "(null)", w_);                           \
-        } while (0)
+#include "tests/check.h"
 
 static char tmpdir[256];
 
@@ -262,9 +229,8 @@ static void check_mode(const char *path, mode_t want)
 
         if (stat(path, &st) < 0)
                 FAIL("stat %s: %s", path, strerror(errno));
-        if ((st.st_mode & 07777) != want)
-                FAIL("%s has mode %04o, expected %04o", path, st.st_mode & 07777, want);
-        checks++;
+        CHECK((st.st_mode & 07777) == want, "%s has mode %04o, expected %04o", path,
+              st.st_mode & 07777, want);
 }
 
 static void test_fresh_schema(void)
@@ -274,21 +240,21 @@ static void test_fresh_schema(void)
         struct store *s = open_store(path, 1000);
         sqlite3 *db = raw_open(path);
 
-        CHECK_INT(store_schema_version(), 2);
-        CHECK_INT(q_int(db, "PRAGMA user_version"), store_schema_version());
+        CHECK_EQ_INT(store_schema_version(), 2);
+        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), store_schema_version());
         CHECK_STR(q_text(db, "PRAGMA journal_mode"), "wal");
-        CHECK_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN "
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN "
                             "('orders', 'order_events', 'webhook_deliveries')"), 3);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' "
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' "
                             "AND name = 'orders_to_fulfil'"), 1);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' "
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' "
                             "AND tbl_name = 'order_events'"), 2);
-        CHECK_INT(q_int(db, "SELECT strict FROM pragma_table_list WHERE name = 'orders'"), 1);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM pragma_foreign_key_list('order_events')"), 3);
+        CHECK_EQ_INT(q_int(db, "SELECT strict FROM pragma_table_list WHERE name = 'orders'"), 1);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM pragma_foreign_key_list('order_events')"), 3);
         CHECK_STR(q_text(db, "SELECT name FROM pragma_index_list('webhook_deliveries') "
                              "WHERE name = 'webhook_deliveries_message_idx' AND partial = 1"),
                   "webhook_deliveries_message_idx");
-        CHECK_INT(store_health(s), 0);
+        CHECK_EQ_INT(store_health(s), 0);
 
         /* umask 007 (set in main): the merchant's group reads and writes */
         snprintf(wal, sizeof(wal), "%s-wal", path);
@@ -307,25 +273,25 @@ static void test_reopen_and_versions(void)
         sqlite3 *db;
 
         /* re-open is idempotent, read-only open of a current schema works */
-        CHECK_INT(try_open(path, false, true, err, sizeof(err)), 0);
-        CHECK_INT(try_open(path, false, true, err, sizeof(err)), 0);
-        CHECK_INT(try_open(path, true, false, err, sizeof(err)), 0);
+        CHECK_EQ_INT(try_open(path, false, true, err, sizeof(err)), 0);
+        CHECK_EQ_INT(try_open(path, false, true, err, sizeof(err)), 0);
+        CHECK_EQ_INT(try_open(path, true, false, err, sizeof(err)), 0);
         db = raw_open(path);
-        CHECK_INT(q_int(db, "PRAGMA user_version"), 2);
-        CHECK_INT(raw_exec(db, "PRAGMA user_version = 3"), SQLITE_OK);
+        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 2);
+        CHECK_EQ_INT(raw_exec(db, "PRAGMA user_version = 3"), SQLITE_OK);
         sqlite3_close(db);
 
-        CHECK_INT(try_open(path, false, true, err, sizeof(err)), -EPROTO);
+        CHECK_EQ_INT(try_open(path, false, true, err, sizeof(err)), -EPROTO);
         CHECK_STR(err, "database schema version 3 is newer than this program (knows 2); "
                        "refusing to open");
-        CHECK_INT(try_open(path, true, false, err, sizeof(err)), -EPROTO);
+        CHECK_EQ_INT(try_open(path, true, false, err, sizeof(err)), -EPROTO);
         CHECK(strstr(err, "is newer than this program") != NULL);
         /* refused means untouched */
         db = raw_open(path);
-        CHECK_INT(q_int(db, "PRAGMA user_version"), 3);
-        CHECK_INT(raw_exec(db, "PRAGMA user_version = 2"), SQLITE_OK);
+        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 3);
+        CHECK_EQ_INT(raw_exec(db, "PRAGMA user_version = 2"), SQLITE_OK);
         sqlite3_close(db);
-        CHECK_INT(try_open(path, false, true, err, sizeof(err)), 0);
+        CHECK_EQ_INT(try_open(path, false, true, err, sizeof(err)), 0);
 }
 
 static void test_open_refusals(void)
@@ -336,32 +302,32 @@ static void test_open_refusals(void)
 
         /* version 0: a read-only or non-migrating open must not migrate it */
         db = NULL;
-        CHECK_INT(sqlite3_open(old, &db), SQLITE_OK);
-        CHECK_INT(raw_exec(db, "CREATE TABLE x (a)"), SQLITE_OK);
+        CHECK_EQ_INT(sqlite3_open(old, &db), SQLITE_OK);
+        CHECK_EQ_INT(raw_exec(db, "CREATE TABLE x (a)"), SQLITE_OK);
         sqlite3_close(db);
-        CHECK_INT(try_open(old, true, false, err, sizeof(err)), -EPROTO);
+        CHECK_EQ_INT(try_open(old, true, false, err, sizeof(err)), -EPROTO);
         CHECK(strstr(err, "database schema version 0 is older than this program (needs 2)"));
-        CHECK_INT(try_open(old, false, false, err, sizeof(err)), -EPROTO);
+        CHECK_EQ_INT(try_open(old, false, false, err, sizeof(err)), -EPROTO);
         db = raw_open(old);
-        CHECK_INT(q_int(db, "PRAGMA user_version"), 0);
+        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 0);
         sqlite3_close(db);
 
         /* a migration that fails names itself and leaves no trace */
         db = raw_open(old);
-        CHECK_INT(raw_exec(db, "CREATE TABLE orders (a)"), SQLITE_OK);
+        CHECK_EQ_INT(raw_exec(db, "CREATE TABLE orders (a)"), SQLITE_OK);
         sqlite3_close(db);
         CHECK(try_open(old, false, true, err, sizeof(err)) < 0);
         CHECK(strstr(err, "migration 0001_init failed") != NULL);
         db = raw_open(old);
-        CHECK_INT(q_int(db, "PRAGMA user_version"), 0);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'order_events'"), 0);
+        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 0);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'order_events'"), 0);
         sqlite3_close(db);
 
-        CHECK_INT(try_open(missing, true, false, err, sizeof(err)), -ENOENT);
+        CHECK_EQ_INT(try_open(missing, true, false, err, sizeof(err)), -ENOENT);
         CHECK(err[0] != '\0');
-        CHECK_INT(try_open(missing, false, false, err, sizeof(err)), -ENOENT);
+        CHECK_EQ_INT(try_open(missing, false, false, err, sizeof(err)), -ENOENT);
         CHECK(access(missing, F_OK) < 0);
-        CHECK_INT(try_open(NULL, false, true, err, sizeof(err)), -EINVAL);
+        CHECK_EQ_INT(try_open(NULL, false, true, err, sizeof(err)), -EINVAL);
 }
 
 /* ---- the state machine through store_submit ---- */
@@ -373,34 +339,34 @@ static void check_applied_first(sqlite3 *db, const struct delivery *d, const cha
 {
         const char *id = d->charge.id;
 
-        CHECK_INT(d->fault, 0);
-        CHECK_INT(d->outcome, OUTCOME_APPLIED);
-        CHECK_INT(d->http_status, 200);
+        CHECK_EQ_INT(d->fault, 0);
+        CHECK_EQ_INT(d->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d->http_status, 200);
         CHECK(d->transition.insert_order);
         CHECK(!d->had_order);
         CHECK(d->id > 0);
         CHECK(d->event_id > 0);
         CHECK_STR(q_text(db, ORDER("status"), id), status);
-        CHECK_INT(q_int(db, ORDER("amount"), id), d->charge.amount);
+        CHECK_EQ_INT(q_int(db, ORDER("amount"), id), d->charge.amount);
         CHECK_STR(q_text(db, ORDER("currency"), id), d->charge.currency);
         CHECK_STR(q_text(db, ORDER("description"), id), "Purchase of a watch");
         CHECK_STR(q_text(db, ORDER("transaction_url"), id), "https://pay.example/session/1");
-        CHECK_INT(q_int(db, ORDER("charge_created"), id), 1672531200);
-        CHECK_INT(q_int(db, ORDER("needs_review"), id), 0);
+        CHECK_EQ_INT(q_int(db, ORDER("charge_created"), id), 1672531200);
+        CHECK_EQ_INT(q_int(db, ORDER("needs_review"), id), 0);
         CHECK(is_iso_ms(q_text(db, ORDER("first_seen_at"), id)));
-        CHECK_INT(q_int(db, ORDER("first_seen_at = updated_at"), id), 1);
-        CHECK_INT(q_int(db, ORDER("fulfilled_at IS NULL"), id), 1);
-        CHECK_INT(q_int(db, "SELECT from_status IS NULL AND to_status = %Q AND delivery_id = %"
+        CHECK_EQ_INT(q_int(db, ORDER("first_seen_at = updated_at"), id), 1);
+        CHECK_EQ_INT(q_int(db, ORDER("fulfilled_at IS NULL"), id), 1);
+        CHECK_EQ_INT(q_int(db, "SELECT from_status IS NULL AND to_status = %Q AND delivery_id = %"
                             PRId64 " AND charge_id = %Q FROM order_events WHERE id = %" PRId64,
                         status, d->id, id, d->event_id), 1);
         CHECK_STR(q_text(db, DELIVERY("outcome"), d->id), "applied");
-        CHECK_INT(q_int(db, DELIVERY("http_status"), d->id), 200);
+        CHECK_EQ_INT(q_int(db, DELIVERY("http_status"), d->id), 200);
         CHECK_STR(q_text(db, DELIVERY("claimed_status"), d->id), status);
         CHECK_STR(q_text(db, DELIVERY("charge_id"), d->id), id);
         CHECK_STR(q_text(db, DELIVERY("error"), d->id), "(null)");
         CHECK_STR(q_text(db, DELIVERY("remote_addr"), d->id), "127.0.0.1");
         CHECK_STR(q_text(db, DELIVERY("received_at"), d->id), d->received_at);
-        CHECK_INT(q_int(db, DELIVERY("length(body)"), d->id), (int64_t) d->body_len);
+        CHECK_EQ_INT(q_int(db, DELIVERY("length(body)"), d->id), (int64_t) d->body_len);
         CHECK_STR(q_text(db, DELIVERY("CAST(body AS TEXT)"), d->id), (const char *) d->body);
 }
 
@@ -408,12 +374,12 @@ static void check_applied_first(sqlite3 *db, const struct delivery *d, const cha
 static void check_no_change(sqlite3 *db, const struct delivery *d, enum outcome o,
                             const char *name, int64_t events_before)
 {
-        CHECK_INT(d->fault, 0);
-        CHECK_INT(d->outcome, o);
-        CHECK_INT(d->http_status, 200);
-        CHECK_INT(d->event_id, 0);
+        CHECK_EQ_INT(d->fault, 0);
+        CHECK_EQ_INT(d->outcome, o);
+        CHECK_EQ_INT(d->http_status, 200);
+        CHECK_EQ_INT(d->event_id, 0);
         CHECK(!d->transition.change_status);
-        CHECK_INT(count(db, "order_events"), events_before);
+        CHECK_EQ_INT(count(db, "order_events"), events_before);
         CHECK_STR(q_text(db, DELIVERY("outcome"), d->id), name);
         CHECK_STR(q_text(db, DELIVERY("error"), d->id), d->transition.reason);
 }
@@ -427,15 +393,15 @@ static void test_initiated_captured_paths(struct store *s, sqlite3 *db)
 
         d1 = submit1(s, accepted(id, CHARGE_INITIATED, 2000, "YER", NULL));
         check_applied_first(db, d1, "INITIATED");
-        CHECK_INT(q_int(db, ORDER("captured_at IS NULL AND failed_at IS NULL"), id), 1);
+        CHECK_EQ_INT(q_int(db, ORDER("captured_at IS NULL AND failed_at IS NULL"), id), 1);
 
         d2 = submit1(s, accepted(id, CHARGE_CAPTURED, 2000, "YER", NULL));
-        CHECK_INT(d2->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d2->outcome, OUTCOME_APPLIED);
         CHECK(d2->had_order);
-        CHECK_INT(d2->previous, CHARGE_INITIATED);
+        CHECK_EQ_INT(d2->previous, CHARGE_INITIATED);
         CHECK_STR(q_text(db, ORDER("status"), id), "CAPTURED");
-        CHECK_INT(q_int(db, ORDER("captured_at = updated_at AND failed_at IS NULL"), id), 1);
-        CHECK_INT(q_int(db, "SELECT from_status = 'INITIATED' AND to_status = 'CAPTURED' AND "
+        CHECK_EQ_INT(q_int(db, ORDER("captured_at = updated_at AND failed_at IS NULL"), id), 1);
+        CHECK_EQ_INT(q_int(db, "SELECT from_status = 'INITIATED' AND to_status = 'CAPTURED' AND "
                             "delivery_id = %" PRId64 " FROM order_events WHERE id = %" PRId64,
                         d2->id, d2->event_id), 1);
         CHECK(d2->event_id > d1->event_id);
@@ -449,16 +415,16 @@ static void test_initiated_captured_paths(struct store *s, sqlite3 *db)
         d4 = submit1(s, accepted(id, CHARGE_INITIATED, 2000, "YER", NULL));
         check_no_change(db, d4, OUTCOME_STALE, "stale", ev);
         CHECK_STR(q_text(db, ORDER("status"), id), "CAPTURED");
-        CHECK_INT(q_int(db, ORDER("needs_review"), id), 0);
+        CHECK_EQ_INT(q_int(db, ORDER("needs_review"), id), 0);
 
         /* CAPTURED → FAILED: never undone, held for a human */
         d5 = submit1(s, accepted(id, CHARGE_FAILED, 2000, "YER", NULL));
         check_no_change(db, d5, OUTCOME_CONFLICT, "conflict", ev);
         CHECK(d5->transition.flag_review);
         CHECK_STR(q_text(db, ORDER("status"), id), "CAPTURED");
-        CHECK_INT(q_int(db, ORDER("needs_review"), id), 1);
-        CHECK_INT(q_int(db, ORDER("failed_at IS NULL"), id), 1);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE charge_id = %Q", id), 5);
+        CHECK_EQ_INT(q_int(db, ORDER("needs_review"), id), 1);
+        CHECK_EQ_INT(q_int(db, ORDER("failed_at IS NULL"), id), 1);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE charge_id = %Q", id), 5);
         free_delivery(d1), free_delivery(d2), free_delivery(d3);
         free_delivery(d4), free_delivery(d5);
 }
@@ -469,30 +435,30 @@ static void test_failed_paths(struct store *s, sqlite3 *db)
 
         d1 = submit1(s, accepted("chg_path2", CHARGE_FAILED, 500, "USD", NULL));
         check_applied_first(db, d1, "FAILED");
-        CHECK_INT(q_int(db, ORDER("failed_at = first_seen_at AND captured_at IS NULL"),
+        CHECK_EQ_INT(q_int(db, ORDER("failed_at = first_seen_at AND captured_at IS NULL"),
                         "chg_path2"), 1);
 
         /* money arrived late: applied, both times kept, worth a warning */
         d2 = submit1(s, accepted("chg_path2", CHARGE_CAPTURED, 500, "USD", NULL));
-        CHECK_INT(d2->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d2->outcome, OUTCOME_APPLIED);
         CHECK(d2->transition.warn);
-        CHECK_INT(d2->previous, CHARGE_FAILED);
+        CHECK_EQ_INT(d2->previous, CHARGE_FAILED);
         CHECK_STR(q_text(db, ORDER("status"), "chg_path2"), "CAPTURED");
-        CHECK_INT(q_int(db, ORDER("captured_at IS NOT NULL AND failed_at IS NOT NULL"),
+        CHECK_EQ_INT(q_int(db, ORDER("captured_at IS NOT NULL AND failed_at IS NOT NULL"),
                         "chg_path2"), 1);
         CHECK_STR(q_text(db, "SELECT from_status || '>' || to_status FROM order_events "
                              "WHERE id = %" PRId64, d2->event_id), "FAILED>CAPTURED");
 
         d3 = submit1(s, accepted("chg_path3", CHARGE_INITIATED, 700, "EUR", NULL));
         d4 = submit1(s, accepted("chg_path3", CHARGE_FAILED, 700, "EUR", NULL));
-        CHECK_INT(d4->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d4->outcome, OUTCOME_APPLIED);
         CHECK_STR(q_text(db, ORDER("status"), "chg_path3"), "FAILED");
-        CHECK_INT(q_int(db, ORDER("failed_at IS NOT NULL AND captured_at IS NULL"),
+        CHECK_EQ_INT(q_int(db, ORDER("failed_at IS NOT NULL AND captured_at IS NULL"),
                         "chg_path3"), 1);
 
         /* FAILED → INITIATED is stale */
         d5 = submit1(s, accepted("chg_path3", CHARGE_INITIATED, 700, "EUR", NULL));
-        CHECK_INT(d5->outcome, OUTCOME_STALE);
+        CHECK_EQ_INT(d5->outcome, OUTCOME_STALE);
         CHECK_STR(q_text(db, ORDER("status"), "chg_path3"), "FAILED");
         free_delivery(d1), free_delivery(d2), free_delivery(d3);
         free_delivery(d4), free_delivery(d5);
@@ -505,7 +471,7 @@ static void test_terms_conflict(struct store *s, sqlite3 *db)
 
         d1 = submit1(s, accepted("chg_path4", CHARGE_CAPTURED, 900, "YER", NULL));
         check_applied_first(db, d1, "CAPTURED");
-        CHECK_INT(q_int(db, ORDER("captured_at = first_seen_at"), "chg_path4"), 1);
+        CHECK_EQ_INT(q_int(db, ORDER("captured_at = first_seen_at"), "chg_path4"), 1);
 
         d2 = submit1(s, accepted("chg_path5", CHARGE_INITIATED, 900, "YER", NULL));
         ev = count(db, "order_events");
@@ -513,13 +479,13 @@ static void test_terms_conflict(struct store *s, sqlite3 *db)
         d3 = submit1(s, accepted("chg_path5", CHARGE_CAPTURED, 901, "YER", NULL));
         check_no_change(db, d3, OUTCOME_CONFLICT, "conflict", ev);
         CHECK_STR(q_text(db, ORDER("status"), "chg_path5"), "INITIATED");
-        CHECK_INT(q_int(db, ORDER("amount"), "chg_path5"), 900);
-        CHECK_INT(q_int(db, ORDER("needs_review"), "chg_path5"), 1);
+        CHECK_EQ_INT(q_int(db, ORDER("amount"), "chg_path5"), 900);
+        CHECK_EQ_INT(q_int(db, ORDER("needs_review"), "chg_path5"), 1);
 
         d4 = submit1(s, accepted("chg_path4", CHARGE_CAPTURED, 900, "USD", NULL));
         check_no_change(db, d4, OUTCOME_CONFLICT, "conflict", ev);
         CHECK_STR(q_text(db, ORDER("currency"), "chg_path4"), "YER");
-        CHECK_INT(q_int(db, ORDER("needs_review"), "chg_path4"), 1);
+        CHECK_EQ_INT(q_int(db, ORDER("needs_review"), "chg_path4"), 1);
         free_delivery(d1), free_delivery(d2), free_delivery(d3), free_delivery(d4);
 }
 
@@ -531,16 +497,16 @@ static void test_batch_same_charge(struct store *s, sqlite3 *db)
                 accepted("chg_batch", CHARGE_CAPTURED, 100, "YER", NULL),
         };
 
-        CHECK_INT(store_submit(s, b, 3), 0);
-        CHECK_INT(b[0]->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(store_submit(s, b, 3), 0);
+        CHECK_EQ_INT(b[0]->outcome, OUTCOME_APPLIED);
         CHECK(!b[0]->had_order);
-        CHECK_INT(b[1]->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(b[1]->outcome, OUTCOME_APPLIED);
         CHECK(b[1]->had_order);
-        CHECK_INT(b[1]->previous, CHARGE_INITIATED);
-        CHECK_INT(b[2]->outcome, OUTCOME_DUPLICATE);
+        CHECK_EQ_INT(b[1]->previous, CHARGE_INITIATED);
+        CHECK_EQ_INT(b[2]->outcome, OUTCOME_DUPLICATE);
         CHECK(b[0]->id < b[1]->id && b[1]->id < b[2]->id);
         CHECK(b[0]->event_id < b[1]->event_id);
-        CHECK_INT(b[2]->event_id, 0);
+        CHECK_EQ_INT(b[2]->event_id, 0);
         CHECK_STR(q_text(db, ORDER("status"), "chg_batch"), "CAPTURED");
         CHECK_STR(q_text(db, "SELECT group_concat(coalesce(from_status, '-') || '>' || to_status, "
                              "' ') FROM (SELECT * FROM order_events WHERE charge_id = "
@@ -555,7 +521,7 @@ static void test_message_id(struct store *s, sqlite3 *db)
         int64_t ev;
 
         d1 = submit1(s, accepted("chg_msg1", CHARGE_INITIATED, 100, "YER", "msg_1"));
-        CHECK_INT(d1->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d1->outcome, OUTCOME_APPLIED);
         CHECK_STR(q_text(db, DELIVERY("message_id"), d1->id), "msg_1");
         ev = count(db, "order_events");
         /* same webhook-id: duplicate without looking at the status */
@@ -570,23 +536,23 @@ static void test_message_id(struct store *s, sqlite3 *db)
         d3->message_id = xstrdup("msg_2");
         submit1(s, d3);
         d4 = submit1(s, accepted("chg_msg1", CHARGE_CAPTURED, 100, "YER", "msg_2"));
-        CHECK_INT(d4->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d4->outcome, OUTCOME_APPLIED);
         CHECK_STR(q_text(db, ORDER("status"), "chg_msg1"), "CAPTURED");
 
         /* the same id twice in one batch */
         b[0] = accepted("chg_msg2", CHARGE_INITIATED, 100, "YER", "msg_3");
         b[1] = accepted("chg_msg2", CHARGE_CAPTURED, 100, "YER", "msg_3");
-        CHECK_INT(store_submit(s, b, 2), 0);
-        CHECK_INT(b[0]->outcome, OUTCOME_APPLIED);
-        CHECK_INT(b[1]->outcome, OUTCOME_DUPLICATE);
+        CHECK_EQ_INT(store_submit(s, b, 2), 0);
+        CHECK_EQ_INT(b[0]->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(b[1]->outcome, OUTCOME_DUPLICATE);
         CHECK_STR(q_text(db, ORDER("status"), "chg_msg2"), "INITIATED");
         free_delivery(b[0]), free_delivery(b[1]);
 
         /* an empty id is no id: both applied, stored as NULL */
         b[0] = accepted("chg_msg3", CHARGE_INITIATED, 100, "YER", "");
         b[1] = accepted("chg_msg3", CHARGE_CAPTURED, 100, "YER", "");
-        CHECK_INT(store_submit(s, b, 2), 0);
-        CHECK_INT(b[1]->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(store_submit(s, b, 2), 0);
+        CHECK_EQ_INT(b[1]->outcome, OUTCOME_APPLIED);
         CHECK_STR(q_text(db, DELIVERY("message_id"), b[1]->id), "(null)");
         free_delivery(d1), free_delivery(d2), free_delivery(d3), free_delivery(d4);
         free_delivery(b[0]), free_delivery(b[1]);
@@ -606,9 +572,9 @@ static void test_rejected_rows(struct store *s, sqlite3 *db)
         free(b[3]->body);
         b[3]->body = NULL;
         b[3]->body_len = 0;
-        CHECK_INT(store_submit(s, b, 4), 0);
-        CHECK_INT(b[0]->outcome, OUTCOME_INVALID);
-        CHECK_INT(b[0]->http_status, 400);
+        CHECK_EQ_INT(store_submit(s, b, 4), 0);
+        CHECK_EQ_INT(b[0]->outcome, OUTCOME_INVALID);
+        CHECK_EQ_INT(b[0]->http_status, 400);
         CHECK_STR(q_text(db, DELIVERY("outcome || ' ' || http_status"), b[0]->id), "invalid 400");
         CHECK_STR(q_text(db, DELIVERY("charge_id"), b[0]->id), "chg_rej1");
         CHECK_STR(q_text(db, DELIVERY("error"), b[0]->id), "amount must be an integer");
@@ -619,9 +585,9 @@ static void test_rejected_rows(struct store *s, sqlite3 *db)
         CHECK_STR(q_text(db, DELIVERY("charge_id"), b[1]->id), "(null)");
         CHECK_STR(q_text(db, DELIVERY("error"), b[1]->id), "(null)");
         CHECK_STR(q_text(db, DELIVERY("outcome || ' ' || http_status"), b[2]->id), "forbidden 403");
-        CHECK_INT(b[2]->http_status, 403);
+        CHECK_EQ_INT(b[2]->http_status, 403);
         CHECK_STR(q_text(db, DELIVERY("typeof(body) || length(body)"), b[3]->id), "blob0");
-        CHECK_INT(count(db, "orders"), orders);
+        CHECK_EQ_INT(count(db, "orders"), orders);
         for (size_t i = 0; i < 4; i++)
                 free_delivery(b[i]);
 }
@@ -637,18 +603,18 @@ static void test_delivery_fault(struct store *s, sqlite3 *db)
         };
         int64_t deliveries = count(db, "webhook_deliveries");
 
-        CHECK_INT(store_submit(s, b, 4), 0);
-        CHECK_INT(b[0]->fault, 0);
-        CHECK_INT(b[1]->fault, -EINVAL);
-        CHECK_INT(b[1]->http_status, 500);
-        CHECK_INT(b[1]->id, 0);
-        CHECK_INT(b[1]->event_id, 0);
-        CHECK_INT(b[2]->fault, -EINVAL);
-        CHECK_INT(b[3]->fault, 0);
-        CHECK_INT(b[3]->outcome, OUTCOME_APPLIED);
-        CHECK_INT(count(db, "webhook_deliveries"), deliveries + 2);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM orders WHERE charge_id = 'chg_fault2'"), 0);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE charge_id = "
+        CHECK_EQ_INT(store_submit(s, b, 4), 0);
+        CHECK_EQ_INT(b[0]->fault, 0);
+        CHECK_EQ_INT(b[1]->fault, -EINVAL);
+        CHECK_EQ_INT(b[1]->http_status, 500);
+        CHECK_EQ_INT(b[1]->id, 0);
+        CHECK_EQ_INT(b[1]->event_id, 0);
+        CHECK_EQ_INT(b[2]->fault, -EINVAL);
+        CHECK_EQ_INT(b[3]->fault, 0);
+        CHECK_EQ_INT(b[3]->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(count(db, "webhook_deliveries"), deliveries + 2);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM orders WHERE charge_id = 'chg_fault2'"), 0);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE charge_id = "
                             "'chg_fault2'"), 0);
         CHECK_STR(q_text(db, ORDER("status"), "chg_fault3"), "CAPTURED");
         for (size_t i = 0; i < 4; i++)
@@ -656,9 +622,9 @@ static void test_delivery_fault(struct store *s, sqlite3 *db)
 
         /* alone in its batch: the commit (of nothing) still succeeds */
         b[0] = accepted("chg_fault4", CHARGE_INITIATED, -5, "YER", NULL);
-        CHECK_INT(store_submit(s, b, 1), 0);
-        CHECK_INT(b[0]->fault, -EINVAL);
-        CHECK_INT(count(db, "webhook_deliveries"), deliveries + 2);
+        CHECK_EQ_INT(store_submit(s, b, 1), 0);
+        CHECK_EQ_INT(b[0]->fault, -EINVAL);
+        CHECK_EQ_INT(count(db, "webhook_deliveries"), deliveries + 2);
         free_delivery(b[0]);
 }
 
@@ -666,10 +632,10 @@ static void test_get_order(struct store *s)
 {
         struct order_record o;
 
-        CHECK_INT(store_get_order(s, "chg_path1", &o), 0);
+        CHECK_EQ_INT(store_get_order(s, "chg_path1", &o), 0);
         CHECK_STR(o.charge_id, "chg_path1");
-        CHECK_INT(o.status, CHARGE_CAPTURED);
-        CHECK_INT(o.amount, 2000);
+        CHECK_EQ_INT(o.status, CHARGE_CAPTURED);
+        CHECK_EQ_INT(o.amount, 2000);
         CHECK_STR(o.currency, "YER");
         CHECK_STR(o.description, "Purchase of a watch");
         CHECK(o.order_ref == NULL);
@@ -678,7 +644,7 @@ static void test_get_order(struct store *s)
         CHECK_STR(o.fulfilled_at, "");
         CHECK(o.needs_review);
         order_record_clear(&o);
-        CHECK_INT(store_get_order(s, "chg_nobody", &o), -ENOENT);
+        CHECK_EQ_INT(store_get_order(s, "chg_nobody", &o), -ENOENT);
         order_record_clear(&o);
 }
 
@@ -688,11 +654,9 @@ static void check_refused(sqlite3 *db, const char *sql, const char *msg)
 {
         int rc = raw_exec(db, sql);
 
-        checks++;
-        if ((rc & 0xff) != SQLITE_CONSTRAINT)
-                FAIL("not refused (%d): %s", rc, sql);
-        if (msg && !strstr(sqlite3_errmsg(db), msg))
-                FAIL("refused as \"%s\", expected \"%s\": %s", sqlite3_errmsg(db), msg, sql);
+        CHECK((rc & 0xff) == SQLITE_CONSTRAINT, "not refused (%d): %s", rc, sql);
+        CHECK(!msg || strstr(sqlite3_errmsg(db), msg), "refused as \"%s\", expected \"%s\": %s",
+              sqlite3_errmsg(db), msg, sql);
 }
 
 #define NOW "'2026-11-25T20:31:38.123Z'"
@@ -709,11 +673,11 @@ static void test_append_only(sqlite3 *db)
         check_refused(db, "UPDATE webhook_deliveries SET outcome = 'stale'", "never updated");
         check_refused(db, "DELETE FROM webhook_deliveries WHERE outcome = 'applied'",
                       "only rejected");
-        CHECK_INT(raw_exec(db, "DELETE FROM webhook_deliveries WHERE outcome = 'forbidden'"),
+        CHECK_EQ_INT(raw_exec(db, "DELETE FROM webhook_deliveries WHERE outcome = 'forbidden'"),
                   SQLITE_OK);
-        CHECK_INT(sqlite3_changes(db), 1);
+        CHECK_EQ_INT(sqlite3_changes(db), 1);
         /* an order with history cannot vanish (foreign key) */
-        CHECK_INT(raw_exec(db, "PRAGMA foreign_keys = ON"), SQLITE_OK);
+        CHECK_EQ_INT(raw_exec(db, "PRAGMA foreign_keys = ON"), SQLITE_OK);
         check_refused(db, "DELETE FROM orders WHERE charge_id = 'chg_path1'", "FOREIGN KEY");
 }
 
@@ -755,13 +719,13 @@ static void test_checks(sqlite3 *db)
                 "VALUES ('chg_unknown', 'FAILED', 1, " NOW ")",
         };
 
-        CHECK_INT(raw_exec(db, "PRAGMA foreign_keys = ON"), SQLITE_OK);
+        CHECK_EQ_INT(raw_exec(db, "PRAGMA foreign_keys = ON"), SQLITE_OK);
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 check_refused(db, bad[i], NULL);
         /* and the same shapes are fine when valid */
-        CHECK_INT(raw_exec(db, ORDER_INSERT("'chg_c1-_x'", "'CAPTURED'", "9007199254740991",
+        CHECK_EQ_INT(raw_exec(db, ORDER_INSERT("'chg_c1-_x'", "'CAPTURED'", "9007199254740991",
                                             "'YER'", ", fulfilled_at", ", " NOW)), SQLITE_OK);
-        CHECK_INT(raw_exec(db, "DELETE FROM orders WHERE charge_id = 'chg_c1-_x'"), SQLITE_OK);
+        CHECK_EQ_INT(raw_exec(db, "DELETE FROM orders WHERE charge_id = 'chg_c1-_x'"), SQLITE_OK);
 }
 
 /* Does the query plan of @sql mention @what (an index, say)? */
@@ -792,8 +756,8 @@ static void test_to_fulfil(struct store *s, sqlite3 *db)
                              "'now') WHERE charge_id = 'chg_ful1' AND status = 'CAPTURED' AND "
                              "fulfilled_at IS NULL";
 
-        CHECK_INT(store_submit(s, b, 4), 0);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM orders_to_fulfil WHERE charge_id LIKE "
+        CHECK_EQ_INT(store_submit(s, b, 4), 0);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM orders_to_fulfil WHERE charge_id LIKE "
                             "'chg_ful%%'"), 1);
         CHECK_STR(q_text(db, "SELECT charge_id FROM orders_to_fulfil WHERE charge_id LIKE "
                              "'chg_ful%%'"), "chg_ful1");
@@ -806,11 +770,11 @@ static void test_to_fulfil(struct store *s, sqlite3 *db)
                             "AND received_at < " NOW,
                         "USING INDEX webhook_deliveries_rejected_idx"));
         /* the race-free fulfilment update from the README, done by "the merchant" */
-        CHECK_INT(raw_exec(db, fulfil), SQLITE_OK);
-        CHECK_INT(sqlite3_changes(db), 1);
-        CHECK_INT(raw_exec(db, fulfil), SQLITE_OK);
-        CHECK_INT(sqlite3_changes(db), 0);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM orders_to_fulfil WHERE charge_id LIKE "
+        CHECK_EQ_INT(raw_exec(db, fulfil), SQLITE_OK);
+        CHECK_EQ_INT(sqlite3_changes(db), 1);
+        CHECK_EQ_INT(raw_exec(db, fulfil), SQLITE_OK);
+        CHECK_EQ_INT(sqlite3_changes(db), 0);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM orders_to_fulfil WHERE charge_id LIKE "
                             "'chg_ful%%'"), 0);
         CHECK(is_iso_ms(q_text(db, ORDER("fulfilled_at"), "chg_ful1")));
         for (size_t i = 0; i < 4; i++)
@@ -826,24 +790,24 @@ static void test_busy(const char *path)
         struct delivery *d = accepted("chg_busy", CHARGE_INITIATED, 1, "YER", NULL);
         int64_t before = count(db, "webhook_deliveries"), t0, waited;
 
-        CHECK_INT(raw_exec(db, "BEGIN IMMEDIATE"), SQLITE_OK);
+        CHECK_EQ_INT(raw_exec(db, "BEGIN IMMEDIATE"), SQLITE_OK);
         t0 = time_monotonic_ms();
-        CHECK_INT(store_submit(s, &d, 1), -EBUSY);
+        CHECK_EQ_INT(store_submit(s, &d, 1), -EBUSY);
         waited = time_monotonic_ms() - t0;
         CHECK(waited >= 90);
-        CHECK_INT(store_probe_write(s), -EBUSY); /* the probe meets the same lock */
-        CHECK_INT(raw_exec(db, "COMMIT"), SQLITE_OK);
-        CHECK_INT(store_probe_write(s), 0);
-        CHECK_INT(count(db, "webhook_deliveries"), before);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM orders WHERE charge_id = 'chg_busy'"), 0);
+        CHECK_EQ_INT(store_probe_write(s), -EBUSY); /* the probe meets the same lock */
+        CHECK_EQ_INT(raw_exec(db, "COMMIT"), SQLITE_OK);
+        CHECK_EQ_INT(store_probe_write(s), 0);
+        CHECK_EQ_INT(count(db, "webhook_deliveries"), before);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM orders WHERE charge_id = 'chg_busy'"), 0);
         CHECK_STR(store_strerror(-EBUSY), "database is locked");
 
         /* a reader holding a snapshot does not block the writer (WAL) */
-        CHECK_INT(raw_exec(db, "BEGIN; SELECT count(*) FROM orders;"), SQLITE_OK);
-        CHECK_INT(store_submit(s, &d, 1), 0);
-        CHECK_INT(d->outcome, OUTCOME_APPLIED);
-        CHECK_INT(raw_exec(db, "COMMIT"), SQLITE_OK);
-        CHECK_INT(count(db, "webhook_deliveries"), before + 1);
+        CHECK_EQ_INT(raw_exec(db, "BEGIN; SELECT count(*) FROM orders;"), SQLITE_OK);
+        CHECK_EQ_INT(store_submit(s, &d, 1), 0);
+        CHECK_EQ_INT(d->outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(raw_exec(db, "COMMIT"), SQLITE_OK);
+        CHECK_EQ_INT(count(db, "webhook_deliveries"), before + 1);
         free_delivery(d);
         sqlite3_close(db);
         store_free(s);
@@ -857,14 +821,14 @@ static void test_readonly_store(const char *path)
         struct store *s = NULL;
         char err[256];
 
-        CHECK_INT(store_new(&o, &s, err, sizeof(err)), 0);
-        CHECK_INT(store_health(s), 0);
-        CHECK_INT(store_get_order(s, "chg_busy", &rec), 0);
-        CHECK_INT(rec.status, CHARGE_INITIATED);
+        CHECK_EQ_INT(store_new(&o, &s, err, sizeof(err)), 0);
+        CHECK_EQ_INT(store_health(s), 0);
+        CHECK_EQ_INT(store_get_order(s, "chg_busy", &rec), 0);
+        CHECK_EQ_INT(rec.status, CHARGE_INITIATED);
         order_record_clear(&rec);
-        CHECK_INT(store_submit(s, &d, 1), -EROFS);
-        CHECK_INT(store_checkpoint(s, false), -EROFS);
-        CHECK_INT(store_probe_write(s), -EROFS);
+        CHECK_EQ_INT(store_submit(s, &d, 1), -EROFS);
+        CHECK_EQ_INT(store_checkpoint(s, false), -EROFS);
+        CHECK_EQ_INT(store_probe_write(s), -EROFS);
         free_delivery(d);
         store_free(s);
 }
@@ -873,10 +837,10 @@ static void check_probe_left_no_trace(const char *path)
 {
         sqlite3 *db = raw_open(path);
 
-        CHECK_INT(q_int(db, "PRAGMA user_version"), store_schema_version());
-        CHECK_INT(count(db, "orders"), 1);
-        CHECK_INT(count(db, "webhook_deliveries"), 1);
-        CHECK_INT(count(db, "order_events"), 1);
+        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), store_schema_version());
+        CHECK_EQ_INT(count(db, "orders"), 1);
+        CHECK_EQ_INT(count(db, "webhook_deliveries"), 1);
+        CHECK_EQ_INT(count(db, "order_events"), 1);
         sqlite3_close(db);
 }
 
@@ -887,21 +851,21 @@ static void test_health_and_wal(void)
         struct delivery *d = submit1(s, accepted("chg_h1", CHARGE_INITIATED, 1, "YER", NULL));
 
         CHECK(store_wal_bytes(s) > 0);
-        CHECK_INT(store_checkpoint(s, false), 0);
-        CHECK_INT(store_checkpoint(s, true), 0);
-        CHECK_INT(store_wal_bytes(s), 0);
-        CHECK_INT(store_health(s), 0);
+        CHECK_EQ_INT(store_checkpoint(s, false), 0);
+        CHECK_EQ_INT(store_checkpoint(s, true), 0);
+        CHECK_EQ_INT(store_wal_bytes(s), 0);
+        CHECK_EQ_INT(store_health(s), 0);
         /* the probe commits one real page write (a WAL frame: header and
          * page) and leaves the schema version and the rows as they were */
-        CHECK_INT(store_probe_write(s), 0);
-        CHECK_INT(store_wal_bytes(s), 32 + 24 + 4096);
+        CHECK_EQ_INT(store_probe_write(s), 0);
+        CHECK_EQ_INT(store_wal_bytes(s), 32 + 24 + 4096);
         check_probe_left_no_trace(path);
-        CHECK_INT(rename(path, moved), 0);
-        CHECK_INT(store_health(s), -ENOENT);
-        CHECK_INT(store_probe_write(s), -ENOENT);
+        CHECK_EQ_INT(rename(path, moved), 0);
+        CHECK_EQ_INT(store_health(s), -ENOENT);
+        CHECK_EQ_INT(store_probe_write(s), -ENOENT);
         /* a new, different file in its place */
-        CHECK_INT(try_open(path, false, true, (char[64]) { 0 }, 64), 0);
-        CHECK_INT(store_health(s), -ESTALE);
+        CHECK_EQ_INT(try_open(path, false, true, (char[64]) { 0 }, 64), 0);
+        CHECK_EQ_INT(store_health(s), -ESTALE);
         CHECK_STR(store_strerror(-ESTALE), "database file was replaced");
         free_delivery(d);
         store_free(s);
@@ -965,25 +929,25 @@ static void test_cap_floods(const char *path, sqlite3 *db)
         unsigned next = 0;
         int64_t accepted = 0;
 
-        CHECK_INT(store_rejected_rows(s), 0);
+        CHECK_EQ_INT(store_rejected_rows(s), 0);
         for (size_t size = 1; next < 1000; size = size % 37 + 1) {
                 size_t n = size < 1000 - next ? size : 1000 - next;
-                CHECK_INT(submit_junk(s, n, &next, size % 5 == 0 ? 2 : 0), 0);
+                CHECK_EQ_INT(submit_junk(s, n, &next, size % 5 == 0 ? 2 : 0), 0);
                 accepted += size % 5 == 0 ? (n < 2 ? (int64_t) n : 2) : 0;
                 CHECK(rejected_count(db) <= 101);
-                CHECK_INT(store_rejected_rows(s), rejected_count(db));
+                CHECK_EQ_INT(store_rejected_rows(s), rejected_count(db));
         }
         CHECK(rejected_count(db) >= 100);
         /* the newest are the ones kept, and nothing accepted went */
-        CHECK_INT(junk_min(db), 1000 - rejected_count(db));
-        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'applied' "
+        CHECK_EQ_INT(junk_min(db), 1000 - rejected_count(db));
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'applied' "
                             "AND charge_id LIKE 'chg_capok%%'"), accepted);
         CHECK(accepted >= 10);
         store_free(s);
 
         /* the count is taken again at open */
         s = open_capped(path, 100);
-        CHECK_INT(store_rejected_rows(s), rejected_count(db));
+        CHECK_EQ_INT(store_rejected_rows(s), rejected_count(db));
         store_free(s);
 }
 
@@ -995,19 +959,19 @@ static void test_cap_external_delete(const char *path, sqlite3 *db)
         unsigned next = 2000;
 
         CHECK(before >= 100);
-        CHECK_INT(raw_exec(db, "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM "
+        CHECK_EQ_INT(raw_exec(db, "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM "
                                "webhook_deliveries WHERE " REJECTED_WHERE " ORDER BY id "
                                "LIMIT 60)"), SQLITE_OK);
-        CHECK_INT(store_rejected_rows(s), before); /* not known yet */
-        CHECK_INT(submit_junk(s, 2, &next, 0), 0);
-        CHECK_INT(rejected_count(db), before - 60 + 2);
-        CHECK_INT(store_rejected_rows(s), before - 60 + 2);
-        CHECK_INT(submit_junk(s, 30, &next, 0), 0);
-        CHECK_INT(submit_junk(s, 30, &next, 0), 0);
+        CHECK_EQ_INT(store_rejected_rows(s), before); /* not known yet */
+        CHECK_EQ_INT(submit_junk(s, 2, &next, 0), 0);
+        CHECK_EQ_INT(rejected_count(db), before - 60 + 2);
+        CHECK_EQ_INT(store_rejected_rows(s), before - 60 + 2);
+        CHECK_EQ_INT(submit_junk(s, 30, &next, 0), 0);
+        CHECK_EQ_INT(submit_junk(s, 30, &next, 0), 0);
         CHECK(rejected_count(db) <= 101);
-        CHECK_INT(store_rejected_rows(s), rejected_count(db));
+        CHECK_EQ_INT(store_rejected_rows(s), rejected_count(db));
         /* the 62 new ones and the newest of the old ones are kept */
-        CHECK_INT(junk_min(db), 1000 - (rejected_count(db) - 62));
+        CHECK_EQ_INT(junk_min(db), 1000 - (rejected_count(db) - 62));
         store_free(s);
 }
 
@@ -1017,24 +981,24 @@ static void test_cap_backlog(const char *path, sqlite3 *db)
         struct store *s;
         unsigned next = 30000;
 
-        CHECK_INT(raw_exec(db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+        CHECK_EQ_INT(raw_exec(db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
                                "WHERE i < 12000) INSERT INTO webhook_deliveries (received_at, "
                                "remote_addr, outcome, http_status, error) SELECT "
                                "'2020-01-01T00:00:00.000Z', '127.0.0.1', 'invalid', 400, "
                                "'junk ' || (10000 + i) FROM n"), SQLITE_OK);
         int64_t total = rejected_count(db);
         s = open_capped(path, 100);
-        CHECK_INT(store_rejected_rows(s), total);
-        CHECK_INT(submit_junk(s, 1, &next, 1), 0);
-        CHECK_INT(rejected_count(db), total + 1 - 10001);
-        CHECK_INT(store_rejected_rows(s), rejected_count(db));
-        CHECK_INT(submit_junk(s, 1, &next, 0), 0);
-        CHECK_INT(rejected_count(db), 100);
-        CHECK_INT(store_rejected_rows(s), 100);
+        CHECK_EQ_INT(store_rejected_rows(s), total);
+        CHECK_EQ_INT(submit_junk(s, 1, &next, 1), 0);
+        CHECK_EQ_INT(rejected_count(db), total + 1 - 10001);
+        CHECK_EQ_INT(store_rejected_rows(s), rejected_count(db));
+        CHECK_EQ_INT(submit_junk(s, 1, &next, 0), 0);
+        CHECK_EQ_INT(rejected_count(db), 100);
+        CHECK_EQ_INT(store_rejected_rows(s), 100);
         /* the old rows went first, the new ones stay */
-        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE received_at < '2021'"),
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE received_at < '2021'"),
                   0);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE error IN "
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE error IN "
                             "('junk 30000', 'junk 30001')"), 2);
         store_free(s);
 }
@@ -1046,17 +1010,17 @@ static void test_cap_failure(const char *path, sqlite3 *db)
         int64_t rows = count(db, "webhook_deliveries"), kept = store_rejected_rows(s);
         unsigned next = 40000;
 
-        CHECK_INT(kept, 100);
-        CHECK_INT(raw_exec(db, "CREATE TRIGGER no_trim BEFORE DELETE ON webhook_deliveries "
+        CHECK_EQ_INT(kept, 100);
+        CHECK_EQ_INT(raw_exec(db, "CREATE TRIGGER no_trim BEFORE DELETE ON webhook_deliveries "
                                "BEGIN SELECT RAISE(ABORT, 'no'); END"), SQLITE_OK);
-        CHECK_INT(submit_junk(s, 1, &next, 0), 0); /* 101: within the slack */
-        CHECK_INT(submit_junk(s, 3, &next, 2), -EIO);
-        CHECK_INT(count(db, "webhook_deliveries"), rows + 1);
-        CHECK_INT(store_rejected_rows(s), 101);
-        CHECK_INT(raw_exec(db, "DROP TRIGGER no_trim"), SQLITE_OK);
-        CHECK_INT(submit_junk(s, 3, &next, 2), 0);
-        CHECK_INT(rejected_count(db), 100);
-        CHECK_INT(count(db, "webhook_deliveries"), rows + 1 + 3 + 2 - 4);
+        CHECK_EQ_INT(submit_junk(s, 1, &next, 0), 0); /* 101: within the slack */
+        CHECK_EQ_INT(submit_junk(s, 3, &next, 2), -EIO);
+        CHECK_EQ_INT(count(db, "webhook_deliveries"), rows + 1);
+        CHECK_EQ_INT(store_rejected_rows(s), 101);
+        CHECK_EQ_INT(raw_exec(db, "DROP TRIGGER no_trim"), SQLITE_OK);
+        CHECK_EQ_INT(submit_junk(s, 3, &next, 2), 0);
+        CHECK_EQ_INT(rejected_count(db), 100);
+        CHECK_EQ_INT(count(db, "webhook_deliveries"), rows + 1 + 3 + 2 - 4);
         store_free(s);
 }
 
@@ -1067,41 +1031,41 @@ static void test_prune(const char *path, sqlite3 *db)
         int64_t n = 0, accepted = q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE "
                                            "outcome = 'applied'");
 
-        CHECK_INT(store_prune_rejected(s, "2000-01-01T00:00:00.000Z", 0, false, &n), 0);
-        CHECK_INT(n, 0);
-        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 10, true, &n), 0);
-        CHECK_INT(n, 10);
-        CHECK_INT(rejected_count(db), 100);
+        CHECK_EQ_INT(store_prune_rejected(s, "2000-01-01T00:00:00.000Z", 0, false, &n), 0);
+        CHECK_EQ_INT(n, 0);
+        CHECK_EQ_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 10, true, &n), 0);
+        CHECK_EQ_INT(n, 10);
+        CHECK_EQ_INT(rejected_count(db), 100);
         int64_t eleventh = q_int(db, "SELECT id FROM webhook_deliveries WHERE " REJECTED_WHERE
                                      " ORDER BY received_at, id LIMIT 1 OFFSET 10");
-        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 10, false, &n), 0);
-        CHECK_INT(n, 10);
-        CHECK_INT(rejected_count(db), 90);
-        CHECK_INT(store_rejected_rows(s), 90);
+        CHECK_EQ_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 10, false, &n), 0);
+        CHECK_EQ_INT(n, 10);
+        CHECK_EQ_INT(rejected_count(db), 90);
+        CHECK_EQ_INT(store_rejected_rows(s), 90);
         /* the oldest went */
-        CHECK_INT(q_int(db, "SELECT id FROM webhook_deliveries WHERE " REJECTED_WHERE
+        CHECK_EQ_INT(q_int(db, "SELECT id FROM webhook_deliveries WHERE " REJECTED_WHERE
                             " ORDER BY received_at, id LIMIT 1"), eleventh);
-        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, true, &n), 0);
-        CHECK_INT(n, 90);
-        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, false, &n), 0);
-        CHECK_INT(n, 90);
-        CHECK_INT(store_rejected_rows(s), 0);
-        CHECK_INT(rejected_count(db), 0);
-        CHECK_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'applied'"),
+        CHECK_EQ_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, true, &n), 0);
+        CHECK_EQ_INT(n, 90);
+        CHECK_EQ_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, false, &n), 0);
+        CHECK_EQ_INT(n, 90);
+        CHECK_EQ_INT(store_rejected_rows(s), 0);
+        CHECK_EQ_INT(rejected_count(db), 0);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries WHERE outcome = 'applied'"),
                   accepted);
         store_free(s);
 
         /* no cap: no count, and a read-only handle may only count */
         s = open_capped(path, 0);
-        CHECK_INT(store_rejected_rows(s), -1);
+        CHECK_EQ_INT(store_rejected_rows(s), -1);
         store_free(s);
         struct store_options o = { .path = path, .read_only = true, .busy_timeout_ms = 100,
                                    .max_rejected_rows = 100 };
         char err[256];
-        CHECK_INT(store_new(&o, &s, err, sizeof(err)), 0);
-        CHECK_INT(store_rejected_rows(s), -1);
-        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, true, &n), 0);
-        CHECK_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, false, &n), -EROFS);
+        CHECK_EQ_INT(store_new(&o, &s, err, sizeof(err)), 0);
+        CHECK_EQ_INT(store_rejected_rows(s), -1);
+        CHECK_EQ_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, true, &n), 0);
+        CHECK_EQ_INT(store_prune_rejected(s, "9999-01-01T00:00:00.000Z", 0, false, &n), -EROFS);
         store_free(s);
 }
 
@@ -1141,7 +1105,7 @@ static void bench(enum db_synchronous sync, const char *label, size_t total, siz
                         b[i] = accepted(id, (done + i) % 2 ? CHARGE_CAPTURED : CHARGE_INITIATED,
                                         100, "YER", NULL);
                 }
-                CHECK_INT(store_submit(s, b, batch), 0);
+                CHECK_EQ_INT(store_submit(s, b, batch), 0);
                 for (size_t i = 0; i < batch; i++)
                         free_delivery(b[i]);
         }
@@ -1210,6 +1174,5 @@ int main(void)
         bench(DB_SYNC_FULL, "full", 20000, 100);
         bench(DB_SYNC_NORMAL, "normal", 20000, 100);
         cleanup_dir();
-        printf("test-store: %u checks passed\n", checks);
-        return 0;
+        return check_summary();
 }
