@@ -186,8 +186,8 @@ static void test_table(void)
         const struct config_key *keys = config_keys(&n);
         const struct config_section *sections = config_sections(&n_sections);
 
-        CHECK(n == 41);
-        CHECK(n_sections == 6);
+        CHECK(n == 57);
+        CHECK(n_sections == 8);
         for (size_t i = 0; i < n; i++) {
                 bool known = false;
 
@@ -401,6 +401,7 @@ static const struct bad_value bad_values[] = {
         { "admin", "request_timeout", "0", "expected an integer from 1 to 3600 seconds" },
         { "webhook", "verify", "hmac-sha256", "expected one of hmac, standard-webhooks, none" },
         { "webhook", "verify", "none", "verify = none requires insecure_no_verify = yes" },
+        { "webhook", "confirm", "yes", "expected one of auto, api, none" },
         { "webhook", "secret_file", "webhook.secret", "must be an absolute path" },
         { "webhook", "signature_header", "X CashPay", "must be an HTTP header name" },
         { "webhook", "signature_header", "X-Sig:", "must be an HTTP header name" },
@@ -446,6 +447,27 @@ static const struct bad_value bad_values[] = {
         { "return", "minor_units", "2", "expected yes or no" },
         { "log", "level", "error", "expected one of debug, info, notice, warning, err" },
         { "log", "level", "7", "expected one of" },
+        { "cashpay", "api_url", "api.cashpay.example", "must be an absolute http or https URL" },
+        { "cashpay", "api_url", "/v1", "must be an absolute http or https URL" },
+        { "cashpay", "api_url", "https://api.example/v1/", "must not end with '/'" },
+        { "cashpay", "api_url", "https://api.example/v1?x=1", "a query or a fragment" },
+        { "cashpay", "api_url", "https://api.example/v1#top", "a query or a fragment" },
+        { "cashpay", "api_url", "https://user:pw@api.example/v1", "must not hold credentials" },
+        { "cashpay", "api_url", "https://api.example/{charge_id}", "braces" },
+        { "cashpay", "public_url", "https://shop .example", "must not hold blanks" },
+        { "cashpay", "token_file", "token", "must be an absolute path" },
+        { "cashpay", "token_url", "ftp://auth.example/token", "absolute http or https URL" },
+        { "cashpay", "client_id", "id\x01", "UTF-8 without control characters" },
+        { "cashpay", "client_secret_file", "secret", "must be an absolute path" },
+        { "cashpay", "token_lifetime", "59", "expected an integer from 60 to 604800 seconds" },
+        { "cashpay", "refresh_margin", "86401", "expected an integer from 0 to 86400" },
+        { "cashpay", "request_timeout", "0", "expected an integer from 1 to 300 seconds" },
+        { "cashpay", "max_inflight", "0", "expected an integer from 1 to 4096" },
+        { "cashpay", "max_response", "1", "expected a size from 1024 to 16777216 bytes" },
+        { "cashpay", "reconcile_after", "0", "expected an integer from 1 to 2592000" },
+        { "cashpay", "reconcile_for", "59", "expected an integer from 60 to 31536000" },
+        { "checkout", "listen", "localhost:9181", "" },
+        { "checkout", "token_file", "relative/token", "must be an absolute path" },
 };
 
 static void test_bad_values(void)
@@ -722,6 +744,61 @@ static void test_rules(void)
                          "overlaps [http] listen '[::]:8080'"));
 }
 
+#define API "[cashpay]\napi_url = http://127.0.0.1:1/v1\npublic_url = https://shop.example\n"
+
+/* The API half: one way to a token, what confirm = api allows and needs. */
+static void test_rules_cashpay(void)
+{
+        struct config *cfg = NULL;
+
+        /* no API: confirm auto means none, and the API keys are not looked at */
+        CHECK(loads("[cashpay]\ntoken_file = /run/t\ntoken_url = http://127.0.0.1:1/t\n", &cfg));
+        if (cfg)
+                CHECK(!config_confirm_api(cfg));
+        config_free(cfg);
+        CHECK(fails_with("[webhook]\n\nconfirm = api\n", 3,
+                         "confirm = api needs [cashpay] api_url"));
+        CHECK(fails_with(API, 2, "api_url needs token_file or token_url"));
+        CHECK(fails_with(API "token_file = /run/t\ntoken_url = http://127.0.0.1:1/t\n", 5,
+                         "token_file and token_url exclude each other"));
+        CHECK(fails_with(API "token_url = http://127.0.0.1:1/t\n", 4,
+                         "token_url needs client_id"));
+        CHECK(fails_with(API "token_file = /run/t\ntoken_lifetime = 300\n"
+                         "refresh_margin = 300\n", 6,
+                         "refresh_margin must be less than token_lifetime"));
+        CHECK(fails_with(API "token_file = /run/t\nreconcile_after = 600\n"
+                         "reconcile_for = 600\n", 6,
+                         "reconcile_after must be less than reconcile_for"));
+        CHECK(fails_with("[cashpay]\napi_url = http://127.0.0.1:1/v1\ntoken_file = /run/t\n", 2,
+                         "need [cashpay] public_url"));
+        CHECK(loads("[cashpay]\napi_url = http://127.0.0.1:1/v1\ntoken_file = /run/t\n"
+                    "[checkout]\nlisten =\n", &cfg));
+        config_free(cfg);
+        CHECK(fails_with(API "token_file = /run/t\n[checkout]\nlisten = 127.0.0.1:9180\n", 6,
+                         "[checkout] listen '127.0.0.1:9180' overlaps [admin] listen"));
+        CHECK(fails_with(API "token_file = /run/t\n[checkout]\nlisten = 0.0.0.0:8080\n", 6,
+                         "[checkout] listen '0.0.0.0:8080' overlaps [http] listen"));
+
+        /* with the API, auto confirms, and verify = none needs no insecure flag */
+        CHECK(loads(API "token_url = http://127.0.0.1:1/t\nclient_id = shop\n"
+                    "[webhook]\nverify = none\n", &cfg));
+        if (cfg) {
+                CHECK(config_confirm_api(cfg));
+                CHECK_STR(cfg->cashpay.api_url, "http://127.0.0.1:1/v1");
+                CHECK(cfg->cashpay.token_lifetime == 3300 && cfg->cashpay.refresh_margin == 300);
+                CHECK(cfg->cashpay.max_inflight == 64 && cfg->cashpay.request_timeout == 10);
+                CHECK(cfg->cashpay.reconcile_after == 300 && cfg->cashpay.reconcile_for == 259200);
+                CHECK(cfg->checkout.listen.n == 1 && cfg->checkout.token_file == NULL);
+        }
+        config_free(cfg);
+        CHECK(fails_with(API "token_file = /run/t\n[webhook]\nconfirm = none\nverify = none\n", 7,
+                         "requires insecure_no_verify = yes or confirm = api"));
+        CHECK(loads(API "token_file = /run/t\n[webhook]\nconfirm = none\n", &cfg));
+        if (cfg)
+                CHECK(!config_confirm_api(cfg));
+        config_free(cfg);
+}
+
 static void test_credentials_directory(void)
 {
         struct config *cfg = NULL;
@@ -731,6 +808,9 @@ static void test_credentials_directory(void)
         if (cfg)
                 CHECK_STR(cfg->webhook.secret_file,
                           "/run/credentials/cashpayd.service/webhook-secret");
+        if (cfg)
+                CHECK_STR(cfg->cashpay.client_secret_file,
+                          "/run/credentials/cashpayd.service/cashpay-client-secret");
         config_free(cfg);
         CHECK(loads("[webhook]\nsecret_file =\n", &cfg));
         if (cfg)
@@ -856,6 +936,7 @@ int main(void)
         test_listen();
         test_cidrs();
         test_rules();
+        test_rules_cashpay();
         test_credentials_directory();
         test_reload();
         test_names();

@@ -21,6 +21,10 @@
 #define CONFIG_DEFAULT_SECRET_FILE "/etc/cashpayd/webhook.secret"
 /* secret_file when unset: $CREDENTIALS_DIRECTORY/CONFIG_SECRET_CREDENTIAL. */
 #define CONFIG_SECRET_CREDENTIAL "webhook-secret"
+/* client_secret_file when unset and $CREDENTIALS_DIRECTORY is not set. */
+#define CONFIG_DEFAULT_CLIENT_SECRET_FILE "/etc/cashpayd/cashpay-client.secret"
+/* client_secret_file when unset: $CREDENTIALS_DIRECTORY/CONFIG_CLIENT_SECRET_CREDENTIAL. */
+#define CONFIG_CLIENT_SECRET_CREDENTIAL "cashpay-client-secret"
 /* At most this many addresses in one listen list. */
 #define CONFIG_LISTEN_MAX 16
 
@@ -28,6 +32,8 @@ enum verify_scheme { VERIFY_HMAC, VERIFY_STANDARD_WEBHOOKS, VERIFY_NONE };
 enum hmac_algorithm { HMAC_SHA256, HMAC_SHA512 };
 enum sig_encoding { SIG_HEX, SIG_BASE64 };
 enum db_synchronous { DB_SYNC_OFF, DB_SYNC_NORMAL, DB_SYNC_FULL, DB_SYNC_EXTRA };
+/* [webhook] confirm as written; config_confirm_api() says what it comes to. */
+enum confirm_mode { CONFIRM_AUTO, CONFIRM_API, CONFIRM_NONE };
 
 /* One "host:port" listen address, already resolved to a socket address. */
 struct listen_addr {
@@ -80,6 +86,7 @@ struct config {
                 bool insecure_no_verify;
                 size_t rejected_body_max; /* bytes of a rejected body kept */
                 unsigned max_rejected_rows; /* newest rejected deliveries kept; 0 = all */
+                enum confirm_mode confirm;
         } webhook;
 
         struct {
@@ -102,6 +109,27 @@ struct config {
         struct {
                 enum log_level level;
         } log;
+
+        struct {
+                char *api_url;            /* NULL: no API use at all */
+                char *public_url;         /* NULL when unset */
+                char *token_file;         /* NULL when unset */
+                char *token_url;          /* NULL when unset */
+                char *client_id;          /* NULL when unset */
+                char *client_secret_file; /* resolved like [webhook] secret_file */
+                unsigned token_lifetime;  /* seconds */
+                unsigned refresh_margin;  /* seconds */
+                unsigned request_timeout; /* seconds, connect included */
+                unsigned max_inflight;
+                size_t max_response;      /* bytes of one API answer */
+                unsigned reconcile_after; /* seconds */
+                unsigned reconcile_for;   /* seconds */
+        } cashpay;
+
+        struct {
+                struct listen_list listen; /* n == 0: disabled */
+                char *token_file;          /* NULL: no bearer required */
+        } checkout;
 };
 
 /* Types a key in the table can have; used by the parser and the docs. */
@@ -118,6 +146,7 @@ enum config_type {
         CONFIG_URL_TEMPLATE, /* absolute http(s) URL or "/path", {charge_id} {order_ref} */
         CONFIG_HEADER,   /* HTTP header name */
         CONFIG_FIELD,    /* dotted path into the JSON payload */
+        CONFIG_URL,      /* absolute http(s) URL, no query, fragment, credentials or final '/' */
 };
 
 /* One row of the key table. */
@@ -177,6 +206,10 @@ DEFINE_FREEP(struct config, config_free)
  */
 bool config_reload_compatible(const struct config *cur, const struct config *next,
                               char *err, size_t err_len);
+
+/* config_confirm_api() - are webhooks confirmed by fetching the charge?
+ * (confirm = api, or auto with [cashpay] api_url set) */
+bool config_confirm_api(const struct config *cfg);
 
 /* Names as written in the file ("hmac", "warning"); "invalid" for values out of range. */
 const char *config_verify_scheme_name(enum verify_scheme v);

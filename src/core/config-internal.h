@@ -11,7 +11,7 @@
 #include "cashpay/config.h"
 
 /* Upper bound on the rows of the key table, for the per-file bookkeeping. */
-#define CONFIG_KEYS_MAX 64
+#define CONFIG_KEYS_MAX 96
 
 /* config_key_find() - the row of [@section] @name, its index in @ret_i; NULL
  * when there is none. */
@@ -41,6 +41,6 @@ int config_read(struct config *cfg, const char *path, FILE *f, unsigned *lines,
 int config_rules_check(const struct config *cfg, const unsigned *lines, const char *path,
                        char *err, size_t err_len);
 
-/* config_resolve_secret_file() - an unset secret_file becomes the systemd
- * credential, or the default path. Returns 0 or -ENOMEM. */
+/* config_resolve_secret_file() - an unset secret_file (and client_secret_file)
+ * becomes the systemd credential, or the default path. Returns 0 or -ENOMEM. */
 int config_resolve_secret_file(struct config *cfg);

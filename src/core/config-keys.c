@@ -22,6 +22,7 @@ _Static_assert(sizeof(enum hmac_algorithm) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sig_encoding) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum db_synchronous) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum confirm_mode) == sizeof(int), "enum size");
 
 static const int log_level_values[] = {
         LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_NOTICE, LOG_LEVEL_WARNING, LOG_LEVEL_ERR,
@@ -35,6 +36,12 @@ static const struct config_section sections[] = {
         { "database", "The SQLite database that fulfilment code reads." },
         { "return", "The page the customer's browser comes back to after paying." },
         { "log", "Logging to the journal or standard error." },
+        { "cashpay", "The CashPay API: creating charges, and confirming what webhooks and "
+                     "returning browsers claim by fetching the charge. Where CashPay's guide "
+                     "is silent (the token endpoint, the paths of the API), the shapes are "
+                     "cashpayd's own, described in cashpayd(8)." },
+        { "checkout", "The listener where the merchant's application asks cashpayd for a "
+                      "charge (POST /charges). It runs only while [cashpay] api_url is set." },
 };
 
 static const struct config_key keys[] = {
@@ -202,7 +209,7 @@ static const struct config_key keys[] = {
         { .section = "webhook", .name = "max_rejected_rows", .type = CONFIG_UINT,
           .default_value = "50000", .min = 0, .max = 100000000,
           .offset = OFF(webhook.max_rejected_rows),
-          .doc = "Most rejected deliveries (invalid, unauthorized, forbidden) kept in "
+          .doc = "Most rejected deliveries (invalid, unauthorized, forbidden, deferred) kept in "
                  "webhook_deliveries. They are forensic evidence, so every rejected POST is "
                  "still recorded when it arrives; the newest max_rejected_rows are kept and "
                  "older ones are deleted as new ones arrive (in chunks of 1% of this, at most "
@@ -210,6 +217,17 @@ static const struct config_key keys[] = {
                  "(rejected_body_max + 500) bytes of database, some 230 MB with the defaults, "
                  "however long it lasts. Accepted deliveries are never deleted. 0: no cap; "
                  "rejected deliveries then go only after keep_rejected_days." },
+
+        { .section = "webhook", .name = "confirm", .type = CONFIG_ENUM,
+          .default_value = "auto", .choices = "auto|api|none", .offset = OFF(webhook.confirm),
+          .doc = "Whether a webhook is believed as it is or confirmed with the CashPay API. "
+                 "api: after the signature and payload checks, the charge is fetched "
+                 "(GET api_url/charges/ID) and the state machine runs on the API's charge; a "
+                 "claim the API does not confirm is answered 200 with outcome unconfirmed "
+                 "and changes nothing, and a webhook that could not be confirmed (API "
+                 "unreachable) is answered 503 with outcome deferred. With api, verify = none "
+                 "is allowed without insecure_no_verify. none: the webhook is believed. "
+                 "auto: api when [cashpay] api_url is set, else none." },
 
         /* [database] */
         { .section = "database", .name = "path", .type = CONFIG_PATH,
@@ -277,6 +295,87 @@ static const struct config_key keys[] = {
           .reloadable = true, .offset = OFF(log.level),
           .doc = "Least important messages logged: debug, info (one line per delivery), "
                  "notice, warning or err." },
+
+        /* [cashpay] */
+        { .section = "cashpay", .name = "api_url", .type = CONFIG_URL, .default_value = "",
+          .max = 512, .offset = OFF(cashpay.api_url),
+          .doc = "Base URL of the CashPay API, e.g. https://api.cashpay.example/v1; charges "
+                 "are created at api_url/charges and fetched at api_url/charges/ID. Empty: "
+                 "cashpayd never talks to CashPay (no checkout listener, no confirmation, "
+                 "no reconciliation)." },
+        { .section = "cashpay", .name = "public_url", .type = CONFIG_URL, .default_value = "",
+          .max = 512, .offset = OFF(cashpay.public_url),
+          .doc = "How CashPay and the customer's browser reach this daemon, e.g. "
+                 "https://shop.example. A created charge's post_url is public_url + "
+                 "[http] webhook_path and its redirect_url public_url + return_path + "
+                 "?ref=RETURN_REF. Needed for creating charges." },
+        { .section = "cashpay", .name = "token_file", .type = CONFIG_PATH, .default_value = "",
+          .max = 180, .offset = OFF(cashpay.token_file),
+          .doc = "A file holding the API's bearer token (surrounding blanks trimmed), read "
+                 "again whenever it changes; one older than token_lifetime is warned about. "
+                 "Exactly one of token_file and token_url is needed with api_url." },
+        { .section = "cashpay", .name = "token_url", .type = CONFIG_URL, .default_value = "",
+          .max = 512, .offset = OFF(cashpay.token_url),
+          .doc = "An OAuth2 token endpoint (RFC 6749 client credentials grant): cashpayd "
+                 "POSTs grant_type=client_credentials with client_id and the secret of "
+                 "client_secret_file by HTTP Basic, and uses the access_token it answers "
+                 "until refresh_margin before it expires." },
+        { .section = "cashpay", .name = "client_id", .type = CONFIG_STRING, .default_value = "",
+          .max = 256, .offset = OFF(cashpay.client_id),
+          .doc = "The client id for token_url; required with it." },
+        { .section = "cashpay", .name = "client_secret_file", .type = CONFIG_PATH,
+          .default_value = "", .max = 180, .offset = OFF(cashpay.client_secret_file),
+          .doc = "File holding the client secret for token_url (surrounding blanks trimmed). "
+                 "Default: $CREDENTIALS_DIRECTORY/" CONFIG_CLIENT_SECRET_CREDENTIAL " when the "
+                 "CREDENTIALS_DIRECTORY environment variable is set, else "
+                 CONFIG_DEFAULT_CLIENT_SECRET_FILE "." },
+        { .section = "cashpay", .name = "token_lifetime", .type = CONFIG_UINT,
+          .unit = "seconds", .default_value = "3300", .min = 60, .max = 86400 * 7,
+          .offset = OFF(cashpay.token_lifetime),
+          .doc = "How long a token lives when the token endpoint does not say (expires_in), "
+                 "and the age past which a token_file is warned about. CashPay's guide: 55 "
+                 "minutes." },
+        { .section = "cashpay", .name = "refresh_margin", .type = CONFIG_UINT,
+          .unit = "seconds", .default_value = "300", .min = 0, .max = 86400,
+          .offset = OFF(cashpay.refresh_margin),
+          .doc = "A token is renewed this long before it expires, by one request however "
+                 "many API calls wait for it. Must be less than token_lifetime." },
+        { .section = "cashpay", .name = "request_timeout", .type = CONFIG_UINT,
+          .unit = "seconds", .default_value = "10", .min = 1, .max = 300,
+          .offset = OFF(cashpay.request_timeout),
+          .doc = "Longest one API request may take, connecting included." },
+        { .section = "cashpay", .name = "max_inflight", .type = CONFIG_UINT,
+          .default_value = "64", .min = 1, .max = 4096, .offset = OFF(cashpay.max_inflight),
+          .doc = "Most API requests in flight at once; further ones wait their turn." },
+        { .section = "cashpay", .name = "max_response", .type = CONFIG_SIZE, .unit = "bytes",
+          .default_value = "1048576", .min = 1024, .max = 16777216,
+          .offset = OFF(cashpay.max_response),
+          .doc = "Largest API or token answer read; a longer one is an error, never "
+                 "recorded as truth." },
+        { .section = "cashpay", .name = "reconcile_after", .type = CONFIG_UINT,
+          .unit = "seconds", .default_value = "300", .min = 1, .max = 86400 * 30,
+          .offset = OFF(cashpay.reconcile_after),
+          .doc = "An INITIATED order untouched this long is fetched from the API, then again "
+                 "at doubling intervals (at most an hour apart) until it is CAPTURED or "
+                 "FAILED or reconcile_for has passed." },
+        { .section = "cashpay", .name = "reconcile_for", .type = CONFIG_UINT,
+          .unit = "seconds", .default_value = "259200", .min = 60, .max = 86400 * 365,
+          .offset = OFF(cashpay.reconcile_for),
+          .doc = "How long after an order was first seen reconciliation keeps fetching it "
+                 "(default 3 days). Must be more than reconcile_after." },
+
+        /* [checkout] */
+        { .section = "checkout", .name = "listen", .type = CONFIG_LISTEN,
+          .default_value = "127.0.0.1:9181", .min = 0, .max = CONFIG_LISTEN_MAX,
+          .offset = OFF(checkout.listen),
+          .doc = "Addresses of the checkout listener (POST /charges), written as in [http] "
+                 "listen. Empty disables it. Anyone who reaches it can create charges: keep "
+                 "it on loopback or set token_file." },
+        { .section = "checkout", .name = "token_file", .type = CONFIG_PATH,
+          .default_value = "", .max = 180, .offset = OFF(checkout.token_file),
+          .doc = "When set, a file holding the token the merchant's application must send "
+                 "as Authorization: Bearer TOKEN; other requests are answered 401. Empty: no "
+                 "token is asked for." },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -309,6 +408,7 @@ const char *config_type_name(enum config_type t)
         case CONFIG_URL_TEMPLATE: return "URL template";
         case CONFIG_HEADER: return "header name";
         case CONFIG_FIELD: return "field path";
+        case CONFIG_URL: return "URL";
         }
         return "invalid";
 }
@@ -340,6 +440,12 @@ const char *config_verify_scheme_name(enum verify_scheme v)
         case VERIFY_NONE: return "none";
         }
         return "invalid";
+}
+
+bool config_confirm_api(const struct config *cfg)
+{
+        return cfg->webhook.confirm == CONFIRM_API ||
+               (cfg->webhook.confirm == CONFIRM_AUTO && cfg->cashpay.api_url);
 }
 
 const char *config_log_level_name(enum log_level l)

@@ -1,7 +1,8 @@
 /*
  * config-rules — the rules that tie keys together, checked once the whole
- * file has been read: verify = none needs insecure_no_verify, the paths must
- * differ, listeners must not overlap. A single value is config-value.c's
+ * file has been read: verify = none needs insecure_no_verify (or confirm =
+ * api), the paths must differ, listeners must not overlap, the API needs
+ * exactly one way to a token. A single value is config-value.c's
  * job. An error is reported on the later of the lines involved, where the
  * conflict became visible.
  */
@@ -67,9 +68,12 @@ static int check_verify(const struct rule_ctx *c)
 {
         const struct config *cfg = c->cfg;
 
-        if (cfg->webhook.verify == VERIFY_NONE && !cfg->webhook.insecure_no_verify)
+        /* with confirm = api the API, not the body, is believed */
+        if (cfg->webhook.verify == VERIFY_NONE && !cfg->webhook.insecure_no_verify &&
+            !config_confirm_api(cfg))
                 return rule_fail(c, &cfg->webhook.verify, &cfg->webhook.insecure_no_verify,
-                                 "[webhook] verify = none requires insecure_no_verify = yes");
+                                 "[webhook] verify = none requires insecure_no_verify = yes "
+                                 "or confirm = api");
         if (cfg->webhook.verify == VERIFY_STANDARD_WEBHOOKS && cfg->webhook.timestamp_header)
                 return rule_fail(c, &cfg->webhook.verify, &cfg->webhook.timestamp_header,
                                  "[webhook] timestamp_header cannot be used with verify = "
@@ -104,17 +108,71 @@ static int check_paths(const struct rule_ctx *c)
         return 0;
 }
 
+static int check_overlap(const struct rule_ctx *c, const struct listen_list *a,
+                         const char *a_name, const struct listen_list *b, const char *b_name)
+{
+        for (size_t i = 0; i < a->n; i++)
+                for (size_t j = 0; j < b->n; j++)
+                        if (config_listen_conflict(&a->items[i], &b->items[j]))
+                                return rule_fail(c, a, b, "[%s] listen '%s' overlaps "
+                                                 "[%s] listen '%s'", a_name, a->items[i].text,
+                                                 b_name, b->items[j].text);
+        return 0;
+}
+
 static int check_listen(const struct rule_ctx *c)
 {
-        const struct listen_list *h = &c->cfg->http.listen, *a = &c->cfg->admin.listen;
+        const struct config *cfg = c->cfg;
+        int r;
 
-        for (size_t i = 0; i < a->n; i++)
-                for (size_t j = 0; j < h->n; j++)
-                        if (config_listen_conflict(&a->items[i], &h->items[j]))
-                                return rule_fail(c, a, h, "[admin] listen '%s' overlaps "
-                                                 "[http] listen '%s'",
-                                                 a->items[i].text, h->items[j].text);
+        r = check_overlap(c, &cfg->admin.listen, "admin", &cfg->http.listen, "http");
+        if (r == 0 && cfg->cashpay.api_url)
+                r = check_overlap(c, &cfg->checkout.listen, "checkout", &cfg->http.listen,
+                                  "http");
+        if (r == 0 && cfg->cashpay.api_url)
+                r = check_overlap(c, &cfg->checkout.listen, "checkout", &cfg->admin.listen,
+                                  "admin");
+        return r;
+}
+
+/* One way to a token, with what it needs. */
+static int check_token_source(const struct rule_ctx *c)
+{
+        const struct config *cfg = c->cfg;
+        const void *api = &cfg->cashpay.api_url;
+
+        if (cfg->cashpay.token_file && cfg->cashpay.token_url)
+                return rule_fail(c, &cfg->cashpay.token_file, &cfg->cashpay.token_url,
+                                 "[cashpay] token_file and token_url exclude each other");
+        if (!cfg->cashpay.token_file && !cfg->cashpay.token_url)
+                return rule_fail(c, api, NULL, "[cashpay] api_url needs token_file or "
+                                 "token_url");
+        if (cfg->cashpay.token_url && !cfg->cashpay.client_id)
+                return rule_fail(c, &cfg->cashpay.token_url, &cfg->cashpay.client_id,
+                                 "[cashpay] token_url needs client_id");
         return 0;
+}
+
+static int check_cashpay(const struct rule_ctx *c)
+{
+        const struct config *cfg = c->cfg;
+
+        if (cfg->webhook.confirm == CONFIRM_API && !cfg->cashpay.api_url)
+                return rule_fail(c, &cfg->webhook.confirm, &cfg->cashpay.api_url,
+                                 "[webhook] confirm = api needs [cashpay] api_url");
+        if (!cfg->cashpay.api_url)
+                return 0;
+        if (cfg->cashpay.refresh_margin >= cfg->cashpay.token_lifetime)
+                return rule_fail(c, &cfg->cashpay.refresh_margin, &cfg->cashpay.token_lifetime,
+                                 "[cashpay] refresh_margin must be less than token_lifetime");
+        if (cfg->cashpay.reconcile_after >= cfg->cashpay.reconcile_for)
+                return rule_fail(c, &cfg->cashpay.reconcile_after, &cfg->cashpay.reconcile_for,
+                                 "[cashpay] reconcile_after must be less than reconcile_for");
+        if (cfg->checkout.listen.n > 0 && !cfg->cashpay.public_url)
+                return rule_fail(c, &cfg->checkout.listen, &cfg->cashpay.api_url,
+                                 "[checkout] listen creates charges, which need [cashpay] "
+                                 "public_url (or set listen empty)");
+        return check_token_source(c);
 }
 
 int config_rules_check(const struct config *cfg, const unsigned *lines, const char *path,
@@ -131,24 +189,38 @@ int config_rules_check(const struct config *cfg, const unsigned *lines, const ch
                 r = check_paths(c);
         if (r == 0)
                 r = check_listen(c);
+        if (r == 0)
+                r = check_cashpay(c);
         return r;
 }
 
-/* secret_file left unset: the systemd credential if there is one. */
-int config_resolve_secret_file(struct config *cfg)
+/* A secret file left unset: the systemd credential if there is one. */
+static int resolve_credential(char **file, const char *credential, const char *fallback)
 {
         const char *dir = getenv("CREDENTIALS_DIRECTORY");
 
-        if (cfg->webhook.secret_file)
+        if (*file)
                 return 0;
         if (dir && dir[0]) {
-                if (asprintf(&cfg->webhook.secret_file, "%s/%s", dir,
-                             CONFIG_SECRET_CREDENTIAL) < 0) {
-                        cfg->webhook.secret_file = NULL;
+                if (asprintf(file, "%s/%s", dir, credential) < 0) {
+                        *file = NULL;
                         return -ENOMEM;
                 }
                 return 0;
         }
-        cfg->webhook.secret_file = strdup(CONFIG_DEFAULT_SECRET_FILE);
-        return cfg->webhook.secret_file ? 0 : -ENOMEM;
+        *file = strdup(fallback);
+        return *file ? 0 : -ENOMEM;
+}
+
+int config_resolve_secret_file(struct config *cfg)
+{
+        int r;
+
+        r = resolve_credential(&cfg->webhook.secret_file, CONFIG_SECRET_CREDENTIAL,
+                               CONFIG_DEFAULT_SECRET_FILE);
+        if (r < 0)
+                return r;
+        return resolve_credential(&cfg->cashpay.client_secret_file,
+                                  CONFIG_CLIENT_SECRET_CREDENTIAL,
+                                  CONFIG_DEFAULT_CLIENT_SECRET_FILE);
 }

@@ -260,6 +260,39 @@ static bool check_url_template(const char *v, char *err, size_t err_len)
         return true;
 }
 
+/*
+ * An API base URL: things are appended to it ("/charges"), and it may be
+ * logged, so no query or fragment to append after, no user:password@ and
+ * no final '/' that would double.
+ */
+static bool check_url(const char *v, char *err, size_t err_len)
+{
+        const char *authority;
+
+        if (!url_start_ok(v) || v[0] == '/') {
+                err_set(err, err_len, -EINVAL, "must be an absolute http or https URL");
+                return false;
+        }
+        for (const char *c = v; *c; c++) {
+                if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f || *c == '{' ||
+                    *c == '}' || *c == '?' || *c == '#') {
+                        err_set(err, err_len, -EINVAL, "must not hold blanks, control or "
+                                "non-ASCII characters, braces, a query or a fragment");
+                        return false;
+                }
+        }
+        authority = strstr(v, "://") + 3;
+        if (memchr(authority, '@', strcspn(authority, "/"))) {
+                err_set(err, err_len, -EINVAL, "must not hold credentials (user@)");
+                return false;
+        }
+        if (v[strlen(v) - 1] == '/') {
+                err_set(err, err_len, -EINVAL, "must not end with '/'");
+                return false;
+        }
+        return true;
+}
+
 static bool check_string(const char *v, char *err, size_t err_len)
 {
         if (!text_is_clean(v)) {
@@ -277,6 +310,7 @@ static bool check_text(enum config_type t, const char *v, char *err, size_t err_
         case CONFIG_HEADER: return check_header(v, err, err_len);
         case CONFIG_FIELD: return check_field(v, err, err_len);
         case CONFIG_URL_TEMPLATE: return check_url_template(v, err, err_len);
+        case CONFIG_URL: return check_url(v, err, err_len);
         default: return check_string(v, err, err_len);
         }
 }
