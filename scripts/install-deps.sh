@@ -15,6 +15,8 @@ if [[ "${1:-}" == "--test" ]]; then
                    wrk bash-completion)
         # The fuzz build compiles jansson from its Debian source package.
         packages+=(cmake dpkg-dev)
+        # The Debian package is built, checked and installed in a container.
+        packages+=(build-essential debhelper lintian git)
         # Node.js (for the Standard Webhooks reference library) may come from
         # elsewhere; take Debian's only when there is none.
         command -v node >/dev/null || packages+=(nodejs)

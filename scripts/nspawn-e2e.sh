@@ -16,33 +16,9 @@
 set -eu
 
 src=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d /tmp/cashpayd-e2e.XXXXXX)
-machine=cashpayd-e2e-$$
-nspawn_pid=
-log=$work/boot.log
-
-skip() { echo "nspawn-e2e: SKIP: $*" >&2; exit 77; }
-die() { echo "nspawn-e2e: FAIL: $*" >&2; exit 1; }
-
-cleanup() {
-        if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
-                kill -TERM "$nspawn_pid" 2>/dev/null || true
-                for _ in $(seq 1 60); do
-                        kill -0 "$nspawn_pid" 2>/dev/null || break
-                        sleep 0.5
-                done
-                kill -KILL "$nspawn_pid" 2>/dev/null || true
-        fi
-        if [ "${KEEP:-0}" = 1 ]; then
-                echo "nspawn-e2e: kept $work" >&2
-        else
-                rm -rf "$work"
-        fi
-}
-trap cleanup EXIT INT TERM
-
-[ "$(id -u)" = 0 ] || skip "needs root"
-for tool in systemd-nspawn nsenter python3 sqlite3 meson; do
+name=nspawn-e2e
+. "$src/scripts/nspawn-boot.sh"
+for tool in python3 sqlite3 meson; do
         command -v "$tool" >/dev/null || skip "$tool is not installed"
 done
 
@@ -76,43 +52,11 @@ cp "$src/scripts/nspawn-e2e-inside.sh" "$work/inside.sh"
 # ---------------------------------------------------------------- boot
 # The container gets its own network namespace (loopback only) and a tmpfs
 # root; nothing it does reaches the host's /etc or /var.
-SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet --register=no --keep-unit \
-        --directory=/ --volatile=yes --private-network --machine="$machine" \
+nspawn_boot --directory=/ --volatile=yes \
         --bind-ro="$stage:/usr/local" \
         --bind-ro="$work/etc/cashpayd.conf:/etc/cashpayd/cashpayd.conf" \
         --bind-ro="$work/etc/webhook.secret:/etc/cashpayd/webhook.secret" \
-        --bind-ro="$work/inside.sh:/opt/e2e/inside.sh" \
-        --boot systemd.unit=multi-user.target systemd.firstboot=0 \
-        </dev/null >"$log" 2>&1 &
-nspawn_pid=$!
-
-# The container's PID 1 is the systemd child of systemd-nspawn.
-leader=
-for _ in $(seq 1 100); do
-        kill -0 "$nspawn_pid" 2>/dev/null || break
-        for pid in $(ps -o pid= --ppid "$nspawn_pid" 2>/dev/null); do
-                [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd ] && leader=$pid
-        done
-        [ -n "$leader" ] && break
-        sleep 0.1
-done
-if [ -z "$leader" ]; then
-        tail -20 "$log" >&2
-        skip "systemd-nspawn could not boot a container here (log above)"
-fi
-
-inside() { nsenter --target "$leader" --all -- "$@"; }
-state=
-for _ in $(seq 1 120); do
-        state=$(inside systemctl is-system-running 2>/dev/null || true)
-        case $state in running|degraded) break ;; esac
-        sleep 0.5
-done
-case $state in
-running|degraded) ;;
-*) tail -20 "$log" >&2; skip "the container's systemd did not finish booting ($state)" ;;
-esac
-echo "nspawn-e2e: container booted ($state), systemd $(inside systemctl --version | head -1 | cut -d' ' -f2)"
+        --bind-ro="$work/inside.sh:/opt/e2e/inside.sh"
 
 # ---------------------------------------------------------------- checks
 if inside /bin/sh /opt/e2e/inside.sh; then
