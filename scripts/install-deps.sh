@@ -13,6 +13,8 @@ packages=(
 if [[ "${1:-}" == "--test" ]]; then
         packages+=(systemd systemd-container chromium clang libclang-rt-14-dev valgrind faketime fiu-utils
                    wrk bash-completion)
+        # A PostgreSQL server the suite starts itself (initdb, pg_ctl, psql).
+        packages+=(postgresql)
         # The fuzz build compiles jansson from its Debian source package.
         packages+=(cmake dpkg-dev)
         # The Debian package is built, checked and installed in a container.
