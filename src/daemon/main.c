@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <systemd/sd-event.h>
+
 #include "build-config.h"
 #include "cashpay/log.h"
 #include "cashpay/timeutil.h"
@@ -27,11 +29,21 @@
 
 #define TICK_MS 100
 #define STATUS_EVERY_MS 1000
+/* How late a timer may run, so that the loop can wake for several at once;
+ * sd-event's default (250 ms) is longer than a tick. */
+#define TIMER_ACCURACY_USEC 1000
 #define DRAIN_GRACE_MS 2000
 
 struct options {
         const char *config_path;
         bool check_config;
+};
+
+/* A periodic job of the main loop; run() returns the microseconds to the next run. */
+struct timer {
+        struct daemon *dmn;
+        const char *name;
+        uint64_t (*run)(struct daemon *dmn);
 };
 
 struct daemon {
@@ -43,6 +55,10 @@ struct daemon {
         struct admin_server *admin;
         const char *config_path;
         _Atomic int64_t last_commit_ms;
+        sd_event *event;              /* the main loop */
+        struct timer timers[3];       /* its periodic jobs */
+        uint64_t watchdog_usec;       /* WATCHDOG_USEC=, 0: no watchdog */
+        bool wal_warned;
 };
 
 static struct log_ratelimit rejected_log = LOG_RATELIMIT_INIT(10, 5000);
@@ -341,58 +357,29 @@ static void report_status(struct daemon *dmn)
                               writer_queue_depth(dmn->rt.writer), last);
 }
 
-/* Housekeeping between signals: deadlines, the watchdog, STATUS=, the WAL. */
-struct ticker {
-        int64_t next_watchdog, next_status;
-        uint64_t watchdog_usec;
-        bool wal_warned;
-};
-
 /* Say so once when the WAL passes wal_warn_bytes, and once when it is back. */
-static void watch_wal(struct daemon *dmn, struct ticker *t)
+static void watch_wal(struct daemon *dmn)
 {
         const struct settings *s = runtime_settings_acquire(&dmn->rt);
         int64_t limit = (int64_t) s->cfg->database.wal_warn_bytes;
         runtime_settings_release(&dmn->rt);
         int64_t wal = store_wal_bytes(dmn->store);
 
-        if (wal > limit && !t->wal_warned)
+        if (wal > limit && !dmn->wal_warned)
                 log_warning("the write-ahead log is %lld bytes, past wal_warn_bytes (%lld): a "
                             "reader keeping a transaction open stops checkpoints",
                             (long long) wal, (long long) limit);
-        else if (wal <= limit && t->wal_warned)
+        else if (wal <= limit && dmn->wal_warned)
                 log_notice("the write-ahead log is back to %lld bytes", (long long) wal);
-        t->wal_warned = wal > limit;
+        dmn->wal_warned = wal > limit;
 }
 
-static void tick(struct daemon *dmn, struct ticker *t)
-{
-        int64_t now = time_monotonic_ms();
-
-        writer_expire(dmn->rt.writer, now);
-        http_expire(dmn->http, now);
-        admin_expire(dmn->admin, now);
-        /* Only a writer that commits (or waits for work) keeps us alive:
-         * one stuck inside a commit must let systemd restart us. */
-        if (t->watchdog_usec && now >= t->next_watchdog &&
-            writer_making_progress(dmn->rt.writer, now)) {
-                service_notify_watchdog();
-                t->next_watchdog = now + (int64_t) (t->watchdog_usec / 2000);
-        }
-        if (now >= t->next_status) {
-                report_status(dmn);
-                watch_wal(dmn, t);
-                t->next_status = now + STATUS_EVERY_MS;
-        }
-}
-
-/* Serve until SIGTERM/SIGINT; SIGHUP reloads. */
 /*
- * Our threads block the signals and the main loop takes them with
- * sigtimedwait(). A thread a preloaded library started before main() (a
- * fault injector, a profiler) has them unblocked, and the default action
- * would kill the process there: this handler only notes the signal for
- * the loop instead.
+ * Our threads block the signals and the event loop takes them through a
+ * signalfd. A thread a preloaded library started before main() (a fault
+ * injector, a profiler) has them unblocked, and the default action would
+ * kill the process there: this handler only notes the signal, and the
+ * deadline timer hands it to the loop.
  */
 static volatile sig_atomic_t stray_signal;
 
@@ -411,32 +398,114 @@ static void catch_stray_signals(const sigset_t *signals)
                         sigaction(sig, &sa, NULL);
 }
 
-static int next_signal(const sigset_t *signals, const struct timespec *timeout)
+/* SIGHUP reloads; SIGTERM and SIGINT end the loop. */
+static void handle_signal(struct daemon *dmn, int sig)
 {
-        int sig = sigtimedwait(signals, NULL, timeout);
-
-        if (sig < 0 && stray_signal) {
-                sig = stray_signal;
-                stray_signal = 0;
+        if (sig == SIGHUP) {
+                reload(dmn);
+                return;
         }
-        return sig;
+        log_notice("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        (void) sd_event_exit(dmn->event, 0);
 }
 
-static void run(struct daemon *dmn, const sigset_t *signals)
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *data)
 {
-        struct ticker t = { .watchdog_usec = service_watchdog_usec() };
-        struct timespec timeout = { .tv_nsec = TICK_MS * 1000000L };
+        handle_signal(data, (int) si->ssi_signo);
+        return 0;
+}
 
-        for (;;) {
-                int sig = next_signal(signals, &timeout);
-                if (sig == SIGTERM || sig == SIGINT) {
-                        log_notice("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-                        return;
-                }
-                if (sig == SIGHUP)
-                        reload(dmn);
-                tick(dmn, &t);
+/* ---- the timers: each returns the microseconds until it runs again */
+
+/* Requests and connections past their deadlines; a stray signal. */
+static uint64_t tick_deadlines(struct daemon *dmn)
+{
+        int64_t now = time_monotonic_ms();
+        int sig = stray_signal;
+
+        writer_expire(dmn->rt.writer, now);
+        http_expire(dmn->http, now);
+        admin_expire(dmn->admin, now);
+        if (sig) {
+                stray_signal = 0;
+                handle_signal(dmn, sig);
         }
+        return TICK_MS * 1000;
+}
+
+/* Only a writer that commits (or waits for work) keeps us alive: one stuck
+ * inside a commit must let systemd restart us. Until it moves again, look
+ * each tick, so that a commit which recovers is not late for the next ping. */
+static uint64_t tick_watchdog(struct daemon *dmn)
+{
+        if (!writer_making_progress(dmn->rt.writer, time_monotonic_ms()))
+                return TICK_MS * 1000;
+        service_notify_watchdog();
+        return dmn->watchdog_usec / 2;
+}
+
+static uint64_t tick_status(struct daemon *dmn)
+{
+        report_status(dmn);
+        watch_wal(dmn);
+        return STATUS_EVERY_MS * 1000;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *data)
+{
+        struct timer *t = data;
+        int r = sd_event_source_set_time_relative(s, t->run(t->dmn));
+
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        if (r < 0) {
+                log_err_errno(r, "cannot re-arm the %s timer", t->name);
+                return sd_event_exit(t->dmn->event, r);
+        }
+        return 0;
+}
+
+/* A named timer of the loop, due at once, then as often as @run says. */
+static int add_timer(struct daemon *dmn, struct timer *t, const char *name,
+                     uint64_t (*run)(struct daemon *))
+{
+        sd_event_source *s;
+        int r;
+
+        *t = (struct timer) { .dmn = dmn, .name = name, .run = run };
+        r = sd_event_add_time_relative(dmn->event, &s, CLOCK_MONOTONIC, 0, TIMER_ACCURACY_USEC,
+                                       on_timer, t);
+        if (r < 0)
+                return log_err_errno(r, "cannot add the %s timer", name);
+        (void) sd_event_source_set_description(s, name);
+        (void) sd_event_source_set_floating(s, 1); /* the loop owns it */
+        sd_event_source_unref(s);
+        return 0;
+}
+
+/* Serve until SIGTERM/SIGINT: the signals, and one timer per periodic job. */
+static int run(struct daemon *dmn)
+{
+        static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
+        int r = sd_event_new(&dmn->event);
+
+        if (r < 0)
+                return log_err_errno(r, "cannot create the event loop");
+        for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+                r = sd_event_add_signal(dmn->event, NULL, signals[i], on_signal, dmn);
+                if (r < 0)
+                        return log_err_errno(r, "cannot watch signal %d", signals[i]);
+        }
+        dmn->watchdog_usec = service_watchdog_usec();
+        if ((r = add_timer(dmn, &dmn->timers[0], "deadlines", tick_deadlines)) < 0 ||
+            (r = add_timer(dmn, &dmn->timers[1], "status", tick_status)) < 0 ||
+            (dmn->watchdog_usec &&
+             (r = add_timer(dmn, &dmn->timers[2], "watchdog", tick_watchdog)) < 0))
+                return r;
+        r = sd_event_loop(dmn->event);
+        if (r < 0)
+                return log_err_errno(r, "the event loop failed");
+        return 0;
 }
 
 /* Stop accepting, let in-flight requests finish and commit. */
@@ -475,6 +544,7 @@ static void teardown(struct daemon *dmn)
                 close(dmn->sockets.admin[i]);
         settings_free(dmn->rt.settings);
         pthread_rwlock_destroy(&dmn->rt.settings_lock);
+        dmn->event = sd_event_unref(dmn->event);
 }
 
 static int check_config(const char *path)
@@ -547,9 +617,11 @@ int main(int argc, char **argv)
         }
         announce(cfg, &dmn);
         service_notify_ready();
-        run(&dmn, &signals);
+        r = run(&dmn);
         drain(&dmn, dmn.rt.settings->cfg->database.commit_timeout);
         teardown(&dmn);
+        if (r < 0)
+                return EXIT_FAILURE;
         log_notice("stopped cleanly");
         return EXIT_SUCCESS;
 }
