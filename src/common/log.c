@@ -27,6 +27,7 @@
 
 #include "cashpay/log.h"
 #include "cashpay/timeutil.h"
+#include "cashpay/util.h"
 
 #define LOG_MSG_MAX 2048   /* a formatted message before escaping */
 #define LOG_ESC_MAX 4096   /* an escaped message */
@@ -318,7 +319,7 @@ int log_errno(enum log_level level, int r, bool with_errno_text, const char *fmt
         if (!log_enabled(level))
                 return r;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        err_setv(msg, sizeof(msg), r, fmt, ap);
         va_end(ap);
         if (with_errno_text)
                 log_msg(level, "%s: %s", msg, strerror_r(r < 0 ? -r : r, buf, sizeof(buf)));

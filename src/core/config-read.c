@@ -79,8 +79,8 @@ static int read_raw_line(struct parser *p, char *buf, size_t len)
         }
         buf[n] = '\0';
         if (c == EOF && ferror(p->f)) {
-                snprintf(p->err, p->err_len, "%s: read error: %s", p->path, strerror(EIO));
-                p->r = -EIO;
+                p->r = err_set(p->err, p->err_len, -EIO, "%s: read error: %s", p->path,
+                               strerror(EIO));
                 return -1;
         }
         return c == EOF && n == 0 ? 0 : 1;

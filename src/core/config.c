@@ -143,13 +143,13 @@ static int load_into(struct config *cfg, const char *path, FILE *f, char *err, s
                         r = -ENOMEM;
         }
         if (r == -ENOMEM)
-                snprintf(err, err_len, "%s: out of memory", path);
+                return err_set(err, err_len, r, "%s: out of memory", path);
         return r;
 }
 
 int config_load(const char *path, struct config **ret, char *err, size_t err_len)
 {
-        struct config *cfg = NULL;
+        _cleanup_(config_freep) struct config *cfg = NULL;
         char dummy[1];
         FILE *f;
         int r;
@@ -160,20 +160,17 @@ int config_load(const char *path, struct config **ret, char *err, size_t err_len
         f = fopen(path, "re");
         if (!f) {
                 r = -errno;
-                snprintf(err, err_len, "%s: %s", path, strerror(-r));
-                return r;
+                return err_set(err, err_len, r, "%s: %s", path, strerror(-r));
         }
         r = config_new_raw(&cfg);
         if (r == 0)
                 r = load_into(cfg, path, f, err, err_len);
         else
-                snprintf(err, err_len, "%s: out of memory", path);
+                err_set(err, err_len, r, "%s: out of memory", path);
         fclose(f);
-        if (r < 0) {
-                config_free(cfg);
+        if (r < 0)
                 return r;
-        }
-        *ret = cfg;
+        *ret = TAKE_PTR(cfg);
         return 0;
 }
 
@@ -183,11 +180,12 @@ bool config_reload_compatible(const struct config *cur, const struct config *nex
                               char *err, size_t err_len)
 {
         for (size_t i = 0; i < n_keys(); i++) {
-                if (config_key_at(i)->reloadable || key_equal(config_key_at(i), cur, next))
+                const struct config_key *k = config_key_at(i);
+
+                if (k->reloadable || key_equal(k, cur, next))
                         continue;
-                if (err && err_len)
-                        snprintf(err, err_len, "[%s] %s changed; it takes effect only "
-                                 "after a restart", config_key_at(i)->section, config_key_at(i)->name);
+                err_set(err, err_len, -EINVAL, "[%s] %s changed; it takes effect only after a "
+                        "restart", k->section, k->name);
                 return false;
         }
         return true;

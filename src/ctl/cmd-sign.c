@@ -123,7 +123,7 @@ static int sign_body(struct ctl *c, const struct sign_request *rq, const void *b
         r = verify_sign(&p, &secret, &in, sig, sizeof(sig));
         explicit_bzero(&secret, sizeof(secret));
         if (r < 0)
-                return ctl_fail("cannot sign: %s", strerror(-r));
+                return ctl_fail_errno(r, "cannot sign");
         if (p.scheme == VERIFY_STANDARD_WEBHOOKS) {
                 add_header(ret, SW_HEADER_ID, id);
                 add_header(ret, SW_HEADER_TIMESTAMP, ts);
@@ -231,7 +231,7 @@ int ctl_cmd_sign(struct ctl *c, int argc, char **argv)
         if (c->cfg->webhook.verify == VERIFY_NONE)
                 return ctl_fail("[webhook] verify = none: there is nothing to sign");
         if ((r = read_stdin(&body, &len)) < 0)
-                return ctl_fail("cannot read the body from stdin: %s", strerror(-r));
+                return ctl_fail_errno(r, "cannot read the body from stdin");
         r = sign_body(c, &rq, body, len, &sh);
         free(body);
         if (r != CTL_CONTINUE)
@@ -554,7 +554,7 @@ static int send_request(struct ctl *c, const struct send_options *o, char *url, 
                 return ctl_fail("cannot build the charge: order_ref_field '%s' runs into "
                                 "another value", c->cfg->webhook.order_ref_field);
         if (r < 0)
-                return ctl_fail("cannot build the charge: %s", strerror(-r));
+                return ctl_fail_errno(r, "cannot build the charge");
         r = sign_body(c, &rq, body, strlen(body), &sh);
         if (r == CTL_CONTINUE)
                 r = post(url, body, &sh, o->timeout, ret_status, resp) == 0 ? CTL_CONTINUE

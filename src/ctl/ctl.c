@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cashpay/util.h"
 #include "src/ctl/ctl.h"
 
 static void vmessage(const char *prefix, const char *fmt, va_list ap)
@@ -32,12 +33,23 @@ int ctl_fail(const char *fmt, ...)
         return CTL_EXIT_FAIL;
 }
 
+int ctl_fail_errno(int r, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        err_setv(msg, sizeof(msg), r, fmt, ap);
+        va_end(ap);
+        return ctl_fail("%s: %s", msg, strerror(r < 0 ? -r : r));
+}
+
 int ctl_printed(int r)
 {
         if (r == -ENOMEM)
                 return ctl_fail("out of memory");
         if (r < 0 && r != -EPIPE)
-                return ctl_fail("cannot print: %s", strerror(-r));
+                return ctl_fail_errno(r, "cannot print");
         return CTL_EXIT_OK;
 }
 

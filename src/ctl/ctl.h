@@ -84,6 +84,10 @@ int ctl_usage_error(struct ctl *c, const char *fmt, ...) __attribute__((format(p
 /* ctl_fail() - "cashpayctl: message"; returns 1. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ctl_fail_errno() - the same with ": " and the text of -@r appended, as
+ * log_err_errno() does for the daemon; returns 1. */
+int ctl_fail_errno(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /*
  * ctl_printed() - the exit code once output was written, from what writing
  * it returned: 0 ok; a reader gone away (-EPIPE) is no failure either; else

@@ -190,9 +190,9 @@ int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_s
                 srv->daemons[i] = start_daemon(srv, s->cfg, fds[i]);
                 if (!srv->daemons[i]) {
                         runtime_settings_release(rt);
-                        snprintf(err, err_len, "cannot start the admin server on socket %d", fds[i]);
                         admin_stop(srv);
-                        return -EIO;
+                        return err_set(err, err_len, -EIO,
+                                       "cannot start the admin server on socket %d", fds[i]);
                 }
                 srv->n++;
         }

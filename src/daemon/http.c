@@ -195,9 +195,9 @@ int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_ser
                 srv->daemons[i] = start_daemon(srv, s->cfg, fds[i]);
                 if (!srv->daemons[i]) {
                         runtime_settings_release(rt);
-                        snprintf(err, err_len, "cannot start the HTTP server on socket %d", fds[i]);
                         http_stop(srv);
-                        return -EIO;
+                        return err_set(err, err_len, -EIO,
+                                       "cannot start the HTTP server on socket %d", fds[i]);
                 }
                 srv->n++;
         }

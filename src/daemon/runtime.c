@@ -13,8 +13,7 @@ int settings_new(struct config *cfg, struct settings **ret, char *err, size_t er
 
         if (!s) {
                 config_free(cfg);
-                snprintf(err, err_len, "out of memory");
-                return -ENOMEM;
+                return err_set(err, err_len, -ENOMEM, "out of memory");
         }
         s->cfg = cfg;
         verify_params_from_config(cfg, &s->verify);

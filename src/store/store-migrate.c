@@ -41,23 +41,17 @@ static int check_version(int version, bool apply, char *err, size_t err_len)
 {
         int known = store_schema_version();
 
-        if (version < 0) {
-                snprintf(err, err_len, "database schema version %d is not one this program "
-                         "knows; refusing to open", version);
-                return -EPROTO;
-        }
-        if (version > known) {
-                snprintf(err, err_len,
-                         "database schema version %d is newer than this program (knows %d); "
-                         "refusing to open", version, known);
-                return -EPROTO;
-        }
-        if (version < known && !apply) {
-                snprintf(err, err_len,
-                         "database schema version %d is older than this program (needs %d); "
-                         "refusing to open it without migrating", version, known);
-                return -EPROTO;
-        }
+        if (version < 0)
+                return err_set(err, err_len, -EPROTO, "database schema version %d is not one "
+                               "this program knows; refusing to open", version);
+        if (version > known)
+                return err_set(err, err_len, -EPROTO,
+                               "database schema version %d is newer than this program (knows "
+                               "%d); refusing to open", version, known);
+        if (version < known && !apply)
+                return err_set(err, err_len, -EPROTO,
+                               "database schema version %d is older than this program (needs "
+                               "%d); refusing to open it without migrating", version, known);
         return 0;
 }
 
@@ -66,18 +60,19 @@ static int run_migration_sql(struct store *s, const struct store_migration *m,
 {
         char bump[64];
         char *msg = NULL;
-        int rc;
+        int rc, r;
 
         rc = sqlite3_exec(s->db, m->sql, NULL, NULL, &msg);
         if (rc == SQLITE_OK) {
                 snprintf(bump, sizeof(bump), "PRAGMA user_version = %u", m->version);
                 rc = sqlite3_exec(s->db, bump, NULL, NULL, &msg);
         }
+        r = store_errno_from_sqlite(rc);
         if (rc != SQLITE_OK)
-                snprintf(err, err_len, "migration %04u_%s failed: %s", m->version, m->name,
-                         msg ? msg : sqlite3_errstr(rc));
+                err_set(err, err_len, r, "migration %04u_%s failed: %s", m->version, m->name,
+                        msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
-        return store_errno_from_sqlite(rc);
+        return r;
 }
 
 static int apply_one(struct store *s, const struct store_migration *m, char *err, size_t err_len)
@@ -88,8 +83,8 @@ static int apply_one(struct store *s, const struct store_migration *m, char *err
         if (r >= 0)
                 r = store_user_version(s, &version);
         if (r < 0) {
-                snprintf(err, err_len, "cannot start migration %04u_%s: %s", m->version,
-                         m->name, sqlite3_errmsg(s->db));
+                err_set(err, err_len, r, "cannot start migration %04u_%s: %s", m->version,
+                        m->name, sqlite3_errmsg(s->db));
                 store_rollback(s);
                 return r;
         }
@@ -102,8 +97,8 @@ static int apply_one(struct store *s, const struct store_migration *m, char *err
         if (r >= 0) {
                 r = store_commit(s);
                 if (r < 0)
-                        snprintf(err, err_len, "migration %04u_%s could not commit: %s",
-                                 m->version, m->name, sqlite3_errmsg(s->db));
+                        err_set(err, err_len, r, "migration %04u_%s could not commit: %s",
+                                m->version, m->name, sqlite3_errmsg(s->db));
         }
         if (r < 0)
                 store_rollback(s);

@@ -84,8 +84,7 @@ static int create_file(const char *path, char *err, size_t err_len)
         if (fd < 0) {
                 int e = errno;
 
-                snprintf(err, err_len, "cannot create %s: %s", path, strerror(e));
-                return -e;
+                return err_set(err, err_len, -e, "cannot create %s: %s", path, strerror(e));
         }
         close(fd);
         return 0;
@@ -214,8 +213,7 @@ static int remember_identity(struct store *s, char *err, size_t err_len)
         if (stat(s->path, &st) < 0) {
                 int e = errno;
 
-                snprintf(err, err_len, "cannot stat %s: %s", s->path, strerror(e));
-                return -e;
+                return err_set(err, err_len, -e, "cannot stat %s: %s", s->path, strerror(e));
         }
         s->dev = st.st_dev;
         s->ino = st.st_ino;
@@ -231,9 +229,9 @@ static int count_rejected(struct store *s, char *err, size_t err_len)
                 return 0;
         r = store_rejected_recount(s);
         if (r < 0)
-                snprintf(err, err_len, "cannot count the rejected deliveries in %s: %s",
-                         s->path, sqlite3_errmsg(s->db));
-        return r;
+                return err_set(err, err_len, r, "cannot count the rejected deliveries in %s: %s",
+                               s->path, sqlite3_errmsg(s->db));
+        return 0;
 }
 
 static int open_and_migrate(struct store *s, const struct store_options *opts,
