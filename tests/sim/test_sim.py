@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import queue
+import re
 import select
 import shutil
 import signal
@@ -199,6 +200,15 @@ def test_help_documents_the_control_api():
     for word in ("/_sim/config", "/_sim/charges/ID/pay", "--api-fault", "--webhook-reorder",
                  "--token-lifetime", "--static-token-file", "/oauth/token", "/_sim/stats"):
         check(word in out.stdout, f"--help mentions {word}")
+    man_path = os.path.join(os.path.dirname(SIM), "..", "..", "docs", "cashpay-sim.1")
+    with open(man_path) as f:
+        man = f.read().replace("\\-", "-").replace("\\fB", "").replace("\\fR", "").replace("\\fI", "")
+    flags = sorted(set(re.findall(r"(--[a-z][a-z0-9-]+)", out.stdout)))
+    check(len(flags) > 30, f"--help lists the options ({len(flags)})")
+    for flag in flags:
+        check(flag in man, f"cashpay-sim(1) documents {flag}")
+    for path in re.findall(r"(/_sim/[a-z/]+)", out.stdout):
+        check(path.rstrip("/") in man, f"cashpay-sim(1) documents {path}")
     bad = subprocess.run([sys.executable, SIM, "--api-fault", "sometimes"], capture_output=True,
                          timeout=20)
     check_eq(bad.returncode, 2, "bad switch value is a usage error")
