@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build cashpayd and run it in the foreground on loopback with a development
-# configuration and a database under ./dev/. Prints how to send it a signed
-# test webhook. Stop it with Ctrl-C.
+# configuration and a database under ./dev/, with cashpay-sim, a stand-in
+# CashPay, beside it. Prints how to create a charge, pay it in a browser and
+# see the order arrive, and how to send a signed test webhook by hand. Stop
+# both with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,10 +12,14 @@ scripts/install-deps.sh
 meson compile -C build >/dev/null
 
 dev=$PWD/dev
+sim_url=http://127.0.0.1:8090
 mkdir -p "$dev"
-if [[ ! -s $dev/webhook.secret ]]; then
-        (umask 077; openssl rand -hex 32 >"$dev/webhook.secret")
-fi
+# The webhook secret both sides share, and the simulator's API credentials.
+for f in webhook.secret api.token client.secret; do
+        if [[ ! -s $dev/$f ]]; then
+                (umask 077; openssl rand -hex 32 >"$dev/$f")
+        fi
+done
 cat >"$dev/cashpayd.conf" <<CONF
 ; Development configuration written by scripts/dev-run.sh.
 [http]
@@ -35,12 +41,56 @@ shop_name = Development Shop
 level = debug
 CONF
 
+# cashpay-sim signs its webhooks with the daemon's secret the way
+# verify = hmac (the default) checks them, so what it sends is accepted.
+sim_pid=
+stop_sim() {
+        [[ -n $sim_pid ]] || return 0
+        kill -TERM "$sim_pid" 2>/dev/null || true
+        wait "$sim_pid" 2>/dev/null || true
+}
+trap stop_sim EXIT
+src/sim/cashpay-sim --listen "${sim_url#http://}" --secret-file "$dev/webhook.secret" \
+        --client-id dev-shop --client-secret-file "$dev/client.secret" \
+        --static-token-file "$dev/api.token" >"$dev/cashpay-sim.out" &
+sim_pid=$!
+for ((i = 0; i < 100; i++)); do
+        grep -q "listening on" "$dev/cashpay-sim.out" 2>/dev/null && break
+        kill -0 "$sim_pid" 2>/dev/null || { echo "cashpay-sim did not start" >&2; exit 1; }
+        sleep 0.1
+done
+grep -q "listening on" "$dev/cashpay-sim.out" || { echo "cashpay-sim did not start" >&2; exit 1; }
+
 secret=$(head -n 1 "$dev/webhook.secret")
 cat <<MSG
 cashpayd is starting on http://127.0.0.1:8080 (admin: http://127.0.0.1:9180/metrics)
 database: $dev/cashpay.db
+cashpay-sim, a stand-in CashPay, is on $sim_url (its webhooks are logged below)
 
-Send it a signed test webhook from another terminal:
+Walk through CashPay's guide from another terminal:
+
+ 1. Create a charge at CashPay, as the shop's server does; this prints the
+    transaction_url to send the customer to:
+
+  curl -sS $sim_url/v1/charges -H "Authorization: Bearer \$(cat dev/api.token)" \\
+       -H 'Content-Type: application/json' \\
+       -d '{"amount":2000,"currency":"YER","description":"Purchase of a watch",
+            "post_url":"http://127.0.0.1:8080/cashpay/webhook",
+            "redirect_url":"http://127.0.0.1:8080/cashpay/return?charge_id={CHARGE_ID}"}' |
+       python3 -c 'import json, sys; print(json.load(sys.stdin)["transaction_url"])'
+
+ 2. Open that URL in a browser and press Pay. CashPay sends cashpayd the
+    signed webhook and your browser to the return page: "Payment received".
+
+ 3. See the order: ./build/cashpayctl --config dev/cashpayd.conf orders
+
+Make CashPay misbehave (cashpay-sim --help lists every switch), e.g. lose
+the next webhooks, or pay a charge without a browser:
+
+  curl -sS $sim_url/_sim/config -d '{"webhook_drop":true}'
+  curl -sS -X POST $sim_url/_sim/charges/CHARGE_ID/pay
+
+Or send cashpayd a signed test webhook yourself:
 
   ./build/cashpayctl --config dev/cashpayd.conf send --status CAPTURED --amount 2000 --currency YER
 
@@ -52,7 +102,6 @@ or by hand with curl and openssl:
        -H "X-CashPay-Signature: \$sig" --data-binary "\$body"
 
 Then open http://127.0.0.1:8080/cashpay/return?charge_id=chg_test123
-and look at the orders: ./build/cashpayctl --config dev/cashpayd.conf orders
 
 MSG
-exec ./build/cashpayd --config "$dev/cashpayd.conf"
+./build/cashpayd --config "$dev/cashpayd.conf"
