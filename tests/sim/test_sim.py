@@ -461,11 +461,13 @@ def test_webhook_drop_delay_duplicate_reorder():
 def test_api_faults():
     charge = S.create(R.url)
     path = "/charges/" + charge["id"]
-    for fault, status in (("500", 500), ("503", 503), ("401", 401), ("404", 404)):
-        S.control("config", {"api_fault": fault})
-        check_eq(S.api("GET", path)[0], status, f"fault {fault}")
-    S.control("config", {"api_fault": "503"})
-    check_eq(S.api("GET", path)[1].get("Retry-After"), "1", "503 Retry-After")
+    for status in (400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504):
+        S.control("config", {"api_fault": str(status)})
+        got, headers, obj = S.api("GET", path)
+        check(got == status and obj["error"], f"fault {status}: {got} {obj}")
+        check_eq(headers.get("Retry-After"), "1" if status in (429, 503) else None, f"{status} Retry-After")
+    S.control("config", {"api_fault": "401"})
+    check("Bearer" in S.api("GET", path)[1].get("WWW-Authenticate", ""), "401 WWW-Authenticate")
     S.control("config", {"api_fault": "html"})
     status, headers, raw = S.request("GET", "/v1" + path, headers={"Authorization": "Bearer " + STATIC_TOKEN})
     check_eq((status, headers["Content-Type"].split(";")[0]), (200, "text/html"), "200 with HTML")
