@@ -64,6 +64,20 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
+            def do_GET(self):
+                page = b"<!doctype html><title>Shop</title><h1 id=landed>Back at the shop</h1>"
+                if self.path == "/favicon.ico":  # a browser's, not a visit
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                outer.got.put((time.monotonic(), self.path, dict(self.headers), None))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
             def log_message(self, *args):
                 pass
 
