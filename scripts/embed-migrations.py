@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Embed migrations/NNNN_name.sql files into a C source file.
 
-Usage: embed-migrations.py OUTPUT.c NNNN_a.sql NNNN_b.sql ...
+Usage: embed-migrations.py [--symbol NAME] OUTPUT.c NNNN_a.sql NNNN_b.sql ...
 
 The files must be numbered 1, 2, 3, ... without gaps: migration N takes the
-database from user_version N-1 to N. The generated file defines
-store_migrations[] and store_migrations_count (see src/store/migrations.h).
+database from schema version N-1 to N. The generated file defines NAME[]
+and NAME_count (default store_migrations; see src/store/migrations.h), so
+each database engine's set gets a name of its own.
 """
 import os
 import re
@@ -23,7 +24,13 @@ def c_char_array(name: str, data: bytes) -> str:
 
 
 def main() -> int:
-    output, inputs = sys.argv[1], sys.argv[2:]
+    args = sys.argv[1:]
+    symbol = "store_migrations"
+    if args[:1] == ["--symbol"]:
+        symbol, args = args[1], args[2:]
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", symbol):
+        sys.exit(f"{symbol}: not a C identifier")
+    output, inputs = args[0], args[1:]
     entries = []
     for path in inputs:
         name = os.path.basename(path)
@@ -42,11 +49,11 @@ def main() -> int:
         for number, name, sql in entries:
             out.write(f"/* {number:04d}_{name}.sql */\n")
             out.write(c_char_array(f"sql_{number:04d}", sql) + "\n")
-        out.write("const struct store_migration store_migrations[] = {\n")
+        out.write(f"const struct store_migration {symbol}[] = {{\n")
         for number, name, _ in entries:
             out.write(f'        {{ {number}, "{name}", sql_{number:04d} }},\n')
         out.write("};\n")
-        out.write(f"const unsigned store_migrations_count = {len(entries)};\n")
+        out.write(f"const unsigned {symbol}_count = {len(entries)};\n")
     return 0
 
 

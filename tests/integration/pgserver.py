@@ -273,7 +273,14 @@ class PgServer:
     def url(self):
         """What cashpayd gets as [database] url: TCP on loopback, password
         from its password_file."""
-        return f"host=127.0.0.1 port={self.port} dbname={DB_NAME} user=postgres"
+        return self.url_for(DB_NAME)
+
+    def url_for(self, db):
+        return f"host=127.0.0.1 port={self.port} dbname={db} user=postgres"
+
+    def create_database(self, db):
+        """Another empty database on this server (cheaper than a server)."""
+        self.psql(f"CREATE DATABASE {db}", db="postgres")
 
     def psql(self, sql, db=DB_NAME, variables=None, check_rc=True):
         """Run @sql through psql over the private socket; returns stdout."""
@@ -288,7 +295,7 @@ class PgServer:
             raise AssertionError(f"psql failed ({r.returncode}): {r.stderr.strip()}\nSQL: {sql}")
         return r.stdout
 
-    def query(self, sql, *args):
+    def query(self, sql, *args, db=DB_NAME):
         """Rows of @sql as dicts (JSON types: numbers, strings, booleans,
         bytea as "\\x..." hex). Each ? becomes a quoted psql variable, so
         arguments are never spliced into the SQL text."""
@@ -304,10 +311,10 @@ class PgServer:
             variables[f"a{i}"] = str(arg)
             text += f":'a{i}'" + rest
         wrapped = f"SELECT coalesce(json_agg(q), '[]'::json) FROM ({text}) AS q"
-        return json.loads(self.psql(wrapped, variables=variables))
+        return json.loads(self.psql(wrapped, db=db, variables=variables))
 
-    def execute(self, sql):
-        self.psql(sql)
+    def execute(self, sql, db=DB_NAME):
+        self.psql(sql, db=db)
 
     def _database_exists(self):
         out = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'", db="postgres")
