@@ -135,6 +135,23 @@ static struct job *new_job(const char *id, int64_t deadline_ms)
         return job;
 }
 
+/* Submit @first and wait until the writer, having committed it alone, is
+ * held at the gate: what is submitted next forms the following batches. */
+static void submit_and_hold(struct writer *w, struct job *first)
+{
+        batches_reset();
+        atomic_store(&wakes, 0);
+        gate_close();
+        CHECK_EQ_INT(writer_submit(w, first), 0);
+        gate_wait_held();
+}
+
+static void unref_all(struct job **jobs, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                job_unref(jobs[i]);
+}
+
 static struct store *open_store(const char *name)
 {
         char path[sizeof(tmpdir) + 32], err[256];
@@ -181,15 +198,11 @@ static void test_group_commit(void)
         struct job *jobs[11];
         char id[32];
 
-        batches_reset();
-        atomic_store(&wakes, 0);
-        gate_close();
         for (int i = 0; i < 11; i++) {
                 snprintf(id, sizeof(id), "chg_batch%d", i);
                 jobs[i] = new_job(id, INT64_MAX);
         }
-        CHECK_EQ_INT(writer_submit(w, jobs[0]), 0);
-        gate_wait_held(); /* the lone delivery is committed at once */
+        submit_and_hold(w, jobs[0]); /* a lone delivery is committed at once */
         for (int i = 1; i < 11; i++)
                 CHECK_EQ_INT(writer_submit(w, jobs[i]), 0);
         CHECK_EQ_INT(writer_queue_depth(w), 10);
@@ -226,11 +239,7 @@ static void test_queue_bound(void)
         struct job *a = new_job("chg_q1", INT64_MAX), *b = new_job("chg_q2", INT64_MAX);
         struct job *c = new_job("chg_q3", INT64_MAX);
 
-        batches_reset();
-        atomic_store(&wakes, 0);
-        gate_close();
-        CHECK_EQ_INT(writer_submit(w, first), 0);
-        gate_wait_held();
+        submit_and_hold(w, first);
         CHECK_EQ_INT(writer_submit(w, a), 0);
         CHECK_EQ_INT(writer_submit(w, b), 0);
         CHECK_EQ_INT(writer_submit(w, c), -EAGAIN);
@@ -241,10 +250,7 @@ static void test_queue_bound(void)
         CHECK(!stored(s, "chg_q3"));
         CHECK_EQ_INT(atomic_load(&c->refs), 1); /* the writer never took it */
         CHECK_EQ_INT(atomic_load(&wakes), 3);
-        job_unref(first);
-        job_unref(a);
-        job_unref(b);
-        job_unref(c);
+        unref_all((struct job *[]) { first, a, b, c }, 4);
         store_free(s);
 }
 
@@ -263,11 +269,7 @@ static void test_deadlines(void)
         struct job *late = new_job("chg_d1", now + 1000);
         struct job *timely = new_job("chg_d2", INT64_MAX);
 
-        batches_reset();
-        atomic_store(&wakes, 0);
-        gate_close();
-        CHECK_EQ_INT(writer_submit(w, running), 0);
-        gate_wait_held();
+        submit_and_hold(w, running);
         CHECK_EQ_INT(writer_submit(w, late), 0);
         CHECK_EQ_INT(writer_submit(w, timely), 0);
 
@@ -291,9 +293,7 @@ static void test_deadlines(void)
         CHECK(stored(s, "chg_d2"));
         CHECK_EQ_INT(batches.n, 2);
         CHECK_EQ_INT(batches.sizes[1], 1); /* the late one was dropped from the batch */
-        job_unref(running);
-        job_unref(late);
-        job_unref(timely);
+        unref_all((struct job *[]) { running, late, timely }, 3);
         store_free(s);
 }
 
@@ -308,10 +308,7 @@ static void test_progress(void)
         int64_t now = time_monotonic_ms();
 
         CHECK(writer_making_progress(w, now + 10 * limit)); /* idle is progress */
-        atomic_store(&wakes, 0);
-        gate_close();
-        CHECK_EQ_INT(writer_submit(w, job), 0);
-        gate_wait_held(); /* the commit counts as running until it is answered */
+        submit_and_hold(w, job);
         now = time_monotonic_ms();
         CHECK(writer_making_progress(w, now));
         CHECK(!writer_making_progress(w, now + limit));
@@ -331,10 +328,7 @@ static void test_shutdown(void)
         struct job *queued = new_job("chg_s1", INT64_MAX);
         struct job *after = new_job("chg_s2", INT64_MAX);
 
-        atomic_store(&wakes, 0);
-        gate_close();
-        CHECK_EQ_INT(writer_submit(w, first), 0);
-        gate_wait_held();
+        submit_and_hold(w, first);
         CHECK_EQ_INT(writer_submit(w, queued), 0);
         writer_shutdown(w);
         CHECK_EQ_INT(atomic_load(&wakes), 2);
@@ -344,9 +338,7 @@ static void test_shutdown(void)
         gate_open();
         writer_stop(w); /* commits what was queued; answers nobody twice */
         CHECK_EQ_INT(atomic_load(&wakes), 2);
-        job_unref(first);
-        job_unref(queued);
-        job_unref(after);
+        unref_all((struct job *[]) { first, queued, after }, 3);
         store_free(s);
 }
 
