@@ -312,6 +312,7 @@ def test_create_validation():
            ({"amount": True}, "amount"), ({"amount": 2**53}, "amount"), ({"currency": "yer"}, "currency"),
            ({"currency": "YERR"}, "currency"), ({"description": 5}, "description"),
            ({"description": "x" * 4097}, "description"), ({"post_url": "ftp://x/"}, "post_url"),
+           ({"post_url": "http://127.0.0.1:99999/"}, "post_url"), ({"post_url": "http:///x"}, "post_url"),
            ({"redirect_url": "/relative"}, "redirect_url"), ({"status": "CAPTURED"}, "status"),
            ({"id": "chg_mine"}, "id"), ({"metadata": "x"}, "metadata")]
     for change, param in bad:
