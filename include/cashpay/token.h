@@ -83,20 +83,20 @@ int64_t token_next_event_ms(const struct token_state *t);
  * b64token characters, at most TOKEN_MAX bytes), token_type "Bearer" (any
  * case) and an optional expires_in (integer, 1 to TOKEN_EXPIRES_IN_MAX).
  * @ret_token: malloc'd copy. @ret_expires_in: -1 when absent.
- * @detail: on -EINVAL, what was wrong (never the token itself).
+ * @err: on -EINVAL, what was wrong (never the token itself).
  * Returns 0, -EINVAL or -ENOMEM.
  */
 int token_parse_response(const void *body, size_t len, char **ret_token, int64_t *ret_expires_in,
-                         char *detail, size_t detail_len);
+                         char *err, size_t err_len);
 
 /*
  * token_from_file() - the token a token file holds: its content with
  * surrounding blanks (and a final newline) trimmed, one line of b64token
  * characters. Returns 0, -EINVAL (empty, several lines, other characters,
- * too long; @detail says which) or -ENOMEM.
+ * too long; @err says which) or -ENOMEM.
  */
-int token_from_file(const void *content, size_t len, char **ret_token, char *detail,
-                    size_t detail_len);
+int token_from_file(const void *content, size_t len, char **ret_token, char *err,
+                    size_t err_len);
 
 /*
  * token_basic_auth() - the Authorization header value for client

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 
 #include "cashpay/token.h"
+#include "cashpay/util.h"
 
 void token_wipe_free(char *s)
 {
@@ -121,14 +122,7 @@ static bool b64token_valid(const char *s, size_t n)
         return true;
 }
 
-static int fail(char *detail, size_t detail_len, const char *why)
-{
-        if (detail && detail_len)
-                snprintf(detail, detail_len, "%s", why);
-        return -EINVAL;
-}
-
-static int parse_expires_in(json_t *root, int64_t *ret, char *detail, size_t detail_len)
+static int parse_expires_in(json_t *root, int64_t *ret, char *err, size_t err_len)
 {
         json_t *v = json_object_get(root, "expires_in");
 
@@ -136,15 +130,15 @@ static int parse_expires_in(json_t *root, int64_t *ret, char *detail, size_t det
         if (!v || json_is_null(v))
                 return 0;
         if (!json_is_integer(v))
-                return fail(detail, detail_len, "expires_in is not an integer");
+                return err_set(err, err_len, -EINVAL, "expires_in is not an integer");
         if (json_integer_value(v) < 1 || json_integer_value(v) > TOKEN_EXPIRES_IN_MAX)
-                return fail(detail, detail_len, "expires_in is out of range");
+                return err_set(err, err_len, -EINVAL, "expires_in is out of range");
         *ret = json_integer_value(v);
         return 0;
 }
 
 int token_parse_response(const void *body, size_t len, char **ret_token, int64_t *ret_expires_in,
-                         char *detail, size_t detail_len)
+                         char *err, size_t err_len)
 {
         _cleanup_(json_decrefp) json_t *root = NULL;
         json_t *tok, *type;
@@ -153,17 +147,17 @@ int token_parse_response(const void *body, size_t len, char **ret_token, int64_t
         *ret_token = NULL;
         root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
         if (!root || !json_is_object(root))
-                return fail(detail, detail_len, "answer is not a JSON object");
+                return err_set(err, err_len, -EINVAL, "answer is not a JSON object");
         tok = json_object_get(root, "access_token");
         if (!json_is_string(tok))
-                return fail(detail, detail_len, "access_token is missing or not a string");
+                return err_set(err, err_len, -EINVAL, "access_token is missing or not a string");
         if (!b64token_valid(json_string_value(tok), json_string_length(tok)))
-                return fail(detail, detail_len, "access_token is empty, too long or holds "
-                            "characters a bearer token cannot");
+                return err_set(err, err_len, -EINVAL, "access_token is empty, too long or holds "
+                               "characters a bearer token cannot");
         type = json_object_get(root, "token_type");
         if (!json_is_string(type) || strcasecmp(json_string_value(type), "Bearer") != 0)
-                return fail(detail, detail_len, "token_type is not Bearer");
-        r = parse_expires_in(root, ret_expires_in, detail, detail_len);
+                return err_set(err, err_len, -EINVAL, "token_type is not Bearer");
+        r = parse_expires_in(root, ret_expires_in, err, err_len);
         if (r < 0)
                 return r;
         *ret_token = strdup(json_string_value(tok));
@@ -175,8 +169,8 @@ static bool blank(char c)
         return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-int token_from_file(const void *content, size_t len, char **ret_token, char *detail,
-                    size_t detail_len)
+int token_from_file(const void *content, size_t len, char **ret_token, char *err,
+                    size_t err_len)
 {
         const char *s = content, *end = s + len;
 
@@ -186,10 +180,10 @@ int token_from_file(const void *content, size_t len, char **ret_token, char *det
         while (end > s && blank(end[-1]))
                 end--;
         if (s == end)
-                return fail(detail, detail_len, "the token file is empty");
+                return err_set(err, err_len, -EINVAL, "the token file is empty");
         if (!b64token_valid(s, (size_t) (end - s)))
-                return fail(detail, detail_len, "the token file holds more than one line of "
-                            "bearer token characters, or is too long");
+                return err_set(err, err_len, -EINVAL, "the token file holds more than one line of "
+                               "bearer token characters, or is too long");
         *ret_token = strndup(s, (size_t) (end - s));
         return *ret_token ? 0 : -ENOMEM;
 }
