@@ -241,7 +241,7 @@ static int classify(struct MHD_Connection *conn, const struct settings *s,
         const struct config *cfg = s->cfg;
         size_t keep = cfg->webhook.rejected_body_max;
         struct sockaddr_storage peer;
-        char detail[160];
+        char err[160];
 
         effective_peer(conn, s, &peer);
         addr_to_text((struct sockaddr *) &peer, d->remote_addr, sizeof(d->remote_addr));
@@ -264,11 +264,11 @@ static int classify(struct MHD_Connection *conn, const struct settings *s,
         }
         json_alloc_failed = false;
         r = charge_parse(d->body, d->body_len, cfg->webhook.order_ref_field, &d->charge,
-                         detail, sizeof(detail));
+                         err, sizeof(err));
         if (r == -ENOMEM || json_alloc_failed)
                 return -ENOMEM;
         if (r < 0) {
-                reject(d, OUTCOME_INVALID, 400, detail, keep);
+                reject(d, OUTCOME_INVALID, 400, err, keep);
                 return 0;
         }
         d->has_charge = true;
