@@ -471,6 +471,11 @@ def test_webhook_drop_delay_duplicate_reorder():
     R.nothing(0.3)
     check_eq(S.control("webhooks/release", {})["released"], 1, "release")
     check_eq(json.loads(R.next()[3])["id"], f["id"], "released webhook")
+    g = S.create(R.url)
+    S.control(f"charges/{g['id']}/pay", {})
+    R.nothing(0.3)
+    S.control("config", {"webhook_reorder": 0})
+    check_eq(json.loads(R.next()[3])["id"], g["id"], "turning reorder off sends what it held")
 
 
 def test_api_faults():
