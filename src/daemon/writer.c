@@ -9,6 +9,7 @@
 
 #include "cashpay/log.h"
 #include "cashpay/timeutil.h"
+#include "cashpay/util.h"
 #include "src/daemon/writer.h"
 
 /* After this long without work the writer checkpoints the WAL and looks at
@@ -278,10 +279,19 @@ static void *writer_main(void *arg)
         return NULL;
 }
 
+/* The memory of a writer without a thread (never started, or joined). */
+static void writer_release(struct writer *w)
+{
+        free(w->batch);
+        free(w->items);
+        free(w);
+}
+DEFINE_FREEP(struct writer, writer_release)
+
 int writer_start(struct store *store, const struct writer_options *opts,
                  writer_batch_cb on_batch, void *cb_data, struct writer **ret)
 {
-        struct writer *w = calloc(1, sizeof(*w));
+        _cleanup_(writer_releasep) struct writer *w = calloc(1, sizeof(*w));
 
         if (!w)
                 return -ENOMEM;
@@ -293,12 +303,8 @@ int writer_start(struct store *store, const struct writer_options *opts,
         w->cb_data = cb_data;
         w->batch = calloc(w->opts.max_batch, sizeof(*w->batch));
         w->items = calloc(w->opts.max_batch, sizeof(*w->items));
-        if (!w->batch || !w->items) {
-                free(w->batch);
-                free(w->items);
-                free(w);
+        if (!w->batch || !w->items)
                 return -ENOMEM;
-        }
         atomic_init(&w->wal_limit, opts->wal_limit_bytes ? opts->wal_limit_bytes : INT64_MAX);
         atomic_init(&w->keep_rejected_days, opts->keep_rejected_days);
         atomic_init(&w->rejected_rows, store_rejected_rows(store));
@@ -312,12 +318,9 @@ int writer_start(struct store *store, const struct writer_options *opts,
         if (r != 0) {
                 pthread_cond_destroy(&w->wake);
                 pthread_mutex_destroy(&w->lock);
-                free(w->batch);
-                free(w->items);
-                free(w);
                 return -r;
         }
-        *ret = w;
+        *ret = TAKE_PTR(w);
         return 0;
 }
 
@@ -332,9 +335,7 @@ void writer_stop(struct writer *w)
         pthread_join(w->thread, NULL);
         pthread_cond_destroy(&w->wake);
         pthread_mutex_destroy(&w->lock);
-        free(w->batch);
-        free(w->items);
-        free(w);
+        writer_release(w);
 }
 
 int writer_submit(struct writer *w, struct job *job)
