@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cashpay/config.h"
@@ -186,7 +187,7 @@ static void test_table(void)
         const struct config_key *keys = config_keys(&n);
         const struct config_section *sections = config_sections(&n_sections);
 
-        CHECK(n == 57);
+        CHECK(n == 59);
         CHECK(n_sections == 8);
         for (size_t i = 0; i < n; i++) {
                 bool known = false;
@@ -403,6 +404,8 @@ static const struct bad_value bad_values[] = {
         { "webhook", "verify", "none", "verify = none requires insecure_no_verify = yes" },
         { "webhook", "confirm", "yes", "expected one of auto, api, none" },
         { "webhook", "secret_file", "webhook.secret", "must be an absolute path" },
+        { "http", "tls_cert", "fullchain.pem", "must be an absolute path" },
+        { "http", "tls_key", "privkey.pem", "must be an absolute path" },
         { "webhook", "signature_header", "X CashPay", "must be an HTTP header name" },
         { "webhook", "signature_header", "X-Sig:", "must be an HTTP header name" },
         { "webhook", "signature_header", "", "a value is required" },
@@ -799,6 +802,49 @@ static void test_rules_cashpay(void)
         config_free(cfg);
 }
 
+/* Both TLS files or neither; the credentials only when tls-cert exists. */
+static void test_tls(void)
+{
+        struct config *cfg = NULL;
+        char dir[sizeof(tmpdir) + 16], file[sizeof(dir) + 16];
+
+        CHECK(fails_with("[http]\ntls_cert = /etc/c.pem\n", 2,
+                         "tls_cert and tls_key are set together or not at all"));
+        CHECK(fails_with("[http]\n\ntls_key = /etc/k.pem\n", 3,
+                         "tls_cert and tls_key are set together or not at all"));
+        CHECK(loads("[http]\ntls_cert = /etc/c.pem\ntls_key = /etc/k.pem\n", &cfg));
+        if (cfg)
+                CHECK_STR(cfg->http.tls_cert, "/etc/c.pem");
+        config_free(cfg);
+
+        snprintf(dir, sizeof(dir), "%s/creds", tmpdir);
+        CHECK(mkdir(dir, 0700) == 0);
+        setenv("CREDENTIALS_DIRECTORY", dir, 1);
+        CHECK(config_new_defaults(&cfg) == 0);
+        if (cfg)
+                CHECK(cfg->http.tls_cert == NULL && cfg->http.tls_key == NULL);
+        config_free(cfg);
+        snprintf(file, sizeof(file), "%s/tls-cert", dir);
+        FILE *f = fopen(file, "w");
+        CHECK(f != NULL);
+        if (f)
+                fclose(f);
+        CHECK(config_new_defaults(&cfg) == 0);
+        if (cfg) {
+                CHECK(cfg->http.tls_cert && strcmp(cfg->http.tls_cert, file) == 0);
+                CHECK(cfg->http.tls_key && strstr(cfg->http.tls_key, "/creds/tls-key"));
+        }
+        config_free(cfg);
+        /* Files named in the configuration win over the credentials. */
+        CHECK(loads("[http]\ntls_cert = /etc/c.pem\ntls_key = /etc/k.pem\n", &cfg));
+        if (cfg)
+                CHECK_STR(cfg->http.tls_key, "/etc/k.pem");
+        config_free(cfg);
+        unsetenv("CREDENTIALS_DIRECTORY");
+        unlink(file);
+        rmdir(dir);
+}
+
 static void test_credentials_directory(void)
 {
         struct config *cfg = NULL;
@@ -937,6 +983,7 @@ int main(void)
         test_cidrs();
         test_rules();
         test_rules_cashpay();
+        test_tls();
         test_credentials_directory();
         test_reload();
         test_names();

@@ -25,6 +25,9 @@
 #define CONFIG_DEFAULT_CLIENT_SECRET_FILE "/etc/cashpayd/cashpay-client.secret"
 /* client_secret_file when unset: $CREDENTIALS_DIRECTORY/CONFIG_CLIENT_SECRET_CREDENTIAL. */
 #define CONFIG_CLIENT_SECRET_CREDENTIAL "cashpay-client-secret"
+/* tls_cert and tls_key when unset and both credentials exist. */
+#define CONFIG_TLS_CERT_CREDENTIAL "tls-cert"
+#define CONFIG_TLS_KEY_CREDENTIAL "tls-key"
 /* At most this many addresses in one listen list. */
 #define CONFIG_LISTEN_MAX 16
 
@@ -64,6 +67,8 @@ struct config {
                 size_t max_header;        /* bytes of request line + headers */
                 unsigned max_connections_per_ip; /* 0 = no limit */
                 unsigned request_timeout; /* seconds for headers + body of one request */
+                char *tls_cert;           /* PEM chain; NULL = plain HTTP */
+                char *tls_key;            /* PEM key; set exactly when tls_cert is */
         } http;
 
         struct {

@@ -109,6 +109,23 @@ static const struct config_key keys[] = {
                  "the connection (or the end of its previous request). A client still sending "
                  "then is disconnected, however steadily it trickles bytes: timeout alone "
                  "restarts on every byte." },
+        { .section = "http", .name = "tls_cert", .type = CONFIG_PATH,
+          .default_value = "", .max = 180, .offset = OFF(http.tls_cert),
+          .doc = "PEM file with the server certificate followed by its intermediates (as "
+                 "certbot's fullchain.pem). When set, the public listeners speak HTTPS only "
+                 "(TLS 1.2 and 1.3, GnuTLS's default ciphers). A missing, unreadable, "
+                 "expired or not yet valid certificate, or one that does not match tls_key, "
+                 "stops the start with the file named. SIGHUP reads both files again: new "
+                 "connections get the renewed certificate, open ones keep theirs, and a "
+                 "broken renewal keeps the old one (the log says why). A warning is logged "
+                 "from 14 days before expiry. Default: $CREDENTIALS_DIRECTORY/"
+                 CONFIG_TLS_CERT_CREDENTIAL " and " CONFIG_TLS_KEY_CREDENTIAL " when "
+                 "the first exists (systemd's LoadCredential=, copied only when the service "
+                 "starts: renew those with a restart), else plain HTTP." },
+        { .section = "http", .name = "tls_key", .type = CONFIG_PATH,
+          .default_value = "", .max = 180, .offset = OFF(http.tls_key),
+          .doc = "PEM file with the private key of tls_cert (unencrypted: PKCS#1, PKCS#8 or "
+                 "SEC1). Set together with tls_cert." },
 
         /* [admin] */
         { .section = "admin", .name = "listen", .type = CONFIG_LISTEN,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cashpay/config.h"
 #include "cashpay/util.h"
@@ -153,6 +154,16 @@ static int check_token_source(const struct rule_ctx *c)
         return 0;
 }
 
+static int check_tls(const struct rule_ctx *c)
+{
+        const struct config *cfg = c->cfg;
+
+        if (!cfg->http.tls_cert != !cfg->http.tls_key)
+                return rule_fail(c, &cfg->http.tls_cert, &cfg->http.tls_key,
+                                 "[http] tls_cert and tls_key are set together or not at all");
+        return 0;
+}
+
 static int check_cashpay(const struct rule_ctx *c)
 {
         const struct config *cfg = c->cfg;
@@ -186,6 +197,8 @@ int config_rules_check(const struct config *cfg, const unsigned *lines, const ch
 
         r = check_verify(c);
         if (r == 0)
+                r = check_tls(c);
+        if (r == 0)
                 r = check_paths(c);
         if (r == 0)
                 r = check_listen(c);
@@ -212,9 +225,36 @@ static int resolve_credential(char **file, const char *credential, const char *f
         return *file ? 0 : -ENOMEM;
 }
 
+/* TLS from the credentials tls-cert and tls-key, when the first exists. */
+static int resolve_tls_credentials(struct config *cfg)
+{
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        char *cert = NULL, *key = NULL;
+
+        if (cfg->http.tls_cert || cfg->http.tls_key || !dir || !dir[0])
+                return 0;
+        if (asprintf(&cert, "%s/%s", dir, CONFIG_TLS_CERT_CREDENTIAL) < 0)
+                return -ENOMEM;
+        if (access(cert, F_OK) < 0) {
+                free(cert);
+                return 0;
+        }
+        if (asprintf(&key, "%s/%s", dir, CONFIG_TLS_KEY_CREDENTIAL) < 0) {
+                free(cert);
+                return -ENOMEM;
+        }
+        cfg->http.tls_cert = cert;
+        cfg->http.tls_key = key;
+        return 0;
+}
+
 int config_resolve_secret_file(struct config *cfg)
 {
         int r;
+
+        r = resolve_tls_credentials(cfg);
+        if (r < 0)
+                return r;
 
         r = resolve_credential(&cfg->webhook.secret_file, CONFIG_SECRET_CREDENTIAL,
                                CONFIG_DEFAULT_SECRET_FILE);
