@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
         gcc pkg-config meson ninja-build python3
-        libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libsystemd-dev
+        libmicrohttpd-dev libgnutls28-dev libjansson-dev libsqlite3-dev sqlite3 libsystemd-dev
         libinih-dev libssl-dev libcurl4-openssl-dev libpq-dev openssl curl
 )
 if [[ "${1:-}" == "--test" ]]; then

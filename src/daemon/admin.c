@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cashpay/log.h"
 #include "cashpay/timeutil.h"
@@ -20,6 +21,7 @@
 #include "src/daemon/deadline.h"
 #include "src/daemon/http.h"
 #include "src/daemon/metrics.h"
+#include "src/daemon/tls.h"
 
 #define MAX_ADMIN 16
 
@@ -94,6 +96,8 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *conn, struct runtime
                 .wal_bytes = wal_bytes(rt),
                 .database_ok = admin_health(rt, &why) == 0,
                 .rejected_rows = writer_rejected_rows(rt->writer),
+                .tls_not_after = tls_not_after(),
+                .now = time(NULL),
         };
         char *text;
         size_t len;

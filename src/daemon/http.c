@@ -18,10 +18,12 @@
 
 #include "cashpay/log.h"
 #include "cashpay/timeutil.h"
+#include "cashpay/util.h"
 #include "src/daemon/deadline.h"
 #include "src/daemon/http-framing.h"
 #include "src/daemon/http-internal.h"
 #include "src/daemon/http.h"
+#include "src/daemon/tls.h"
 
 #define MAX_DAEMONS 16
 
@@ -156,13 +158,15 @@ unsigned http_thread_count(const struct config *cfg)
 
 static struct MHD_Daemon *start_daemon(struct http_server *srv, const struct config *cfg, int fd)
 {
+        bool tls = cfg->http.tls_cert != NULL;
         unsigned threads = http_thread_count(cfg);
         /* Each connection's pool is zeroed for every request and held while
          * it is open: 16 KiB (what the default max_header needs) rather than
          * 32 KiB keeps 256 busy connections 4-8 MiB smaller (bench/README.md). */
         size_t memory = cfg->http.max_header * 2 > 16384 ? cfg->http.max_header * 2 : 16384;
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                         (tls ? MHD_USE_TLS : 0);
 
         return MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
@@ -175,7 +179,23 @@ static struct MHD_Daemon *start_daemon(struct http_server *srv, const struct con
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
                                 MHD_OPTION_STRICT_FOR_CLIENT, 1,
+                                /* Last: for plain HTTP the list ends here. The
+                                 * certificate is asked for at each handshake,
+                                 * so a SIGHUP can replace it (tls.h). */
+                                tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END,
+                                tls_certificate_callback,
+                                MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
                                 MHD_OPTION_END);
+}
+
+static int check_tls_support(char *err, size_t err_len)
+{
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+            MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES)
+                return err_set(err, err_len, -EOPNOTSUPP, "[http] tls_cert is set, but this "
+                               "libmicrohttpd was built without TLS (or without its "
+                               "certificate callback)");
+        return 0;
 }
 
 int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_server **ret,
@@ -191,6 +211,14 @@ int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_ser
         webhook_init_json(); /* before any request thread runs */
         const struct settings *s = runtime_settings_acquire(rt);
         srv->request_timeout_ms = (int64_t) s->cfg->http.request_timeout * 1000;
+        if (s->cfg->http.tls_cert) {
+                int r = check_tls_support(err, err_len);
+                if (r < 0) {
+                        runtime_settings_release(rt);
+                        http_stop(srv);
+                        return r;
+                }
+        }
         for (size_t i = 0; i < n_fds && i < MAX_DAEMONS; i++) {
                 srv->daemons[i] = start_daemon(srv, s->cfg, fds[i]);
                 if (!srv->daemons[i]) {

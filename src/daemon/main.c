@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-event.h>
@@ -26,6 +27,7 @@
 #include "src/daemon/net.h"
 #include "src/daemon/runtime.h"
 #include "src/daemon/service.h"
+#include "src/daemon/tls.h"
 
 #define TICK_MS 100
 #define STATUS_EVERY_MS 1000
@@ -33,6 +35,8 @@
  * sd-event's default (250 ms) is longer than a tick. */
 #define TIMER_ACCURACY_USEC 1000
 #define DRAIN_GRACE_MS 2000
+/* Reminded daily while the certificate is within its last 14 days. */
+#define TLS_WARNING_EVERY_MS (24 * 3600 * 1000LL)
 
 struct options {
         const char *config_path;
@@ -56,7 +60,7 @@ struct daemon {
         const char *config_path;
         _Atomic int64_t last_commit_ms;
         sd_event *event;              /* the main loop */
-        struct timer timers[3];       /* its periodic jobs */
+        struct timer timers[4];       /* its periodic jobs */
         uint64_t watchdog_usec;       /* WATCHDOG_USEC=, 0: no watchdog */
         bool wal_warned;
 };
@@ -266,6 +270,11 @@ static int start_serving(struct daemon *dmn, const struct config *cfg)
 
         if (r < 0)
                 return log_err_errno(r, "cannot start the writer thread");
+        if (cfg->http.tls_cert) {
+                r = tls_install(cfg->http.tls_cert, cfg->http.tls_key, err, sizeof(err));
+                if (r < 0)
+                        return log_err_return(r, "%s", err);
+        }
         r = http_start(&dmn->rt, dmn->sockets.http, dmn->sockets.n_http, &dmn->http, err, sizeof(err));
         if (r < 0)
                 return log_err_return(r, "%s", err);
@@ -281,9 +290,10 @@ static void announce(const struct config *cfg, const struct daemon *dmn)
         if (cfg->webhook.verify == VERIFY_NONE)
                 log_warning("WEBHOOK SIGNATURES ARE NOT VERIFIED (verify = none): anyone who can "
                             "reach this port can mark orders as paid");
-        log_notice("cashpayd %s ready: %zu public and %zu admin listener(s), database %s "
+        log_notice("cashpayd %s ready: %zu public and %zu admin listener(s)%s, database %s "
                    "(schema %d), verification %s",
                    CASHPAY_VERSION, dmn->sockets.n_http, dmn->sockets.n_admin,
+                   cfg->http.tls_cert ? " (public ones HTTPS)" : "",
                    cfg->database.path, store_schema_version(),
                    config_verify_scheme_name(cfg->webhook.verify));
 }
@@ -305,6 +315,30 @@ static const char *credential_note(const struct config *cfg)
                 return "";
         return " (the secret is a systemd credential, copied when the service started: "
                "after changing its source file, restart the service)";
+}
+
+/* A renewed certificate for new connections; a broken one changes nothing. */
+static void reload_tls(struct daemon *dmn)
+{
+        char err[512], when[TIME_ISO_LEN];
+        const struct settings *s = runtime_settings_acquire(&dmn->rt);
+        const struct config *cfg = s->cfg;
+        int r = 0;
+
+        if (cfg->http.tls_cert)
+                r = tls_install(cfg->http.tls_cert, cfg->http.tls_key, err, sizeof(err));
+        bool tls = cfg->http.tls_cert != NULL;
+        runtime_settings_release(&dmn->rt);
+        if (!tls)
+                return;
+        if (r < 0) {
+                log_err("TLS certificate not reloaded, new connections still get the previous "
+                        "one: %s", err);
+                return;
+        }
+        time_format_iso(tls_not_after() * 1000, when);
+        log_notice("TLS certificate reloaded for new connections (valid until %s)", when);
+        tls_warn_expiry(time(NULL));
 }
 
 static void reload(struct daemon *dmn)
@@ -337,6 +371,7 @@ static void reload(struct daemon *dmn)
                 runtime_settings_swap(&dmn->rt, settings);
                 log_notice("configuration and secrets reloaded from %s%s", dmn->config_path, note);
         }
+        reload_tls(dmn);
         service_notify_ready();
 }
 
@@ -451,6 +486,12 @@ static uint64_t tick_status(struct daemon *dmn)
         return STATUS_EVERY_MS * 1000;
 }
 
+static uint64_t tick_tls_expiry(struct daemon *dmn)
+{
+        tls_warn_expiry(time(NULL));
+        return TLS_WARNING_EVERY_MS * 1000;
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *data)
 {
         struct timer *t = data;
@@ -499,6 +540,8 @@ static int run(struct daemon *dmn)
         dmn->watchdog_usec = service_watchdog_usec();
         if ((r = add_timer(dmn, &dmn->timers[0], "deadlines", tick_deadlines)) < 0 ||
             (r = add_timer(dmn, &dmn->timers[1], "status", tick_status)) < 0 ||
+            (tls_not_after() &&
+             (r = add_timer(dmn, &dmn->timers[3], "tls-expiry", tick_tls_expiry)) < 0) ||
             (dmn->watchdog_usec &&
              (r = add_timer(dmn, &dmn->timers[2], "watchdog", tick_watchdog)) < 0))
                 return r;
@@ -535,6 +578,7 @@ static void teardown(struct daemon *dmn)
 {
         admin_stop(dmn->admin);
         http_stop(dmn->http);
+        tls_shutdown(); /* no handshake runs any more */
         writer_stop(dmn->rt.writer);
         reader_pool_free(dmn->rt.readers);
         store_free(dmn->store); /* checkpoints the WAL */
@@ -560,6 +604,15 @@ static int check_config(const char *path)
         if (settings_new(cfg, &settings, err, sizeof(err)) < 0) {
                 fprintf(stderr, "%s: %s\n", path, err);
                 return EXIT_FAILURE;
+        }
+        if (cfg->http.tls_cert) {
+                int64_t not_after;
+                if (tls_check(cfg->http.tls_cert, cfg->http.tls_key, &not_after,
+                              err, sizeof(err)) < 0) {
+                        fprintf(stderr, "%s: %s\n", path, err);
+                        settings_free(settings);
+                        return EXIT_FAILURE;
+                }
         }
         printf("%s: configuration is valid\n", path);
         settings_free(settings);

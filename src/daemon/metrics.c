@@ -209,6 +209,12 @@ static void render_gauges(struct text *t, const struct metrics_gauges *g)
                        "(at most [webhook] max_rejected_rows and a slack).\n"
                        "# TYPE cashpayd_rejected_rows gauge\ncashpayd_rejected_rows %lld\n",
                     (long long) g->rejected_rows);
+        if (g->tls_not_after > 0)
+                put(t, "# HELP cashpayd_tls_certificate_expiry_seconds Seconds until the TLS "
+                       "certificate new connections get expires (negative: expired).\n"
+                       "# TYPE cashpayd_tls_certificate_expiry_seconds gauge\n"
+                       "cashpayd_tls_certificate_expiry_seconds %lld\n",
+                    (long long) (g->tls_not_after - g->now));
         put(t, "# HELP cashpayd_build_info Build information.\n"
                "# TYPE cashpayd_build_info gauge\n"
                "cashpayd_build_info{version=\"%s\"} 1\n", CASHPAY_VERSION);

@@ -16,6 +16,8 @@ struct metrics_gauges {
         int64_t wal_bytes;        /* -1 = unknown */
         int database_ok;          /* 1 / 0 */
         int64_t rejected_rows;    /* rejected deliveries kept; -1 = not counted (no cap) */
+        int64_t tls_not_after;    /* Unix time the certificate expires; 0 = plain HTTP */
+        int64_t now;              /* Unix time, for the seconds left until then */
 };
 
 void metrics_count_outcome(enum outcome o);
