@@ -20,6 +20,10 @@ _cashpayctl()
                 _filedir db
                 return
                 ;;
+        --cacert)
+                _filedir
+                return
+                ;;
         --status)
                 COMPREPLY=($(compgen -W "$statuses" -- "$cur"))
                 return
@@ -64,7 +68,7 @@ _cashpayctl()
         deliveries) opts="--outcome --limit" ;;
         events) opts="--after --charge --follow" ;;
         sign) opts="--timestamp --id" ;;
-        send) opts="--status --charge --amount --currency --description --order-ref --url --timeout" ;;
+        send) opts="--status --charge --amount --currency --description --order-ref --url --cacert --timeout" ;;
         prune) opts="--days --dry-run" ;;
         help)
                 COMPREPLY=($(compgen -W "$commands" -- "$cur"))

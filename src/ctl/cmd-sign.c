@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -249,6 +250,7 @@ struct send_options {
         const char *description;
         const char *order_ref;
         const char *url;
+        const char *cacert;   /* CA certificates for https://; NULL: the system's */
         unsigned timeout;
 };
 
@@ -332,11 +334,13 @@ static int build_charge(const struct ctl *c, const struct send_options *o, char 
         return r;
 }
 
-/* http://HOST:PORT/webhook_path from the first [http] listen address, with a
- * wildcard address replaced by the loopback of its family. */
+/* http://HOST:PORT/webhook_path (https:// with [http] tls_cert) from the first
+ * [http] listen address, with a wildcard address replaced by the loopback of
+ * its family. */
 static int default_url(const struct config *cfg, char *buf, size_t len)
 {
         const struct sockaddr_storage *ss;
+        const char *scheme = cfg->http.tls_cert ? "https" : "http";
         char host[INET6_ADDRSTRLEN] = "";
         unsigned port;
 
@@ -349,14 +353,14 @@ static int default_url(const struct config *cfg, char *buf, size_t len)
                         a.sin6_addr = in6addr_loopback;
                 inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof(host));
                 port = ntohs(a.sin6_port);
-                snprintf(buf, len, "http://[%s]:%u%s", host, port, cfg->http.webhook_path);
+                snprintf(buf, len, "%s://[%s]:%u%s", scheme, host, port, cfg->http.webhook_path);
                 return 0;
         }
         struct sockaddr_in a = *(const struct sockaddr_in *) ss;
         if (a.sin_addr.s_addr == htonl(INADDR_ANY))
                 a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         inet_ntop(AF_INET, &a.sin_addr, host, sizeof(host));
-        snprintf(buf, len, "http://%s:%u%s", host, (unsigned) ntohs(a.sin_port),
+        snprintf(buf, len, "%s://%s:%u%s", scheme, host, (unsigned) ntohs(a.sin_port),
                  cfg->http.webhook_path);
         return 0;
 }
@@ -381,9 +385,11 @@ static struct curl_slist *request_headers(const struct sig_headers *sh)
         return list;
 }
 
-/* POSTs @body; on success fills @ret_status and @resp. */
-static int post(const char *url, const char *body, const struct sig_headers *sh, unsigned timeout,
-                long *ret_status, struct response *resp)
+/* POSTs @body; on success fills @ret_status and @resp. An https:// server
+ * must present a certificate for the URL's host that @o->cacert (or the
+ * system's CA store) vouches for. */
+static int post(const char *url, const char *body, const struct sig_headers *sh,
+                const struct send_options *o, long *ret_status, struct response *resp)
 {
         struct curl_slist *headers = request_headers(sh);
         char errbuf[CURL_ERROR_SIZE] = "";
@@ -394,7 +400,12 @@ static int post(const char *url, const char *body, const struct sig_headers *sh,
                 curl_easy_setopt(curl, CURLOPT_URL, url);
                 curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
                 curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-                curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long) timeout);
+                curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long) o->timeout);
+                curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+                curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+                curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+                if (o->cacert)
+                        curl_easy_setopt(curl, CURLOPT_CAINFO, o->cacert);
                 curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
                 curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
                 curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
@@ -496,6 +507,11 @@ static int send_option(struct ctl *c, int opt, void *ctx)
                         return ctl_usage_error(c, "--timeout needs 1 to 3600 seconds");
                 o->timeout = (unsigned) v;
                 break;
+        case OPT_COMMAND + 8:
+                if (access(optarg, R_OK) < 0)
+                        return ctl_usage_error(c, "--cacert %s: %s", optarg, strerror(errno));
+                o->cacert = optarg;
+                break;
         default:
                 return ctl_common_option(c, opt);
         }
@@ -514,6 +530,7 @@ static int send_parse(struct ctl *c, int argc, char **argv, struct send_options 
                 { "order-ref", required_argument, NULL, OPT_COMMAND + 5 },
                 { "url", required_argument, NULL, OPT_COMMAND + 6 },
                 { "timeout", required_argument, NULL, OPT_COMMAND + 7 },
+                { "cacert", required_argument, NULL, OPT_COMMAND + 8 },
                 { NULL, 0, NULL, 0 }
         };
         int r;
@@ -557,8 +574,7 @@ static int send_request(struct ctl *c, const struct send_options *o, char *url, 
                 return ctl_fail_errno(r, "cannot build the charge");
         r = sign_body(c, &rq, body, strlen(body), &sh);
         if (r == CTL_CONTINUE)
-                r = post(url, body, &sh, o->timeout, ret_status, resp) == 0 ? CTL_CONTINUE
-                                                                            : CTL_EXIT_FAIL;
+                r = post(url, body, &sh, o, ret_status, resp) == 0 ? CTL_CONTINUE : CTL_EXIT_FAIL;
         free(body);
         return r;
 }

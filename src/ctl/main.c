@@ -54,6 +54,7 @@ static const struct ctl_command commands[] = {
           "  --description D  description text\n"
           "  --order-ref R    merchant reference, placed at [webhook] order_ref_field\n"
           "  --url URL        where to POST (default: from [http] listen and webhook_path)\n"
+          "  --cacert FILE    CA certificates that vouch for an https:// server\n"
           "  --timeout S      seconds to wait for the answer (default 10)\n" },
         { "migrate", ctl_cmd_migrate, "",
           "Create the database or apply pending migrations; print the schema version.", NULL },
