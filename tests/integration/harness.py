@@ -29,6 +29,10 @@ SECRET = "integration-test-secret-0123456789"
 WRAPPER = shlex.split(os.environ.get("CASHPAYD_WRAPPER", ""))
 WRAPPER_ERROR_EXIT = 99
 
+# CASHPAYD_TEST_TLS=1 runs every Daemon over HTTPS (a test CA's certificate),
+# so a test file written for HTTP checks the same over TLS.
+TLS_BY_DEFAULT = os.environ.get("CASHPAYD_TEST_TLS") == "1"
+
 
 _ports_handed_out = set()
 
@@ -88,7 +92,7 @@ def hmac_hex(secret, payload, algorithm="sha256"):
 class Daemon:
     """A cashpayd process with its own directory, config and ports."""
 
-    def __init__(self, extra_config=None, secret=SECRET, env=None, start=True):
+    def __init__(self, extra_config=None, secret=SECRET, env=None, start=True, tls=None):
         self.binary = os.environ.get("CASHPAYD") or sys.exit("CASHPAYD is not set")
         self.dir = tempfile.mkdtemp(prefix="cashpayd-test-")
         self.db_path = os.path.join(self.dir, "db", "cashpay.db")
@@ -105,7 +109,16 @@ class Daemon:
         self.env.update(env or {})
         with open(self.secret_path, "w") as f:
             f.write(secret + "\n")
-        self.write_config(extra_config or {})
+        self.tls_context = None
+        extra_config = dict(extra_config or {})
+        if TLS_BY_DEFAULT if tls is None else tls:
+            from tlslib import TestCA
+            self.ca = TestCA(self.dir)
+            cert, key, _ = self.ca.issue("server")
+            extra_config.setdefault("http.tls_cert", cert)
+            extra_config.setdefault("http.tls_key", key)
+            self.tls_context = self.ca.client_context()
+        self.write_config(extra_config)
         if start:
             self.start()
 
@@ -177,7 +190,11 @@ class Daemon:
     # ------------------------------------------------------------ HTTP
 
     def request(self, method, path, body=None, headers=None, port=None, chunked=False):
-        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
+        if self.tls_context and port in (None, self.port):
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30,
+                                               context=self.tls_context)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
         try:
             conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
             resp = conn.getresponse()
