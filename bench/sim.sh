@@ -7,13 +7,16 @@
 #     --duration D          per run, wrk's -d (default 10s)
 #     --connections "N…"    keep-alive connections (default "64 256")
 #     --latency-ms "L…"     cashpay-sim --api-latency-ms per run (default "20")
+#     --creates             also POST /v1/charges, each with its own
+#                           Idempotency-Key (a new charge per request)
 #
 # Starts cashpay-sim on a free loopback port with a static bearer token,
 # creates one charge, then for each latency and connection count runs
 # `wrk -t2 -cN -dD --latency` against that charge and prints one line:
 # requests/s, p50 and p99 latency, wrk's socket errors, the TCP connections
 # the simulator accepted (keep-alive: about N) and the CPU it used. Fails
-# when a run has non-2xx answers or socket errors.
+# when a run has non-2xx answers or socket errors, or (--creates) when a
+# create did not make a new charge.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,12 +25,14 @@ sim=$SOURCE_ROOT/src/sim/cashpay-sim
 duration=10s
 connections="64 256"
 latencies="20"
+creates=0
 while (($#)); do
         case $1 in
         --sim) sim=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
         --connections) connections=$2; shift 2 ;;
         --latency-ms) latencies=$2; shift 2 ;;
+        --creates) creates=1; shift ;;
         *) die "unknown option $1 (see the comment at the top of $0)" ;;
         esac
 done
@@ -60,13 +65,35 @@ json_field() {  # json_field EXPR: evaluate EXPR over the JSON on stdin (as j)
         /usr/bin/python3 -c "import json, sys; j = json.load(sys.stdin); print($1)"
 }
 
-run() {  # run LATENCY CONNECTIONS
-        local latency=$1 conns=$2 out ticks0 ticks1 stats secs
+# wrk script for creates: every request its own Idempotency-Key (thread
+# number and a counter), so each one makes a new charge.
+write_create_script() {
+        cat >"$work/create.lua" <<LUA
+local n = 0
+function setup(thread) thread:set("tid", tostring(math.random(1e9))) end
+function request()
+        n = n + 1
+        return wrk.format("POST", "/v1/charges", {
+                ["Content-Type"] = "application/json",
+                ["Authorization"] = "Bearer $token",
+                ["Idempotency-Key"] = "bench-" .. tid .. "-" .. n,
+        }, '{"amount":2000,"currency":"YER","description":"bench","post_url":"http://127.0.0.1:9/hook","redirect_url":"http://127.0.0.1:9/return"}')
+end
+LUA
+}
+
+run() {  # run LATENCY CONNECTIONS [create]
+        local latency=$1 conns=$2 what=${3:-fetch} out ticks0 ticks1 stats secs
         control config "{\"api_latency_ms\": $latency}" >/dev/null
         control stats/reset '{}' >/dev/null
         ticks0=$(cpu_ticks "$sim_pid")
-        out=$(wrk -t"$WRK_THREADS" -c"$conns" -d"$duration" --latency \
-                -H "Authorization: Bearer $token" "$base/v1/charges/$charge_id")
+        if [[ $what == create ]]; then
+                out=$(wrk -t"$WRK_THREADS" -c"$conns" -d"$duration" --latency -s "$work/create.lua" \
+                        "$base/v1/charges")
+        else
+                out=$(wrk -t"$WRK_THREADS" -c"$conns" -d"$duration" --latency \
+                        -H "Authorization: Bearer $token" "$base/v1/charges/$charge_id")
+        fi
         ticks1=$(cpu_ticks "$sim_pid")
         stats=$(control stats)
         secs=${duration%s}
@@ -78,8 +105,15 @@ run() {  # run LATENCY CONNECTIONS
         non2xx=$(awk '/Non-2xx/ { print $5; f = 1 } END { if (!f) print 0 }' <<<"$out")
         accepted=$(json_field 'j["connections_accepted"]' <<<"$stats")
         cpu=$(( (ticks1 - ticks0) * 100 / $(getconf CLK_TCK) / secs ))
-        printf 'cashpay-sim: %3d connections, %2d ms latency: %6s req/s, p50 %s, p99 %s, %s socket errors, %s non-2xx, %s TCP connections, sim CPU %d%%\n' \
-                "$conns" "$latency" "$rps" "$p50" "$p99" "$errors" "$non2xx" "$accepted" "$cpu"
+        local label="GET /v1/charges/{id}"
+        if [[ $what == create ]]; then
+                label="POST /v1/charges"
+                local made
+                made=$(json_field 'j["charges_created"]' <<<"$stats")
+                [[ $made == "$(json_field 'j["charge_creates"]' <<<"$stats")" ]] || failed=1
+        fi
+        printf 'cashpay-sim %-20s %3d connections, %2d ms latency: %6s req/s, p50 %s, p99 %s, %s socket errors, %s non-2xx, %s TCP connections, sim CPU %d%%\n' \
+                "$label" "$conns" "$latency" "$rps" "$p50" "$p99" "$errors" "$non2xx" "$accepted" "$cpu"
         [[ $errors == 0 && $non2xx == 0 ]] || failed=1
 }
 
@@ -94,9 +128,17 @@ charge_id=$(curl -sS --fail -H "Authorization: Bearer $token" -H 'Content-Type: 
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), wrk -t$WRK_THREADS -d$duration"
 failed=0
+write_create_script
 for latency in $latencies; do
         for conns in $connections; do
                 run "$latency" "$conns"
         done
 done
+if ((creates)); then
+        for latency in $latencies; do
+                for conns in $connections; do
+                        run "$latency" "$conns" create
+                done
+        done
+fi
 exit "$failed"
