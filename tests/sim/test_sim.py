@@ -87,7 +87,7 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def next(self, timeout=3):
+    def next(self, timeout=10):
         try:
             return self.got.get(timeout=timeout)
         except queue.Empty:
@@ -260,11 +260,11 @@ def test_token_endpoint():
 
 
 def test_token_lifetime_and_early_expiry():
-    S.control("config", {"token_lifetime": 1})
+    S.control("config", {"token_lifetime": 2})
     token = json.loads(S.token()[2])
-    check_eq(token["expires_in"], 1, "expires_in follows token_lifetime")
+    check_eq(token["expires_in"], 2, "expires_in follows token_lifetime")
     check_eq(S.api("GET", "/charges/chg_x", token=token["access_token"])[0], 404, "fresh token")
-    time.sleep(1.1)
+    time.sleep(2.1)
     check_eq(S.api("GET", "/charges/chg_x", token=token["access_token"])[0], 401, "expired token")
     S.control("config", {"token_lifetime": 3300, "token_expires_in": False})
     token = json.loads(S.token()[2])
