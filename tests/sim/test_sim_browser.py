@@ -8,6 +8,7 @@ Debian's chromium.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,13 +25,24 @@ def browse(url, tmp, shot):
     """Load @url in headless Chromium until its navigations settle; a
     screenshot of where it ended up goes to @shot."""
     profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
-    proc = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
-                           "--no-first-run", f"--user-data-dir={profile}",
-                           "--window-size=480,720", "--virtual-time-budget=8000",
-                           f"--screenshot={shot}", url],
-                          capture_output=True, timeout=90, start_new_session=True)
-    check(proc.returncode == 0 and os.path.getsize(shot) > 1000,
-          f"chromium exited {proc.returncode}: {proc.stderr[-400:]!r}")
+    proc = subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
+                             "--no-first-run", f"--user-data-dir={profile}",
+                             "--window-size=480,720", "--virtual-time-budget=8000",
+                             f"--screenshot={shot}", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=90)
+    finally:
+        # Chromium's helpers share its process group: end them all, also
+        # when it timed out or the test failed.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    check(proc.returncode == 0 and os.path.exists(shot) and os.path.getsize(shot) > 1000,
+          f"chromium exited {proc.returncode}: {err[-400:]!r}")
 
 
 def visits(receiver, want, timeout=10):
