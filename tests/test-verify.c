@@ -825,13 +825,13 @@ static void test_secrets_parse_buffer(void)
         char err[256];
 
         CHECK_EQ_INT(secrets_parse("memory", text, sizeof(text) - 4, VERIFY_HMAC, &set, err,
-                                          sizeof(err)), 0);
+                                   sizeof(err)), 0);
         CHECK_EQ_INT(set.n, 2);
         CHECK_EQ_INT(set.items[1].len, strlen(S2));
         CHECK(memcmp(set.items[1].bytes, S2, strlen(S2)) == 0);
 
         CHECK_EQ_INT(secrets_parse("memory", "abc\0", 4, VERIFY_HMAC, &set, err,
-                                          sizeof(err)), -EINVAL);
+                                   sizeof(err)), -EINVAL);
         CHECK_STR(err, "memory: line 1: contains a NUL byte");
         CHECK_EQ_INT(set.n, 0);
         CHECK_EQ_INT(secrets_parse("memory", "", 0, VERIFY_HMAC, &set, err, sizeof(err)),
@@ -842,10 +842,10 @@ static void test_secrets_parse_buffer(void)
         CHECK_EQ_INT(secrets_parse("memory", NULL, 5, VERIFY_HMAC, &set, err, sizeof(err)),
                      -EINVAL);
         CHECK_EQ_INT(secrets_parse("memory", S1, strlen(S1), VERIFY_NONE, &set, err,
-                                          sizeof(err)), -EINVAL);
+                                   sizeof(err)), -EINVAL);
         CHECK_EQ_INT(set.n, 0);
         CHECK_EQ_INT(secrets_parse(NULL, S1, strlen(S1), VERIFY_HMAC, &set, err,
-                                          sizeof(err)), -EINVAL);
+                                   sizeof(err)), -EINVAL);
 
         /* The size limit holds for memory too: a comment line up to it, then a secret. */
         char *big = malloc(VERIFY_SECRET_FILE_MAX + 1);
@@ -853,10 +853,10 @@ static void test_secrets_parse_buffer(void)
         big[VERIFY_SECRET_FILE_MAX - 3] = '\n';
         memcpy(big + VERIFY_SECRET_FILE_MAX - 2, "k\n#", 3);
         CHECK_EQ_INT(secrets_parse("memory", big, VERIFY_SECRET_FILE_MAX, VERIFY_HMAC,
-                                          &set, err, sizeof(err)), 0);
+                                   &set, err, sizeof(err)), 0);
         CHECK_EQ_INT(set.n, 1);
         CHECK_EQ_INT(secrets_parse("memory", big, VERIFY_SECRET_FILE_MAX + 1, VERIFY_HMAC,
-                                          &set, err, sizeof(err)), -EFBIG);
+                                   &set, err, sizeof(err)), -EFBIG);
         CHECK_EQ_INT(set.n, 0);
         CHECK_STR(err, "memory: larger than 65536 bytes");
         free(big);
@@ -893,7 +893,7 @@ static void test_sw_secret_too_long(void)
         for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
                 char *line = whsec_of_length(lengths[i]);
                 int r = secrets_parse("sw", line, strlen(line), VERIFY_STANDARD_WEBHOOKS,
-                                             &set, err, sizeof(err));
+                                      &set, err, sizeof(err));
 
                 if (lengths[i] <= VERIFY_SECRET_MAX) {
                         CHECK_EQ_INT(r, 0);

@@ -26,7 +26,7 @@
  * failure @ret is wiped and empty.
  */
 int secrets_load(const char *path, enum verify_scheme scheme,
-                        struct secret_set *ret, char *err, size_t err_len);
+                 struct secret_set *ret, char *err, size_t err_len);
 
 /*
  * secrets_parse() - the same for file content already in memory
@@ -35,8 +35,8 @@ int secrets_load(const char *path, enum verify_scheme scheme,
  * Returns 0, -EINVAL, -E2BIG or -EFBIG as above.
  */
 int secrets_parse(const char *name, const void *buf, size_t len,
-                         enum verify_scheme scheme, struct secret_set *ret,
-                         char *err, size_t err_len);
+                  enum verify_scheme scheme, struct secret_set *ret,
+                  char *err, size_t err_len);
 
 /* secrets_wipe() - overwrite secret bytes before the memory is released. */
 void secrets_wipe(struct secret_set *set);

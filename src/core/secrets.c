@@ -189,8 +189,8 @@ static int secrets_begin(const char *name, enum verify_scheme scheme, struct sec
 }
 
 int secrets_parse(const char *name, const void *buf, size_t len,
-                         enum verify_scheme scheme, struct secret_set *ret,
-                         char *err, size_t err_len)
+                  enum verify_scheme scheme, struct secret_set *ret,
+                  char *err, size_t err_len)
 {
         int r = secrets_begin(name, scheme, ret, err, err_len);
 
@@ -204,7 +204,7 @@ int secrets_parse(const char *name, const void *buf, size_t len,
 }
 
 int secrets_load(const char *path, enum verify_scheme scheme,
-                        struct secret_set *ret, char *err, size_t err_len)
+                 struct secret_set *ret, char *err, size_t err_len)
 {
         char *buf = NULL;
         size_t len = 0;

@@ -99,8 +99,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 /* On every path: a keep-alive connection is as open to
                  * smuggling behind a GET as behind a webhook. */
                 r = http_reply_early(conn, MHD_HTTP_BAD_REQUEST,
-                                  "{\"error\":\"bad_request\",\"detail\":\"ambiguous message framing\"}",
-                                  NULL);
+                                     "{\"error\":\"bad_request\",\"detail\":\"ambiguous message framing\"}",
+                                     NULL);
         } else if (strcmp(url, s->cfg->http.webhook_path) == 0) {
                 if (webhook_headers_ok(conn, method, s, &r))
                         r = new_request(rt, conn, ROUTE_WEBHOOK, req_cls);

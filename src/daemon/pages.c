@@ -96,7 +96,7 @@ static enum MHD_Result handle_return(struct MHD_Connection *conn, struct runtime
                 /* The database being unreachable is not the customer's
                  * problem to solve: show "processing", but say 503. */
                 ret = reply_page(conn, &info,
-                                   r == 0 || r == -ENOENT ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE);
+                                 r == 0 || r == -ENOENT ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE);
         order_record_clear(&o);
         return ret;
 }
@@ -149,10 +149,11 @@ bool pages_route_ok(struct MHD_Connection *conn, const struct settings *s, const
         const struct config *cfg = s->cfg;
 
         if (strcmp(url, cfg->http.return_path) != 0 && !status_suffix(url, cfg->http.status_path))
-                *ret = http_reply_early(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}", NULL);
+                *ret = http_reply_early(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}",
+                                        NULL);
         else if (!is_get_or_head(method))
                 *ret = http_reply_early(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-                                     "{\"error\":\"method_not_allowed\"}", "GET, HEAD");
+                                        "{\"error\":\"method_not_allowed\"}", "GET, HEAD");
         else
                 return true;
         return false;

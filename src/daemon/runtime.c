@@ -19,7 +19,7 @@ int settings_new(struct config *cfg, struct settings **ret, char *err, size_t er
         verify_params_from_config(cfg, &s->verify);
         if (cfg->webhook.verify != VERIFY_NONE) {
                 int r = secrets_load(cfg->webhook.secret_file, cfg->webhook.verify,
-                                            &s->secrets, err, err_len);
+                                     &s->secrets, err, err_len);
                 if (r < 0) {
                         settings_free(s);
                         return r;

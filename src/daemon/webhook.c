@@ -42,13 +42,13 @@ bool webhook_headers_ok(struct MHD_Connection *conn, const char *method,
 
         if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
                 *ret = http_reply_early(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-                                     "{\"error\":\"method_not_allowed\"}", "POST");
+                                        "{\"error\":\"method_not_allowed\"}", "POST");
         else if (http_declared_too_large(conn, s->cfg->http.max_body))
                 *ret = http_reply_early(conn, MHD_HTTP_CONTENT_TOO_LARGE,
-                                     "{\"error\":\"payload_too_large\"}", NULL);
+                                        "{\"error\":\"payload_too_large\"}", NULL);
         else if (!http_content_type_is_json(ct))
                 *ret = http_reply_early(conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                     "{\"error\":\"unsupported_media_type\"}", NULL);
+                                        "{\"error\":\"unsupported_media_type\"}", NULL);
         else
                 return true;
         return false;
@@ -324,7 +324,7 @@ static enum MHD_Result reply_outcome(struct MHD_Connection *conn, const struct j
 
         if (job->result == -EINVAL || job->result == -E2BIG)
                 return http_reply_json(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                                    "{\"error\":\"internal_error\"}");
+                                       "{\"error\":\"internal_error\"}");
         if (job->result < 0)
                 return http_reply_unavailable(conn);
         switch (d->outcome) {
@@ -368,7 +368,7 @@ enum MHD_Result webhook_handle_body(struct MHD_Connection *conn, const struct se
                 return MHD_NO; /* the 413 is out: close */
         if (req->too_large)
                 return http_reply_early(conn, MHD_HTTP_CONTENT_TOO_LARGE,
-                                     "{\"error\":\"payload_too_large\"}", NULL);
+                                        "{\"error\":\"payload_too_large\"}", NULL);
         if (req->job)
                 return reply_outcome(conn, req->job);
         return enqueue_webhook(conn, s, req);
