@@ -35,30 +35,6 @@ struct http_server {
         int64_t request_timeout_ms;
 };
 
-struct deadline *http_connection_deadline(struct MHD_Connection *conn)
-{
-        const union MHD_ConnectionInfo *info =
-                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-
-        return info ? info->socket_context : NULL;
-}
-
-void http_track_connection(struct deadline_list *list, int64_t timeout_ms,
-                           struct MHD_Connection *conn, void **socket_context, bool closed)
-{
-        if (closed) {
-                /* libmicrohttpd closes the descriptor only after this. */
-                deadline_remove(*socket_context);
-                *socket_context = NULL;
-                return;
-        }
-        const union MHD_ConnectionInfo *info =
-                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (info)
-                *socket_context = deadline_add(list, info->connect_fd,
-                                               time_monotonic_ms() + timeout_ms);
-}
-
 static enum MHD_Result new_request(struct runtime *rt, struct MHD_Connection *conn,
                                    enum route route, void **req_cls)
 {
