@@ -649,7 +649,9 @@ def test_many_connections_with_latency():
         for s in socks:
             s.close()
     # create, config, the 256, and this stats request
-    check_eq(S.control("stats")["connections_accepted"], 259, "connections counted")
+    stats = S.control("stats")
+    check_eq(stats["connections_accepted"], 259, "connections counted")
+    check_eq((stats["api_inflight_max"], stats["api_inflight"]), (256, 0), "in flight at most, and now")
 
 
 def is_json(raw):
@@ -677,6 +679,8 @@ def test_hang_released_by_switch():
     S.control("config", {"api_fault": "none"})
     t.join(5)
     check(result.get("closed_after", 99) < 3, f"hanging request let go {result}")
+    stats = S.control("stats")
+    check_eq((stats["api_inflight"], stats["api_inflight_max"]), (0, 1), "the hung request is no longer in flight")
 
 
 def test_switches_control_and_stats():
