@@ -799,9 +799,15 @@ def test_standard_webhooks_and_unsigned():
         sim.stop()
         receiver.close()
     receiver = Receiver()
-    sim = Sim(TMP, "--verify", "none", "--webhook-drop", "no", "--api-latency-ms", "1")
+    sim = Sim(TMP, "--verify", "none", "--webhook-drop", "no", "--api-latency-ms", "1",
+              "--client-id", "shop 1:ü", "--public-url", "https://pay.example.test/")
     try:
         check_eq(sim.control("config")["api_latency_ms"], 1, "switch set by flag")
+        status, _, raw = sim.token(client_id="shop 1:ü")
+        check_eq(status, 200, "a client id form-encoded before Basic (RFC 6749 2.3.1)")
+        check_eq(sim.token(client_id="shop 1")[0], 401, "only that client id")
+        check_eq(sim.create(receiver.url)["transaction_url"][:33], "https://pay.example.test/pay/chg_",
+                 "--public-url is the base of transaction_url")
         charge = sim.create(receiver.url)
         sim.control(f"charges/{charge['id']}/pay", {})
         headers = receiver.next()[2]
