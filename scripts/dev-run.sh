@@ -79,8 +79,10 @@ Walk through CashPay's guide from another terminal:
             "redirect_url":"http://127.0.0.1:8080/cashpay/return?charge_id={CHARGE_ID}"}' |
        python3 -c 'import json, sys; print(json.load(sys.stdin)["transaction_url"])'
 
- 2. Open that URL in a browser and press Pay. CashPay sends cashpayd the
-    signed webhook and your browser to the return page: "Payment received".
+ 2. Open that URL in a browser and press Pay. CashPay sends your browser to
+    the return page and cashpayd the signed webhook at the same time: the
+    page says "Processing your payment" until the webhook has landed, then
+    (it reloads itself) "Payment received".
 
  3. See the order: ./build/cashpayctl --config dev/cashpayd.conf orders
 
