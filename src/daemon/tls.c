@@ -291,6 +291,20 @@ int tls_certificate_callback(gnutls_session_t session, const gnutls_datum_t *req
         return 0;
 }
 
+int tls_send_and_close(gnutls_session_t session, const void *data, size_t len)
+{
+        ssize_t w = gnutls_record_send(session, data, len);
+
+        if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED)
+                return 0;
+        if (w < 0 || (size_t) w != len)
+                return -EIO;
+        /* The sending side only: the rest of the body is still read. */
+        if (gnutls_bye(session, GNUTLS_SHUT_WR) != GNUTLS_E_SUCCESS)
+                return -EIO;
+        return 1;
+}
+
 void tls_shutdown(void)
 {
         struct tls_cert *c = atomic_exchange(&current, NULL);

@@ -58,5 +58,15 @@ int tls_certificate_callback(gnutls_session_t session, const gnutls_datum_t *req
                              int pk_algos_length, gnutls_pcert_st **pcert,
                              unsigned int *pcert_length, gnutls_privkey_t *privkey);
 
+/*
+ * tls_send_and_close() - write @len bytes on a TLS @session (from
+ * MHD_CONNECTION_INFO_GNUTLS_SESSION) past libmicrohttpd's own sending, as
+ * one record, then send close_notify: for an answer that must go out while
+ * libmicrohttpd still reads the request. Only from the connection's own
+ * thread, with nothing else queued on it. Returns 1 when sent, 0 when
+ * nothing could be written now, -EIO when the connection is unusable.
+ */
+int tls_send_and_close(gnutls_session_t session, const void *data, size_t len);
+
 /* tls_shutdown() - free every certificate; no handshake may run any more. */
 void tls_shutdown(void);

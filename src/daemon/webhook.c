@@ -29,6 +29,7 @@
 #include "src/daemon/http-internal.h"
 #include "src/daemon/http.h"
 #include "src/daemon/metrics.h"
+#include "src/daemon/tls.h"
 
 /*
  * True when the request may go on to send its body; otherwise an answer was
@@ -91,8 +92,8 @@ static int append_body(struct request *req, const char *data, size_t size, size_
  * only before the body or after its last chunk (MHD_queue_response()
  * refuses one in between), so a client that keeps its body open would hear
  * nothing until the idle timeout. The 413 is written to the socket here
- * instead (the listener is plain TCP, and nothing else is being sent on
- * the connection: a previous response was handed to the kernel whole
+ * instead (as one TLS record on an HTTPS listener; nothing else is being
+ * sent on the connection: a previous response was handed to the kernel whole
  * before this request was read), and the sending side is shut down so the
  * client sees where the answer ends. Returns 1 when it was sent, 0 when
  * nothing could be written (answer the usual way once the body ends), or
@@ -118,6 +119,16 @@ static int send_too_large_now(struct MHD_Connection *conn)
                          sizeof(body) - 1, date, body);
         if (n < 0 || (size_t) n >= sizeof(msg))
                 return 0;
+        const union MHD_ConnectionInfo *tls =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (tls && tls->tls_session) { /* over HTTPS: one TLS record, then close_notify */
+                int r = tls_send_and_close(tls->tls_session, msg, (size_t) n);
+                if (r > 0) {
+                        shutdown(info->connect_fd, SHUT_WR);
+                        metrics_count_response(MHD_HTTP_CONTENT_TOO_LARGE);
+                }
+                return r;
+        }
         ssize_t w = send(info->connect_fd, msg, (size_t) n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w <= 0)
                 return 0;
