@@ -11,6 +11,7 @@ response" means what an intermediary would see.
 import json
 import os
 import socket
+import ssl
 import sys
 import time
 
@@ -23,9 +24,19 @@ from harness import charge, check, check_eq, hmac_hex, run_tests  # noqa: E402,F
 SANITIZER_MARKERS = ("runtime error:", "AddressSanitizer", "LeakSanitizer")
 
 
+# Ports of daemons serving HTTPS (CASHPAYD_TEST_TLS=1), with the client
+# context that trusts their certificate: connect() speaks TLS to those.
+TLS_CONTEXTS = {}
+
+
 class Daemon(harness.Daemon):
     """The harness's daemon, whose log must end up free of sanitizer reports
     (UBSan reports and carries on: nothing else would notice)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.tls_context:
+            TLS_CONTEXTS[self.port] = self.tls_context
 
     def stop(self, *args, **kwargs):
         rc = super().stop(*args, **kwargs)
@@ -37,11 +48,19 @@ class Daemon(harness.Daemon):
 
 
 def connect(port, source="127.0.0.1", timeout=10):
-    """A TCP connection to the daemon from the loopback address @source."""
+    """A TCP connection to the daemon from the loopback address @source;
+    a verified TLS one when that daemon serves HTTPS."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.bind((source, 0))
     s.connect(("127.0.0.1", port))
+    ctx = TLS_CONTEXTS.get(port)
+    if ctx:
+        try:
+            return ctx.wrap_socket(s, server_hostname="127.0.0.1")
+        except BaseException:
+            s.close()
+            raise
     return s
 
 
@@ -172,7 +191,10 @@ def exchange(port, data, source="127.0.0.1", half_close=True, deadline=10.0, ret
     with connect(port, source) as s:
         try:
             s.sendall(data)
-            if half_close:
+            # Over TLS a half-close is a close_notify, which Python's ssl
+            # module cannot send without reading the peer's: then the
+            # answers (or the close) end the exchange, and settle bounds it.
+            if half_close and not isinstance(s, ssl.SSLSocket):
                 s.shutdown(socket.SHUT_WR)
         except OSError:
             pass

@@ -14,11 +14,13 @@ FLOOD_REQUESTS (default 2000) sets the size of each flood, CAPPED_REQUESTS
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
 
 from netlib import (Daemon, Reader, charge, check, check_eq, connect, count, deliveries,
+                    harness, open_fds, timed_post,
                     run_tests, webhook_request)
 
 N = int(os.environ.get("FLOOD_REQUESTS", "2000"))
@@ -205,7 +207,76 @@ def test_junk_that_is_refused_early_leaves_nothing():
         check_eq(count(d, "SELECT count(*) AS n FROM orders"), 0, "and no order")
 
 
+def closed_within(sock, limit):
+    """Seconds until the server closes @sock (a TLS alert may come first)."""
+    started = time.monotonic()
+    sock.settimeout(limit)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        return None
+    return time.monotonic() - started
+
+
+def test_handshake_flood():
+    """Over HTTPS: handshakes that stall after a few bytes, and then a stream
+    of handshakes that complete and go away at once, from several addresses,
+    hold no thread or connection slot past [http] timeout; webhooks from
+    another address are answered meanwhile."""
+    timeout, stalls, churns = 2, 96, 200
+    with Daemon({"http.timeout": str(timeout), "http.request_timeout": str(timeout),
+                 "http.max_connections": "128", "log.level": "notice"}) as d:
+        fds_before = open_fds(d.proc.pid)
+        opened = time.monotonic()
+        stalled = []
+        for i in range(stalls):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=15,
+                                         source_address=(f"127.0.0.{2 + i % 4}", 0))
+            s.sendall(b"\x16\x03\x01")  # a handshake record's first bytes, then nothing
+            stalled.append(s)
+        answers = [timed_post(d) for _ in range(5)]
+        left = [closed_within(s, timeout + 5) for s in stalled]
+        closed_after = time.monotonic() - opened
+        for s in stalled:
+            s.close()
+        check(all(x is not None for x in left), "a stalled handshake was never closed")
+        check(closed_after < timeout + 3, f"stalled handshakes closed after {closed_after:.1f} s")
+
+        churned = []
+
+        def churn():
+            started = time.monotonic()
+            for i in range(churns):
+                with connect(d.port, f"127.0.0.{6 + i % 2}"):
+                    pass
+            churned.append(time.monotonic() - started)
+
+        t = threading.Thread(target=churn)
+        t.start()
+        answers += [timed_post(d) for _ in range(5)]
+        t.join(120)
+        check(churned, "the handshake churn did not finish")
+        for status, _ in answers:
+            check_eq(status, 200, "webhook during the handshake floods")
+        slowest = max(took for _, took in answers)
+        deadline = time.monotonic() + 5
+        while open_fds(d.proc.pid) > fds_before + 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check(open_fds(d.proc.pid) <= fds_before + 2,
+              f"descriptors {fds_before} before, {open_fds(d.proc.pid)} after")
+        print(f"    {stalls} stalled handshakes all closed {closed_after:.1f} s after opening "
+              f"(timeout {timeout} s); {churns} full handshakes in {churned[0]:.2f} s "
+              f"(one client); slowest webhook meanwhile {slowest * 1000:.0f} ms", flush=True)
+
+
 if __name__ == "__main__":
-    run_tests([test_junk_flood_is_bounded, test_capped_flood_keeps_the_newest,
-               test_old_rejected_rows_are_pruned_by_the_daemon,
-               test_junk_that_is_refused_early_leaves_nothing])
+    tests = [test_junk_flood_is_bounded, test_capped_flood_keeps_the_newest,
+             test_old_rejected_rows_are_pruned_by_the_daemon,
+             test_junk_that_is_refused_early_leaves_nothing]
+    # Handshakes exist only over HTTPS: the -tls run of this file adds them.
+    if harness.TLS_BY_DEFAULT:
+        tests.append(test_handshake_flood)
+    run_tests(tests)

@@ -11,7 +11,7 @@ import json
 import time
 
 from netlib import (Daemon, Reader, charge, check, check_eq, chunked, connect, count, deliveries,
-                    exchange, hmac_hex, run_tests, vm_rss_kib, webhook_request)
+                    exchange, harness, hmac_hex, run_tests, vm_rss_kib, webhook_request)
 
 D = None
 
@@ -264,7 +264,10 @@ def test_huge_chunked_bodies():
               f"{total_mib} MiB: the daemon stopped reading ({sent} bytes sent)")
         check(elapsed < 20, f"{total_mib} MiB: bounded time ({elapsed:.1f}s)")
     growth = vm_rss_kib(D.proc.pid) - rss_before
-    check(growth < 16 * 1024, f"RSS grew by {growth} KiB")
+    # Over TLS, ASan's quarantine keeps the buffers GnuTLS frees for each
+    # record it reads (up to 256 MiB of them by default).
+    limit = 48 if D.tls_context and harness.asan_runtime(D.binary) else 16
+    check(growth < limit * 1024, f"RSS grew by {growth} KiB")
     alive()
 
 

@@ -47,10 +47,9 @@ def trickle_until_closed(sock, data, interval, limit):
         # Wait for the next byte, but notice a close at once.
         sock.settimeout(interval)
         try:
-            if sock.recv(4096, socket.MSG_PEEK) == b"":
-                return time.monotonic() - started
             # A response (e.g. 408/400) is as good as a close, if a close follows.
-            sock.recv(65536)
+            if sock.recv(65536) == b"":
+                return time.monotonic() - started
         except socket.timeout:
             pass
         except OSError:
