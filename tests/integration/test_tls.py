@@ -132,7 +132,8 @@ def test_startup_errors_name_the_file():
         ca = TestCA(tmp)
         cert, key, _ = ca.issue("good")
         other_cert, other_key, _ = ca.issue("other")
-        expired, expired_key, _ = ca.issue("expired", days=30, faketime="-60d")
+        expired, expired_key = ca.self_signed("expired", days=30, faketime="-60d")
+        early, early_key = ca.self_signed("early", days=30, faketime="+10d")
         garbage = os.path.join(tmp, "garbage.pem")
         with open(garbage, "w") as f:
             f.write("not a certificate\n")
@@ -146,6 +147,8 @@ def test_startup_errors_name_the_file():
                     f"{other_key} is not the private key of the certificate in {cert}")
         start_fails({"http.tls_cert": expired, "http.tls_key": expired_key},
                     expired, "the certificate expired on")
+        start_fails({"http.tls_cert": early, "http.tls_key": early_key},
+                    early, "the certificate is not valid before")
         start_fails({"http.tls_cert": cert}, "tls_cert and tls_key are set together")
         check(os.path.exists(other_cert), "issued")
 

@@ -12,7 +12,10 @@ import subprocess
 
 def _openssl(*args, faketime=None, cwd=None):
     cmd = (["faketime", "-f", faketime] if faketime else []) + ["openssl", *args]
-    subprocess.run(cmd, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
+    if out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed: {out.stderr}")
 
 
 class TestCA:
@@ -29,9 +32,9 @@ class TestCA:
         with open(os.path.join(directory, "leaf.ext"), "w") as f:
             f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
 
-    def issue(self, name, days=90, faketime=None):
-        """A new key and a certificate for it, valid @days from now (or from
-        the @faketime offset, e.g. "-60d"). Returns (cert_path, key_path, serial)."""
+    def issue(self, name, days=90):
+        """A new key and a certificate for it, valid @days from now.
+        Returns (cert_path, key_path, serial)."""
         self.serial += 1
         cert = os.path.join(self.dir, f"{name}.pem")
         key = os.path.join(self.dir, f"{name}.key")
@@ -40,9 +43,19 @@ class TestCA:
                  "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
         _openssl("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
                  "-set_serial", str(self.serial), "-days", str(days), "-out", cert,
-                 "-extfile", os.path.join(self.dir, "leaf.ext"), faketime=faketime)
+                 "-extfile", os.path.join(self.dir, "leaf.ext"))
         os.unlink(csr)
         return cert, key, self.serial
+
+    def self_signed(self, name, days, faketime):
+        """A self-signed certificate made at the @faketime offset (e.g.
+        "-60d"), valid @days from then: expired, or not yet valid."""
+        cert = os.path.join(self.dir, f"{name}.pem")
+        key = os.path.join(self.dir, f"{name}.key")
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-nodes", "-keyout", key, "-out", cert, "-days", str(days),
+                 "-subj", "/CN=127.0.0.1", faketime=faketime)
+        return cert, key
 
     def client_context(self, minimum=ssl.TLSVersion.TLSv1_2, maximum=None):
         """A client context that trusts this CA only and checks the name."""
