@@ -1,6 +1,6 @@
 /*
  * page-render — write every kind of return page to a directory as .html
- * files, so a real browser can render them (tests/test-page-browser.py).
+ * files, so a real browser can render them (tests/test_page_browser.py).
  *
  * Usage: page-render DIR
  */

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """cashpayctl's --json output when memory runs out.
 
-Usage: test-ctl-oom.py [CASHPAYCTL]   (else $CASHPAYCTL; $CASHPAYD names the
+Usage: test_ctl_oom.py [CASHPAYCTL]   (else $CASHPAYCTL; $CASHPAYD names the
 daemon that fills the database, $FAULT_NTH_MODULE the fault-nth module)
 
 Each command is first run once to count its allocations and to record its
@@ -163,7 +163,7 @@ NOT_ALL = {"sign"}
 
 def main():
     if not os.path.exists(CTL):
-        sys.exit("usage: test-ctl-oom.py CASHPAYCTL (or set $CASHPAYCTL)")
+        sys.exit("usage: test_ctl_oom.py CASHPAYCTL (or set $CASHPAYCTL)")
     module = os.environ.get("FAULT_NTH_MODULE")
     if not module or not os.path.exists(module):
         sys.exit("FAULT_NTH_MODULE is not set (meson sets it to the built fault-nth module)")

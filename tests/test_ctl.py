@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """cashpayctl against a real cashpayd: every command and its error paths.
 
-Usage: test-ctl.py [CASHPAYCTL]   (else $CASHPAYCTL; $CASHPAYD names the daemon)
+Usage: test_ctl.py [CASHPAYCTL]   (else $CASHPAYCTL; $CASHPAYD names the daemon)
 
 Orders, events and deliveries are created through the real writer path:
 `cashpayctl send` POSTs signed webhooks to a cashpayd on a loopback port.
@@ -32,7 +32,7 @@ from harness import check, check_eq  # noqa: E402
 
 CTL = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CASHPAYCTL")
 if not CTL:
-    sys.exit("usage: test-ctl.py CASHPAYCTL (or set $CASHPAYCTL)")
+    sys.exit("usage: test_ctl.py CASHPAYCTL (or set $CASHPAYCTL)")
 CTL = os.path.abspath(CTL)
 
 WORK = tempfile.mkdtemp(prefix="cashpayctl-test-")

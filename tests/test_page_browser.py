@@ -2,7 +2,7 @@
 """Render every return page in headless Chromium, at phone and laptop sizes
 and in dark mode, and check the screenshots are real pictures of the page.
 
-Usage: test-page-browser.py PAGE_RENDER OUTDIR
+Usage: test_page_browser.py PAGE_RENDER OUTDIR
 
 PAGE_RENDER is the page-render program; it writes the pages as .html files
 into OUTDIR, and the screenshots land next to them. A missing browser is a
@@ -172,7 +172,7 @@ def check_one(outdir, page, width, height, scheme):
 
 def main():
     if len(sys.argv) != 3:
-        print("usage: test-page-browser.py PAGE_RENDER OUTDIR", file=sys.stderr)
+        print("usage: test_page_browser.py PAGE_RENDER OUTDIR", file=sys.stderr)
         return 2
     render, outdir = sys.argv[1], sys.argv[2]
     if not os.access(CHROMIUM, os.X_OK):
