@@ -6,10 +6,11 @@ _cashpayctl()
         _init_completion || return
 
         local commands="orders show deliveries events fulfil review-done sign send
-                migrate check-config prune help"
+                migrate check-config prune api sync help"
         local common="--config --db --json --help"
         local statuses="INITIATED CAPTURED FAILED"
-        local outcomes="applied duplicate stale conflict invalid unauthorized forbidden"
+        local outcomes="applied duplicate stale conflict invalid unauthorized forbidden
+                unconfirmed deferred"
 
         case $prev in
         --config)
@@ -70,6 +71,12 @@ _cashpayctl()
         sign) opts="--timestamp --id" ;;
         send) opts="--status --charge --amount --currency --description --order-ref --url --cacert --timeout" ;;
         prune) opts="--days --dry-run" ;;
+        api)
+                if [[ $cur != -* ]]; then
+                        COMPREPLY=($(compgen -W "check" -- "$cur"))
+                        return
+                fi
+                ;;
         help)
                 COMPREPLY=($(compgen -W "$commands" -- "$cur"))
                 return

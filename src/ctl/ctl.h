@@ -127,3 +127,5 @@ int ctl_cmd_send(struct ctl *c, int argc, char **argv);
 int ctl_cmd_migrate(struct ctl *c, int argc, char **argv);
 int ctl_cmd_check_config(struct ctl *c, int argc, char **argv);
 int ctl_cmd_prune(struct ctl *c, int argc, char **argv);
+int ctl_cmd_api(struct ctl *c, int argc, char **argv);
+int ctl_cmd_sync(struct ctl *c, int argc, char **argv);

@@ -65,6 +65,13 @@ static const struct ctl_command commands[] = {
           "[webhook] keep_rejected_days.",
           "  --days N       keep N days instead of keep_rejected_days\n"
           "  --dry-run      only count what would be deleted\n" },
+        { "api", ctl_cmd_api, "check",
+          "Get a token and make one authenticated request to the CashPay API; say what\n"
+          "works and when the token expires (the token itself is never printed).", NULL },
+        { "sync", ctl_cmd_sync, "CHARGE_ID...",
+          "Fetch these charges from the CashPay API now and record what it says\n"
+          "(api_fetches; order changes through the state machine, event source api).",
+          NULL },
         { "help", cmd_help, "[COMMAND]", "Show help for cashpayctl or one command.", NULL },
 };
 
