@@ -121,6 +121,7 @@ static void test_outcome_names(void)
 {
         static const char *const names[] = {
                 "applied", "duplicate", "stale", "conflict", "invalid", "unauthorized", "forbidden",
+                "unconfirmed", "deferred",
         };
         enum outcome o;
 

@@ -408,7 +408,7 @@ static void test_due_orders(void)
         const char *path = fresh_path();
         struct store *s = open_store(path);
         sqlite3 *db = raw_open(path);
-        char ids[8][CHARGE_ID_MAX + 1];
+        struct due_order ids[8];
         size_t n;
         int64_t count;
 
@@ -427,8 +427,11 @@ static void test_due_orders(void)
         CHECK_EQ_INT(store_due_orders(s, NOW, "2026-12-01T09:55:00.000Z",
                                       "2026-11-28T10:00:00.000Z", ids, 8, &n), 0);
         CHECK_EQ_INT(n, 2);
-        CHECK_STR(ids[0], "chg_unchecked_old"); /* 09:00 before 09:59 */
-        CHECK_STR(ids[1], "chg_due_checked");
+        CHECK_STR(ids[0].charge_id, "chg_unchecked_old"); /* 09:00 before 09:59 */
+        CHECK_STR(ids[0].next_check_at, "");
+        CHECK_STR(ids[1].charge_id, "chg_due_checked");
+        CHECK_STR(ids[1].first_seen_at, "2026-12-01T08:00:00.000Z");
+        CHECK_STR(ids[1].next_check_at, "2026-12-01T09:59:00.000Z");
         CHECK_EQ_INT(store_count_due(s, NOW, "2026-12-01T09:55:00.000Z",
                                      "2026-11-28T10:00:00.000Z", &count), 0);
         CHECK_EQ_INT(count, 2);

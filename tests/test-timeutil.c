@@ -3,6 +3,7 @@
  * edges a calendar has (epoch, leap day, the last millisecond of a year),
  * and the clocks' units.
  */
+#include <errno.h>
 #include <stdint.h>
 
 #include "cashpay/timeutil.h"
@@ -30,6 +31,23 @@ static void test_format(void)
         check_iso(-1, "1970-01-01T00:00:00.000Z");
 }
 
+static void test_parse(void)
+{
+        static const int64_t times[] = { 0, 999, 1764102698123, 1796193645992 };
+        char buf[TIME_ISO_LEN];
+        int64_t ms;
+
+        for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+                time_format_iso(times[i], buf);
+                CHECK(time_parse_iso(buf, &ms) == 0 && ms == times[i], "round trip of %s", buf);
+        }
+        CHECK(time_parse_iso("2026-11-25 20:31:38.123Z", &ms) == -EINVAL);
+        CHECK(time_parse_iso("2026-11-25T20:31:38.123", &ms) == -EINVAL);
+        CHECK(time_parse_iso("2026-13-25T20:31:38.123Z", &ms) == -EINVAL);
+        CHECK(time_parse_iso("2026-11-25T2x:31:38.123Z", &ms) == -EINVAL);
+        CHECK(time_parse_iso(NULL, &ms) == -EINVAL);
+}
+
 static void test_clocks(void)
 {
         int64_t ms = time_monotonic_ms(), us = time_monotonic_us();
@@ -44,6 +62,7 @@ static void test_clocks(void)
 int main(void)
 {
         test_format();
+        test_parse();
         test_clocks();
         return check_summary();
 }

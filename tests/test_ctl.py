@@ -937,7 +937,7 @@ printf '%s\n' "${{COMPREPLY[@]}}"
 def test_bash_completion():
     check(os.path.exists(BASH_COMPLETION), "bash-completion is needed (package bash-completion)")
     commands = {"orders", "show", "deliveries", "events", "fulfil", "review-done", "sign",
-                "send", "migrate", "check-config", "prune", "help"}
+                "send", "migrate", "check-config", "prune", "api", "sync", "reconcile", "help"}
     check_eq(complete("cashpayctl", ""), commands, "commands")
     check_eq(complete("cashpayctl", "ful"), {"fulfil"}, "prefix")
     check_eq(complete("cashpayctl", "--"), {"--config", "--db", "--json", "--help", "--version"},
@@ -948,7 +948,7 @@ def test_bash_completion():
     check_eq(complete("cashpayctl", "send", "--status", "F"), {"FAILED"}, "send --status")
     check_eq(complete("cashpayctl", "deliveries", "--outcome", ""),
              {"applied", "duplicate", "stale", "conflict", "invalid", "unauthorized",
-              "forbidden"}, "--outcome values")
+              "forbidden", "unconfirmed", "deferred"}, "--outcome values")
     check_eq(complete("cashpayctl", "--db", "x.db", "events", "--f"), {"--follow"},
              "after --db VALUE the command is found")
     check({"--order-ref", "--url", "--json"} <= complete("cashpayctl", "send", "--"),

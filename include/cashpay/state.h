@@ -18,6 +18,8 @@ enum outcome {
         OUTCOME_INVALID,
         OUTCOME_UNAUTHORIZED,
         OUTCOME_FORBIDDEN,
+        OUTCOME_UNCONFIRMED, /* confirm = api: the API does not confirm the claim (200) */
+        OUTCOME_DEFERRED,    /* confirm = api: the API could not be asked (503) */
         _OUTCOME_MAX,
 };
 

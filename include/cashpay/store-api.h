@@ -68,16 +68,22 @@ struct api_fetch {
  */
 int store_record_fetch(struct store *s, struct api_fetch *f);
 
+/* An order the reconciler should fetch. */
+struct due_order {
+        char charge_id[CHARGE_ID_MAX + 1];
+        char first_seen_at[TIME_ISO_LEN];
+        char next_check_at[TIME_ISO_LEN]; /* "" when never checked */
+};
+
 /*
- * store_due_orders() - charge ids of INITIATED orders the reconciler should
- * fetch now: next_check_at at or before @now, or (never checked) updated at
- * or before @untouched_before; either way first seen at or after
- * @first_seen_after (older ones are given up). Soonest first, at most @max
- * ids into @ret (each CHARGE_ID_MAX + 1 bytes). @ret_n: how many.
- * Returns 0 or a negative errno.
+ * store_due_orders() - INITIATED orders the reconciler should fetch now:
+ * next_check_at at or before @now, or (never checked) updated at or before
+ * @untouched_before; either way first seen at or after @first_seen_after
+ * (older ones are given up). Soonest first, at most @max into @ret.
+ * @ret_n: how many. Returns 0 or a negative errno.
  */
 int store_due_orders(struct store *s, const char *now, const char *untouched_before,
-                     const char *first_seen_after, char (*ret)[CHARGE_ID_MAX + 1], size_t max,
+                     const char *first_seen_after, struct due_order *ret, size_t max,
                      size_t *ret_n);
 
 /* store_count_due() - how many store_due_orders() would give without a cap

@@ -14,3 +14,7 @@ int64_t time_monotonic_us(void); /* CLOCK_MONOTONIC, for short durations */
 
 /* time_format_iso() - @buf must hold TIME_ISO_LEN bytes. */
 void time_format_iso(int64_t unix_ms, char buf[TIME_ISO_LEN]);
+
+/* time_parse_iso() - the exact format time_format_iso() writes, back to ms
+ * since the epoch. Returns 0 or -EINVAL. */
+int time_parse_iso(const char *s, int64_t *ret_ms);

@@ -21,6 +21,8 @@ static const char *const outcome_names[_OUTCOME_MAX] = {
         [OUTCOME_INVALID] = "invalid",
         [OUTCOME_UNAUTHORIZED] = "unauthorized",
         [OUTCOME_FORBIDDEN] = "forbidden",
+        [OUTCOME_UNCONFIRMED] = "unconfirmed",
+        [OUTCOME_DEFERRED] = "deferred",
 };
 
 const char *outcome_name(enum outcome o)

@@ -1,8 +1,9 @@
 /*
  * cmd-api — talking to the CashPay API on demand: `api check` (can we get
- * a token and make an authenticated request?) and `sync CHARGE_ID…` (fetch
+ * a token and make an authenticated request?), `sync CHARGE_ID…` (fetch
  * these charges now and record what the API says, through the store's one
- * state machine, as the daemon's reconciler would).
+ * state machine) and `reconcile [--dry-run]` (one sweep of the stale
+ * INITIATED orders, as the daemon's reconciler does).
  *
  * The requests go through the daemon's own client (api.h), so both see the
  * API the same way; this file only waits for the results. No token is ever
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "cashpay/api.h"
+#include "cashpay/reconcile.h"
 #include "cashpay/store-api.h"
 #include "cashpay/timeutil.h"
 #include "src/ctl/ctl.h"
@@ -22,10 +24,14 @@
 
 /* The id `api check` asks for: valid, and never one CashPay issues. */
 #define CHECK_CHARGE_ID "chg_cashpayctl_api_check"
+/* Orders one reconcile sweep fetches at most; the next sweep takes the rest. */
+#define RECONCILE_SWEEP_MAX 1000
 
 /* One result waited for; the client's thread fills it. */
 struct slot {
         char charge_id[CHARGE_ID_MAX + 1];
+        enum fetch_reason reason;
+        char next_check_at[TIME_ISO_LEN];  /* for the order if still INITIATED, or "" */
         bool done;
         struct api_result res;      /* detail, status, error; charge copied below */
         struct charge charge;       /* owned copy when res.has_charge */
@@ -223,7 +229,8 @@ int ctl_cmd_api(struct ctl *c, int argc, char **argv)
 /* What a result comes to in api_fetches. */
 static void fetch_from_slot(const struct slot *s, struct api_fetch *f)
 {
-        *f = (struct api_fetch) { .reason = FETCH_MANUAL };
+        *f = (struct api_fetch) { .reason = s->reason };
+        snprintf(f->next_check_at, sizeof(f->next_check_at), "%s", s->next_check_at);
         snprintf(f->charge_id, sizeof(f->charge_id), "%s", s->charge_id);
         time_format_iso(time_now_ms() - s->res.duration_ms, f->requested_at);
         f->http_status = s->res.http_status;
@@ -251,7 +258,6 @@ static int record_one(struct ctl *c, struct slot *s, struct table *t, json_t *ar
         int r;
 
         fetch_from_slot(s, &f);
-        /* a next look for the reconciler is its business, not ours */
         r = store_record_fetch(c->store, &f);
         if (r < 0)
                 return ctl_store_error(c, r, "cannot record the fetch");
@@ -317,8 +323,10 @@ int ctl_cmd_sync(struct ctl *c, int argc, char **argv)
         slots = calloc(n, sizeof(*slots));
         if (!slots)
                 return ctl_fail("out of memory");
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
                 snprintf(slots[i].charge_id, sizeof(slots[i].charge_id), "%s", argv[optind + i]);
+                slots[i].reason = FETCH_MANUAL;
+        }
         r = fetch_all(api, slots, n);
         if (r == 0)
                 r = print_sync(c, slots, n, &ok);
@@ -328,4 +336,114 @@ int ctl_cmd_sync(struct ctl *c, int argc, char **argv)
                 slot_clear(&slots[i]);
         free(slots);
         return r != 0 ? r : ok ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+}
+
+/* ---- reconcile ---- */
+
+static int reconcile_option(struct ctl *c, int opt, void *ctx)
+{
+        if (opt != OPT_COMMAND)
+                return ctl_common_option(c, opt);
+        *(bool *) ctx = true;
+        return CTL_CONTINUE;
+}
+
+static int print_due(struct ctl *c, const struct due_order *due, size_t n, int64_t total)
+{
+        static const struct column cols[] = {
+                { "CHARGE", ALIGN_LEFT, 0, false }, { "FIRST_SEEN", ALIGN_LEFT, 0, false },
+                { "NEXT_CHECK", ALIGN_LEFT, 0, false },
+        };
+        _cleanup_(json_decrefp) json_t *arr = c->json ? json_array() : NULL;
+        struct table *t = c->json ? NULL : table_new(cols, 3);
+        int r = 0;
+
+        if (c->json ? !arr : !t)
+                return ctl_fail("out of memory");
+        for (size_t i = 0; i < n && r == 0; i++) {
+                const char *next = due[i].next_check_at[0] ? due[i].next_check_at : "never checked";
+
+                if (arr)
+                        r = json_array_append_new(arr, json_pack("{s:s, s:s, s:s}",
+                                "charge_id", due[i].charge_id, "first_seen_at",
+                                due[i].first_seen_at, "next_check_at", next)) < 0 ? -ENOMEM : 0;
+                else
+                        r = table_add_row(t, (const char *const[]) { due[i].charge_id,
+                                          due[i].first_seen_at, next });
+        }
+        if (r == 0 && arr)
+                r = output_json(json_pack("{s:b, s:I, s:o}", "dry_run", true, "due",
+                                          (json_int_t) total, "orders", TAKE_PTR(arr)), false);
+        else if (r == 0)
+                r = table_print(t, stdout, output_width());
+        if (r == 0 && !c->json)
+                printf("%lld INITIATED orders due for a fetch (nothing fetched: --dry-run)\n",
+                       (long long) total);
+        table_free(t);
+        return r == -ENOMEM ? ctl_fail("out of memory") : r < 0 ? ctl_printed(r) : 0;
+}
+
+static int sweep(struct ctl *c, const struct due_order *due, size_t n)
+{
+        _cleanup_(api_client_freep) struct api_client *api = NULL;
+        struct slot *slots = calloc(n ? n : 1, sizeof(*slots));
+        bool ok = true;
+        int r;
+
+        if (!slots)
+                return ctl_fail("out of memory");
+        r = start_client(c, &api);
+        for (size_t i = 0; i < n && r == 0; i++) {
+                int64_t seen;
+
+                snprintf(slots[i].charge_id, sizeof(slots[i].charge_id), "%s", due[i].charge_id);
+                slots[i].reason = FETCH_RECONCILE;
+                if (time_parse_iso(due[i].first_seen_at, &seen) < 0)
+                        seen = time_now_ms();
+                time_format_iso(reconcile_next_ms(seen, time_now_ms(),
+                                                  c->cfg->cashpay.reconcile_after),
+                                slots[i].next_check_at);
+        }
+        if (r == 0 && fetch_all(api, slots, n) < 0)
+                r = ctl_fail("out of memory");
+        if (r == 0)
+                r = print_sync(c, slots, n, &ok);
+        for (size_t i = 0; i < n; i++)
+                slot_clear(&slots[i]);
+        free(slots);
+        return r != 0 ? r : ok ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+}
+
+int ctl_cmd_reconcile(struct ctl *c, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                CTL_COMMON_OPTIONS,
+                { "dry-run", no_argument, NULL, OPT_COMMAND },
+                { NULL, 0, NULL, 0 }
+        };
+        char now[TIME_ISO_LEN], untouched[TIME_ISO_LEN], given_up[TIME_ISO_LEN];
+        _cleanup_(freep) struct due_order *due = NULL;
+        bool dry_run = false;
+        int64_t total = 0, now_ms = time_now_ms();
+        size_t n = 0;
+        int r = ctl_parse_options(c, argc, argv, opts, reconcile_option, &dry_run);
+
+        if (r != CTL_CONTINUE || (r = ctl_positional(c, argc, argv, 0, NULL)) != CTL_CONTINUE)
+                return r;
+        if ((r = ctl_open_store(c, dry_run ? CTL_STORE_READ : CTL_STORE_WRITE)) != 0)
+                return r;
+        if (!c->cfg->cashpay.api_url)
+                return ctl_fail("[cashpay] api_url is not set: cashpayd does not use the API");
+        due = calloc(RECONCILE_SWEEP_MAX, sizeof(*due));
+        if (!due)
+                return ctl_fail("out of memory");
+        time_format_iso(now_ms, now);
+        reconcile_cutoffs(now_ms, c->cfg->cashpay.reconcile_after, c->cfg->cashpay.reconcile_for,
+                          untouched, given_up);
+        r = store_due_orders(c->store, now, untouched, given_up, due, RECONCILE_SWEEP_MAX, &n);
+        if (r >= 0)
+                r = store_count_due(c->store, now, untouched, given_up, &total);
+        if (r < 0)
+                return ctl_store_error(c, r, "cannot list the orders due");
+        return dry_run ? print_due(c, due, n, total) : sweep(c, due, n);
 }

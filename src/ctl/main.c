@@ -28,7 +28,8 @@ static const struct ctl_command commands[] = {
         { "deliveries", ctl_cmd_deliveries, "[--outcome O] [--limit N]",
           "List received webhook deliveries, newest first.",
           "  --outcome O    only deliveries with outcome O: applied, duplicate, stale,\n"
-          "                 conflict, invalid, unauthorized or forbidden\n"
+          "                 conflict, invalid, unauthorized, forbidden, unconfirmed\n"
+          "                 or deferred\n"
           "  --limit N      at most N deliveries (default 50, 0 = all)\n" },
         { "events", ctl_cmd_events, "[--after ID] [--follow]",
           "Print the order_events change feed, oldest first.",
@@ -72,6 +73,10 @@ static const struct ctl_command commands[] = {
           "Fetch these charges from the CashPay API now and record what it says\n"
           "(api_fetches; order changes through the state machine, event source api).",
           NULL },
+        { "reconcile", ctl_cmd_reconcile, "[--dry-run]",
+          "One reconciliation sweep now: fetch the INITIATED orders that are due\n"
+          "([cashpay] reconcile_after, doubling, up to reconcile_for) and record the answers.",
+          "  --dry-run      only list the orders that are due\n" },
         { "help", cmd_help, "[COMMAND]", "Show help for cashpayctl or one command.", NULL },
 };
 

@@ -217,18 +217,19 @@ static int bind_due(sqlite3_stmt *st, const char *now, const char *untouched_bef
 }
 
 int store_due_orders(struct store *s, const char *now, const char *untouched_before,
-                     const char *first_seen_after, char (*ret)[CHARGE_ID_MAX + 1], size_t max,
+                     const char *first_seen_after, struct due_order *ret, size_t max,
                      size_t *ret_n)
 {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r, rc;
 
         *ret_n = 0;
-        r = store_prepare(s, "SELECT charge_id, due FROM ("
-                             "SELECT charge_id, next_check_at AS due FROM orders WHERE "
-                             DUE_WHERE_CHECKED " UNION ALL "
-                             "SELECT charge_id, updated_at AS due FROM orders WHERE "
-                             DUE_WHERE_UNCHECKED ") ORDER BY due, charge_id LIMIT ?4", &st);
+        r = store_prepare(s, "SELECT charge_id, first_seen_at, next_check_at FROM ("
+                             "SELECT charge_id, first_seen_at, next_check_at, next_check_at AS due "
+                             "FROM orders WHERE " DUE_WHERE_CHECKED " UNION ALL "
+                             "SELECT charge_id, first_seen_at, next_check_at, updated_at AS due "
+                             "FROM orders WHERE " DUE_WHERE_UNCHECKED
+                             ") ORDER BY due, charge_id LIMIT ?4", &st);
         if (r < 0)
                 return r;
         r = bind_due(st, now, untouched_before, first_seen_after);
@@ -236,8 +237,13 @@ int store_due_orders(struct store *s, const char *now, const char *untouched_bef
                 r = bind_int64(st, 4, (int64_t) max);
         if (r < 0)
                 return r;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW && *ret_n < max)
-                store_column_text_copy(st, 0, ret[(*ret_n)++], CHARGE_ID_MAX + 1);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && *ret_n < max) {
+                struct due_order *d = &ret[(*ret_n)++];
+
+                store_column_text_copy(st, 0, d->charge_id, sizeof(d->charge_id));
+                store_column_text_copy(st, 1, d->first_seen_at, sizeof(d->first_seen_at));
+                store_column_text_copy(st, 2, d->next_check_at, sizeof(d->next_check_at));
+        }
         return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_errno_from_sqlite(rc);
 }
 

@@ -327,6 +327,50 @@ def test_hanging_api_times_out():
     check(last_fetch(cid)["http_status"] is None, "no answer recorded as none")
 
 
+def iso(seconds_ago):
+    t = time.time() - seconds_ago
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def test_reconcile_sweep():
+    configure("url")
+    paid, pending, old, fresh = (S.create(n) for n in (1, 2, 3, 4))
+    rc, out, _ = ctl("sync", paid, pending, old, fresh)
+    check_eq(rc, 0, out)
+    with db() as conn:
+        for cid, age in ((paid, 600), (pending, 600), (old, 4 * 86400), (fresh, 10)):
+            conn.execute("UPDATE orders SET first_seen_at = ?, updated_at = ? WHERE charge_id = ?",
+                         (iso(age), iso(age), cid))
+    S.control(f"charges/{paid}/pay", {})
+    S.control(f"charges/{old}/pay", {})
+    S.control("stats/reset", {})
+    rc, out, _ = ctl("--json", "reconcile", "--dry-run")
+    check_eq(rc, 0, out)
+    doc = json.loads(out)
+    check_eq((doc["due"], sorted(o["charge_id"] for o in doc["orders"])),
+             (2, sorted([paid, pending])), "due: untouched 5 min, not given up")
+    check_eq(fetch_attempts(S.stats()), 0, "a dry run fetches nothing")
+    rc, out, _ = ctl("--json", "reconcile")
+    check_eq(rc, 0, out)
+    check_eq(sorted((r["charge_id"], r["status"]) for r in json.loads(out)),
+             sorted([(paid, "CAPTURED"), (pending, "INITIATED")]), "swept")
+    check_eq([order_status(c) for c in (paid, pending, old, fresh)],
+             ["CAPTURED", "INITIATED", "INITIATED", "INITIATED"], "statuses")
+    with db() as conn:
+        src = conn.execute("SELECT e.source, f.reason FROM order_events e JOIN api_fetches f "
+                           "ON f.id = e.fetch_id WHERE e.charge_id = ? AND e.to_status = "
+                           "'CAPTURED'", (paid,)).fetchone()
+        nxt = conn.execute("SELECT next_check_at FROM orders WHERE charge_id = ?",
+                           (pending,)).fetchone()[0]
+    check_eq(src, ("api", "reconcile"), "captured by the reconciler")
+    # ten minutes old: looked at again in ten minutes (the interval doubles with the age)
+    wait = time.mktime(time.strptime(nxt[:19], "%Y-%m-%dT%H:%M:%S")) - time.mktime(
+        time.gmtime())
+    check(540 <= wait <= 660, f"next check in {wait:.0f} s")
+    rc, out, _ = ctl("--json", "reconcile", "--dry-run")
+    check_eq(json.loads(out)["due"], 0, "nothing due right after a sweep")
+
+
 def test_no_secret_anywhere():
     blob = b"".join(OUTPUTS)
     for wal in ("", "-wal"):
