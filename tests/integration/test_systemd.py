@@ -567,12 +567,18 @@ class Client(threading.Thread):
 
 
 def reload_and_wait(d, notify):
-    """SIGHUP; returns the times RELOADING=1 and the following READY=1 arrived."""
+    """SIGHUP; returns the time just before it was sent and the time the
+    READY=1 that follows RELOADING=1 arrived. A request that ended before
+    the first can only have met the old settings, one that began after the
+    second only the new. (Not the time RELOADING=1 arrived: on a loaded
+    machine this reader can take it in after the daemon has already
+    reloaded and answered under the new settings.)"""
     after = notify.count()
+    sent = time.monotonic()
     d.proc.send_signal(signal.SIGHUP)
     i = notify.wait_key("RELOADING", after)
     j = notify.wait_key("READY", i + 1)
-    return notify.messages[i][0], notify.messages[j][0]
+    return sent, notify.messages[j][0]
 
 
 def write_secrets(d, *secrets):
