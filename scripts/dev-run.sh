@@ -37,6 +37,15 @@ path = $dev/cashpay.db
 [return]
 shop_name = Development Shop
 
+; The CashPay API is cashpay-sim's (OAuth2 client credentials), for
+; cashpayctl api check, sync and reconcile.
+[cashpay]
+api_url = $sim_url/v1
+public_url = http://127.0.0.1:8080
+token_url = $sim_url/oauth/token
+client_id = dev-shop
+client_secret_file = $dev/client.secret
+
 [log]
 level = debug
 CONF
@@ -50,6 +59,7 @@ stop_sim() {
         wait "$sim_pid" 2>/dev/null || true
 }
 trap stop_sim EXIT
+rm -f "$dev/cashpay-sim.out"  # a listening line left by the last run is not this one's
 src/sim/cashpay-sim --listen "${sim_url#http://}" --secret-file "$dev/webhook.secret" \
         --client-id dev-shop --client-secret-file "$dev/client.secret" \
         --static-token-file "$dev/api.token" >"$dev/cashpay-sim.out" &
@@ -86,11 +96,17 @@ Walk through CashPay's guide from another terminal:
 
  3. See the order: ./build/cashpayctl --config dev/cashpayd.conf orders
 
-Make CashPay misbehave (cashpay-sim --help lists every switch), e.g. lose
-the next webhooks, or pay a charge without a browser:
+cashpayctl talks to the same CashPay API:
+
+  ./build/cashpayctl --config dev/cashpayd.conf api check
+
+Lose a webhook and recover the payment from the API: tell CashPay to drop
+webhooks (cashpay-sim --help lists every switch), create and pay a charge
+as above (or without a browser), then fetch it:
 
   curl -sS $sim_url/_sim/config -d '{"webhook_drop":true}'
   curl -sS -X POST $sim_url/_sim/charges/CHARGE_ID/pay
+  ./build/cashpayctl --config dev/cashpayd.conf sync CHARGE_ID
 
 Or send cashpayd a signed test webhook yourself:
 
