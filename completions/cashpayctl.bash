@@ -6,7 +6,7 @@ _cashpayctl()
         _init_completion || return
 
         local commands="orders show deliveries events fulfil review-done sign send
-                migrate check-config prune api sync reconcile help"
+                migrate check-config prune charge api sync reconcile help"
         local common="--config --db --json --help"
         local statuses="INITIATED CAPTURED FAILED"
         local outcomes="applied duplicate stale conflict invalid unauthorized forbidden
@@ -72,6 +72,13 @@ _cashpayctl()
         send) opts="--status --charge --amount --currency --description --order-ref --url --cacert --timeout" ;;
         prune) opts="--days --dry-run" ;;
         reconcile) opts="--dry-run" ;;
+        charge)
+                if [[ $cur != -* ]]; then
+                        COMPREPLY=($(compgen -W "create" -- "$cur"))
+                        return
+                fi
+                opts="--order-ref --amount --currency --description"
+                ;;
         api)
                 if [[ $cur != -* ]]; then
                         COMPREPLY=($(compgen -W "check" -- "$cur"))

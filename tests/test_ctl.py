@@ -937,7 +937,7 @@ printf '%s\n' "${{COMPREPLY[@]}}"
 def test_bash_completion():
     check(os.path.exists(BASH_COMPLETION), "bash-completion is needed (package bash-completion)")
     commands = {"orders", "show", "deliveries", "events", "fulfil", "review-done", "sign",
-                "send", "migrate", "check-config", "prune", "api", "sync", "reconcile", "help"}
+                "send", "migrate", "check-config", "prune", "charge", "api", "sync", "reconcile", "help"}
     check_eq(complete("cashpayctl", ""), commands, "commands")
     check_eq(complete("cashpayctl", "ful"), {"fulfil"}, "prefix")
     check_eq(complete("cashpayctl", "--"), {"--config", "--db", "--json", "--help", "--version"},

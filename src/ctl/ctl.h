@@ -130,3 +130,4 @@ int ctl_cmd_prune(struct ctl *c, int argc, char **argv);
 int ctl_cmd_api(struct ctl *c, int argc, char **argv);
 int ctl_cmd_sync(struct ctl *c, int argc, char **argv);
 int ctl_cmd_reconcile(struct ctl *c, int argc, char **argv);
+int ctl_cmd_charge(struct ctl *c, int argc, char **argv);

@@ -66,6 +66,13 @@ static const struct ctl_command commands[] = {
           "[webhook] keep_rejected_days.",
           "  --days N       keep N days instead of keep_rejected_days\n"
           "  --dry-run      only count what would be deleted\n" },
+        { "charge", ctl_cmd_charge, "create --order-ref R --amount N --currency C [--description D]",
+          "Create a charge at CashPay for an order, as POST /charges on the checkout\n"
+          "listener does; print its charge id and transaction_url.",
+          "  --order-ref R    the merchant's order: 1-128 of A-Z a-z 0-9 . _ : -\n"
+          "  --amount N       a positive integer\n"
+          "  --currency C     three capital letters\n"
+          "  --description D  shown to the customer (at most 4096 bytes)\n" },
         { "api", ctl_cmd_api, "check",
           "Get a token and make one authenticated request to the CashPay API; say what\n"
           "works and when the token expires (the token itself is never printed).", NULL },

@@ -118,13 +118,14 @@ def ctl(*args, timeout=30):
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 
-def configure(token="url", request_timeout=2, extra=""):
+def configure(token="url", request_timeout=2, extra="", public_url="https://shop.example"):
     source = (f"token_file = {TMP}/static\n" if token == "file" else
               f"token_url = http://127.0.0.1:{S.port}/oauth/token\nclient_id = {CLIENT_ID}\n"
               f"client_secret_file = {TMP}/client\n")
     with open(CONF, "w") as f:
         f.write(f"[database]\npath = {DB}\n[cashpay]\napi_url = http://127.0.0.1:{S.port}/v1\n"
-                f"{source}request_timeout = {request_timeout}\n{extra}[checkout]\nlisten =\n")
+                f"public_url = {public_url}\n{source}request_timeout = {request_timeout}\n{extra}"
+                f"[checkout]\nlisten =\n")
 
 
 def db():
@@ -369,6 +370,110 @@ def test_reconcile_sweep():
     check(540 <= wait <= 660, f"next check in {wait:.0f} s")
     rc, out, _ = ctl("--json", "reconcile", "--dry-run")
     check_eq(json.loads(out)["due"], 0, "nothing due right after a sweep")
+
+
+def charge_create(ref, amount=2000, currency="YER", *more):
+    rc, out, err = ctl("--json", "charge", "create", "--order-ref", ref, "--amount", str(amount),
+                       "--currency", currency, *more)
+    return rc, (json.loads(out) if rc == 0 else None), err
+
+
+def sim_charge(cid):
+    return S.control(f"charges/{cid}")
+
+
+def test_charge_create_and_its_repeats():
+    configure("url")
+    rc, doc, err = charge_create("order-42", 2000, "YER", "--description", "Purchase of a watch")
+    check_eq(rc, 0, err)
+    cid, rref = doc["charge_id"], doc["return_ref"]
+    check(doc["created"] and doc["transaction_url"].endswith("/pay/" + cid), doc)
+    check(re.fullmatch(r"[A-Za-z0-9_-]{22}", rref), f"return_ref of 128 random bits: {rref}")
+    at_sim = sim_charge(cid)
+    check_eq(at_sim["post_url"], "https://shop.example/cashpay/webhook", "post_url")
+    check_eq(at_sim["redirect_url"], "https://shop.example/cashpay/return?ref=" + rref,
+             "redirect_url")
+    with db() as conn:
+        order = conn.execute("SELECT status, order_ref, return_ref, next_check_at IS NOT NULL "
+                             "FROM orders WHERE charge_id = ?", (cid,)).fetchone()
+        events = conn.execute("SELECT source, from_status, to_status FROM order_events "
+                              "WHERE charge_id = ?", (cid,)).fetchall()
+        req = conn.execute("SELECT state, charge_id, idempotency_key, attempts FROM "
+                           "charge_requests WHERE order_ref = 'order-42'").fetchall()
+    check_eq(order, ("INITIATED", "order-42", rref, 1), "order recorded")
+    check_eq(events, [("checkout", None, "INITIATED")], "checkout event")
+    check_eq((req[0][0], req[0][1], req[0][3]), ("created", cid, 1), "request row")
+    check_eq(at_sim["idempotency_key"], req[0][2], "the key recorded is the key sent")
+    # a double click: the same charge, nothing new at CashPay
+    creates = S.stats()["charge_creates"]
+    rc, again, _ = charge_create("order-42", 2000, "YER")
+    check_eq((rc, again["charge_id"], again["created"]), (0, cid, False), "same charge")
+    check_eq(S.stats()["charge_creates"], creates, "nothing sent")
+    rc, _, err = charge_create("order-42", 2500, "YER")
+    check("another amount or currency" in err and rc == 1, err)
+    S.control(f"charges/{cid}/pay", {})
+    ctl("sync", cid)
+    rc, _, err = charge_create("order-42", 2000, "YER")
+    check(rc == 1 and "already paid" in err, err)
+
+
+def test_charge_create_after_failure_and_a_lost_answer():
+    configure("url")
+    rc, doc, _ = charge_create("order-f", 100)
+    S.control(f"charges/{doc['charge_id']}/decline", {})
+    ctl("sync", doc["charge_id"])
+    # FAILED: a new charge for the same order_ref
+    rc, doc2, err = charge_create("order-f", 100)
+    check_eq(rc, 0, err)
+    check(doc2["charge_id"] != doc["charge_id"] and doc2["created"], "a new charge")
+    # created at CashPay, answer lost (the connection hangs past request_timeout):
+    # the retry sends the same key, and CashPay replays the charge it made
+    configure("url", request_timeout=1)
+    S.control("config", {"api_fault": "hang", "hang_ms": 2500, "api_fault_on": "create",
+                         "api_fault_count": 1, "api_fault_after": True})
+    rc, _, err = charge_create("order-lost", 700)
+    check(rc == 1 and "same Idempotency-Key" in err, err)
+    with db() as conn:
+        key, state = conn.execute("SELECT idempotency_key, state FROM charge_requests "
+                                  "WHERE order_ref = 'order-lost'").fetchone()
+    check_eq(state, "pending", "left pending")
+    check_eq(order_status_by_ref("order-lost"), None, "no order before CashPay confirmed one")
+    rc, doc3, err = charge_create("order-lost", 700)
+    check_eq(rc, 0, err)
+    st = S.stats()
+    check_eq(st["creates_by_idempotency_key"].get(key), 2, "the same key twice")
+    at_sim = [c for c in S.control("charges")["charges"] if c["idempotency_key"] == key]
+    check_eq(len(at_sim), 1, "one charge at CashPay for the order")
+    check_eq(doc3["charge_id"], at_sim[0]["charge"]["id"], "and it is the one recorded")
+
+
+def test_charge_create_refused_and_bad_input():
+    configure("url", public_url="http://127.0.0.1:99999")
+    rc, _, err = charge_create("order-r", 100)
+    check(rc == 1 and "refused the charge (422)" in err, err)
+    with db() as conn:
+        check_eq(conn.execute("SELECT state, http_status FROM charge_requests WHERE order_ref = "
+                              "'order-r'").fetchall(), [("refused", 422)], "refused row")
+    configure("url")
+    rc, doc, err = charge_create("order-r", 100)
+    check_eq(rc, 0, f"after a refusal a new request: {err}")
+    for args, why in [(["--order-ref", "a b", "--amount", "1", "--currency", "YER"], "order_ref"),
+                      (["--order-ref", "x", "--amount", "0", "--currency", "YER"], "--amount"),
+                      (["--order-ref", "x", "--amount", "1.5", "--currency", "YER"], "--amount"),
+                      (["--order-ref", "x", "--amount", "1", "--currency", "yer"], "currency"),
+                      (["--order-ref", "x", "--amount", "1"], "needs --order-ref")]:
+        rc, _, err = ctl("charge", "create", *args)
+        check(rc == 2 and why in err, f"{args}: {rc} {err}")
+    S.control("config", {"api_fault": "html", "api_fault_on": "create"})
+    rc, _, err = charge_create("order-h", 100)
+    check(rc == 1 and "not application/json" in err, err)
+    check_eq(order_status_by_ref("order-h"), None, "no order from an HTML answer")
+
+
+def order_status_by_ref(ref):
+    with db() as conn:
+        row = conn.execute("SELECT status FROM orders WHERE order_ref = ?", (ref,)).fetchone()
+    return row[0] if row else None
 
 
 def test_no_secret_anywhere():
