@@ -484,9 +484,10 @@ def test_events():
     first = docs[0]
     check_eq(sorted(first), sorted(["id", "charge_id", "from_status", "to_status",
                                     "delivery_id", "recorded_at", "order_ref", "amount",
-                                    "currency"]), "event fields")
-    check_eq((first["charge_id"], first["from_status"], first["to_status"], first["order_ref"]),
-             (IDS["paid"], None, "INITIATED", "ORD-1001"), "first event")
+                                    "currency", "source", "fetch_id"]), "event fields")
+    check_eq((first["charge_id"], first["from_status"], first["to_status"], first["order_ref"],
+              first["source"], first["fetch_id"]),
+             (IDS["paid"], None, "INITIATED", "ORD-1001", "webhook", None), "first event")
     after = ok_json("events", "--after", str(ids[2]))["events"]
     check_eq([e["id"] for e in after], ids[3:], "--after")
     one = ok_json("events", "--charge", IDS["paid"])["events"]

@@ -45,6 +45,8 @@ struct event_record {
         enum charge_status to_status;
         int64_t delivery_id;          /* 0 when NULL */
         char recorded_at[TIME_ISO_LEN];
+        char source[12];              /* "webhook", "api" or "checkout" */
+        int64_t fetch_id;             /* api_fetches.id of an "api" event, else 0 */
         char *order_ref;              /* owned, or NULL */
         int64_t amount;
         char currency[4];

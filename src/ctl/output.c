@@ -483,6 +483,8 @@ json_t *json_event(const struct event_record *e)
         jset(j, "to_status", jstr(charge_status_name(e->to_status)), &fail);
         jset(j, "delivery_id", e->delivery_id ? json_integer(e->delivery_id) : json_null(), &fail);
         jset(j, "recorded_at", jstr_empty_null(e->recorded_at), &fail);
+        jset(j, "source", jstr(e->source), &fail);
+        jset(j, "fetch_id", e->fetch_id ? json_integer(e->fetch_id) : json_null(), &fail);
         jset(j, "order_ref", jstr(e->order_ref), &fail);
         jset(j, "amount", json_integer(e->amount), &fail);
         jset(j, "currency", jstr(e->currency), &fail);

@@ -22,7 +22,7 @@
 
 #define EVENT_COLUMNS \
         "e.id, e.charge_id, e.from_status, e.to_status, e.delivery_id, e.recorded_at, " \
-        "o.order_ref, o.amount, o.currency"
+        "o.order_ref, o.amount, o.currency, e.source, e.fetch_id"
 
 #define DELIVERY_COLUMNS \
         "id, received_at, remote_addr, message_id, charge_id, claimed_status, outcome, " \
@@ -72,6 +72,8 @@ static int read_event_row(sqlite3_stmt *st, struct event_record *e)
         store_column_text_copy(st, 5, e->recorded_at, sizeof(e->recorded_at));
         e->amount = sqlite3_column_int64(st, 7);
         store_column_text_copy(st, 8, e->currency, sizeof(e->currency));
+        store_column_text_copy(st, 9, e->source, sizeof(e->source));
+        e->fetch_id = sqlite3_column_int64(st, 10);
         return store_column_text_dup(st, 6, &e->order_ref);
 }
 

@@ -225,6 +225,11 @@ def test_sync_records_through_the_state_machine():
                                "WHERE charge_id = ? ORDER BY id", (cid,)).fetchall()
     check_eq(events, [("api", 1, None), ("api", 1, None)], "events of source api")
     check_eq(fetches, [("manual", 200, "INITIATED"), ("manual", 200, "CAPTURED")], "fetch rows")
+    rc, out, _ = ctl("--json", "events", "--charge", cid)
+    feed = json.loads(out)["events"]
+    check_eq([(e["source"], e["to_status"], e["fetch_id"] is not None, e["delivery_id"])
+              for e in feed], [("api", "INITIATED", True, None), ("api", "CAPTURED", True, None)],
+             "the change feed says where each change came from")
     # again: duplicate, recorded, nothing changes
     rc, out, _ = ctl("sync", cid)
     check("duplicate" in out, out)
