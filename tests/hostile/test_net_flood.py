@@ -229,6 +229,7 @@ def test_handshake_flood():
     timeout, stalls, churns = 2, 96, 200
     with Daemon({"http.timeout": str(timeout), "http.request_timeout": str(timeout),
                  "http.max_connections": "128", "log.level": "notice"}) as d:
+        timed_post(d)  # the database and its readers open what they keep open
         fds_before = open_fds(d.proc.pid)
         opened = time.monotonic()
         stalled = []
