@@ -108,6 +108,7 @@ gen_bodies() {
 # $bodies for 60,000 a second, so none is sent twice.
 prepare_run() {
         need wrk wrk
+        need openssl openssl
         [[ -x $2 ]] || die "no cashpayd at $2 (build it, or pass --cashpayd PATH)"
         WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-$1.XXXXXX")
         $3 || trap 'rm -rf "$WORK"' EXIT
@@ -149,7 +150,7 @@ EOF
 }
 
 print_header() {
-        printf '%-9s %5s %-9s %11s %9s %9s %8s %9s %9s %9s %7s\n' \
+        printf '%-12s %5s %-9s %11s %9s %9s %8s %9s %9s %9s %7s\n' \
                 receiver conns conn-mode webhooks/s p50 p99 non-2xx acked stored peak-RSS cpu/req
 }
 
@@ -171,7 +172,7 @@ report() {
         rate=$(awk -v n="$acked" -v us="$duration" 'BEGIN { printf "%d", n / (us / 1e6) }')
         cpu=$(awk -v t="$7" -v hz="$(getconf CLK_TCK)" -v n="$acked" \
                 'BEGIN { if (n > 0) printf "%.0fus", t / hz * 1e6 / n; else print "-" }')
-        printf '%-9s %5d %-9s %11s %9s %9s %8d %9d %9d %8.1fM %7s\n' "$1" "$2" "$3" \
+        printf '%-12s %5d %-9s %11s %9s %9s %8d %9d %9d %8.1fM %7s\n' "$1" "$2" "$3" \
                 "$rate" "$(ms "$(result_field "$out" p50_us)")" \
                 "$(ms "$(result_field "$out" p99_us)")" "$non2xx" "$acked" "$5" \
                 "$(awk -v k="$6" 'BEGIN { print k / 1024 }')" "$cpu"

@@ -6,11 +6,15 @@
 #     --duration D         per run, wrk's -d (default 10s)
 #     --connections "N…"   (default "1 16 64 256")
 #     --modes "M…"         keepalive and/or close (default "keepalive close")
+#     --schemes "S…"       http and/or https (default "http https"): https
+#                          serves a self-signed P-256 certificate made for
+#                          the run; close then pays a full TLS handshake per
+#                          webhook (wrk resumes no session)
 #     --set SECTION.KEY=V  extra cashpayd setting (repeatable)
 #     --log-level L        (default notice)
 #     --peer / --no-peer   also measure the Express peer at 64 connections
 #                          (default: on unless --smoke)
-#     --smoke              one 1 s run at 4 connections; fails unless
+#     --smoke              a 1 s run at 4 connections per scheme; fails unless
 #                          something was acknowledged
 #     --keep               keep the work directory (logs, databases)
 #     --rss-trace          also print each run's RSS once a second (is it flat?)
@@ -29,6 +33,7 @@ cashpayd=$SOURCE_ROOT/build/cashpayd
 duration=10s
 connections="1 16 64 256"
 modes="keepalive close"
+schemes="http https"
 log_level=notice
 peer=auto
 smoke=false
@@ -43,6 +48,7 @@ while (($#)); do
         --duration) duration=$2; shift ;;
         --connections) connections=$2; shift ;;
         --modes) modes=$2; shift ;;
+        --schemes) schemes=$2; shift ;;
         --set) extra+=("$2"); shift ;;
         --log-level) log_level=$2; shift ;;
         --peer) peer=true ;;
@@ -63,11 +69,23 @@ fi
 [[ $peer == auto ]] && peer=true
 prepare_run bench "$cashpayd" "$keep" "$duration"
 
+# make_certificate DIR: a self-signed certificate for 127.0.0.1 in DIR.
+make_certificate() {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+                -keyout "$1/tls.key" -out "$1/tls.pem" -subj /CN=127.0.0.1 \
+                -addext subjectAltName=IP:127.0.0.1 2>/dev/null || die "openssl req failed"
+}
+
+# write_config DIR PORT ADMIN SCHEME
 write_config() {
         local dir=$1 port=$2 admin=$3 kv
         {
                 # All the load comes from one address: no per-address limit.
                 printf '[http]\nlisten = 127.0.0.1:%s\nmax_connections_per_ip = 0\n' "$port"
+                if [[ $4 == https ]]; then
+                        make_certificate "$dir"
+                        printf 'tls_cert = %s/tls.pem\ntls_key = %s/tls.key\n' "$dir" "$dir"
+                fi
                 printf '[admin]\nlisten = 127.0.0.1:%s\n' "$admin"
                 printf '[webhook]\nsecret_file = %s/secret\n' "$dir"
                 printf '[database]\npath = %s/db/cashpay.db\nsynchronous = full\n' "$dir"
@@ -90,18 +108,18 @@ EOF
         done
 }
 
-# run_one MODE CONNS
+# run_one MODE CONNS SCHEME
 run_one() {
-        local dir=$WORK/cashpayd-$1-$2 port admin pid wrk_pid scrape_pid rss cpu stored
+        local dir=$WORK/cashpayd-$3-$1-$2 port admin pid wrk_pid scrape_pid rss cpu stored name
         mkdir -p "$dir"
         echo "$BENCH_SECRET" >"$dir/secret"
         port=$(free_port)
         admin=$(free_port)
-        write_config "$dir" "$port" "$admin"
+        write_config "$dir" "$port" "$admin" "$3"
         "$cashpayd" --config "$dir/cashpayd.conf" 2>"$dir/cashpayd.log" &
         pid=$!
         wait_port "$port" "$pid" || { cat "$dir/cashpayd.log" >&2; die "cashpayd did not start"; }
-        run_wrk "http://127.0.0.1:$port/cashpay/webhook" "$2" "$duration" "$bodies" "$1" "$dir/wrk.txt" &
+        run_wrk "$3://127.0.0.1:$port/cashpay/webhook" "$2" "$duration" "$bodies" "$1" "$dir/wrk.txt" &
         wrk_pid=$!
         if [[ -n $scrape ]]; then
                 scrape_metrics "$admin" "$scrape" "$wrk_pid" >"$dir/scrapes" &
@@ -115,7 +133,9 @@ run_one() {
         curl -s "http://127.0.0.1:$admin/metrics" >"$dir/metrics.txt" || true
         stop_pid "$pid" || die "cashpayd did not stop within 30 s"
         stored=$(count_stored "$dir/db/cashpay.db")
-        report cashpayd "$2" "$1" "$dir/wrk.txt" "$stored" "$rss" "$cpu"
+        name=cashpayd
+        [[ $3 == https ]] && name=cashpayd+tls
+        report "$name" "$2" "$1" "$dir/wrk.txt" "$stored" "$rss" "$cpu"
         if $rss_trace; then
                 echo "          RSS MiB once a second while wrk ran (it loads its requests first):" \
                         "$(awk '{ printf "%.1f ", $1 / 1024 }' "$dir/rss.txt")"
@@ -131,10 +151,13 @@ $smoke || /usr/bin/python3 "$BENCH_DIR/storage-floor.py" --seconds 2 "$SOURCE_RO
         sed 's/^/# /'
 print_header
 ours_64=
-for mode in $modes; do
-        for conns in $connections; do
-                run_one "$mode" "$conns"
-                [[ $mode == keepalive && $conns == 64 ]] && ours_64=$LAST_RATE
+for scheme in $schemes; do
+        for mode in $modes; do
+                for conns in $connections; do
+                        run_one "$mode" "$conns" "$scheme"
+                        [[ $scheme == http && $mode == keepalive && $conns == 64 ]] &&
+                                ours_64=$LAST_RATE
+                done
         done
 done
 if $smoke && ((LAST_ACKED == 0)); then
