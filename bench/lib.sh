@@ -16,6 +16,18 @@ die() {
         exit 1
 }
 
+# end_jobs: end what this script still runs in the background (a receiver
+# left behind by die, wrk), at exit.
+end_jobs() {
+        local pids
+        pids=$(jobs -pr)
+        [[ -z $pids ]] && return 0
+        # shellcheck disable=SC2086
+        kill -TERM $pids 2>/dev/null
+        wait 2>/dev/null
+}
+trap end_jobs EXIT
+
 need() {
         command -v "$1" >/dev/null || die "$1 is required (Debian package: $2)"
 }
@@ -111,7 +123,7 @@ prepare_run() {
         need openssl openssl
         [[ -x $2 ]] || die "no cashpayd at $2 (build it, or pass --cashpayd PATH)"
         WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-$1.XXXXXX")
-        $3 || trap 'rm -rf "$WORK"' EXIT
+        $3 || trap 'end_jobs; rm -rf "$WORK"' EXIT
         bodies=$WORK/bodies.txt
         gen_bodies "$bodies" $(($(seconds "$4") * 60000 + 2000))
 }

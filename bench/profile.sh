@@ -35,7 +35,7 @@ need wrk wrk
 if [[ $tool == perf ]]; then need perf linux-perf; else need valgrind valgrind; fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-profile.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+trap 'end_jobs; rm -rf "$WORK"' EXIT
 gen_bodies "$WORK/bodies.txt" $(($(seconds "$duration") * 60000 + 2000))
 echo "$BENCH_SECRET" >"$WORK/secret"
 port=$(free_port)

@@ -43,7 +43,7 @@ fi
 WORK=${BENCH_WORK:-}
 if [[ -z $WORK ]]; then
         WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-bench-peer.XXXXXX")
-        trap 'rm -rf "$WORK"' EXIT
+        trap 'end_jobs; rm -rf "$WORK"' EXIT
 fi
 bodies=${BENCH_BODIES:-}
 if [[ -z $bodies ]]; then

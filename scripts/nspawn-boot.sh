@@ -8,7 +8,7 @@
 # Exit status convention: 0 passed, 1 failed, 77 this machine cannot boot a
 # container (the reason is printed).
 
-work=$(mktemp -d "/tmp/cashpayd-$name.XXXXXX")
+work=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-$name.XXXXXX")
 machine=cashpayd-$name-$$
 nspawn_pid=
 leader=

@@ -76,7 +76,10 @@ cp "$work/v2/cashpayd_${upgrade}_"*.deb "$work/debs/cashpayd-new.deb"
 echo "$name: built $version and $upgrade in $(( $(date +%s) - started )) s"
 
 # ---------------------------------------------------------------- lintian
-lintian_out=$(lintian --fail-on error,warning "$work/v1/"*.changes 2>&1) ||
+# lintian (2.116) leaves two mldbm-elf-* databases in TMPDIR: give it one
+# inside $work, which goes at exit.
+mkdir -p "$work/lintian-tmp"
+lintian_out=$(TMPDIR=$work/lintian-tmp lintian --fail-on error,warning "$work/v1/"*.changes 2>&1) ||
         { echo "$lintian_out" >&2; die "lintian reports an error or a warning"; }
 echo "$name: lintian: $(echo "$lintian_out" | grep -c '^[EW]:') errors and warnings" \
         "($(echo "$lintian_out" | grep -c '^[IPXO]:') other tags)"

@@ -22,7 +22,7 @@
 #error "SOURCE_ROOT must be defined by the build"
 #endif
 
-static char tmpdir[] = "/tmp/test-config-XXXXXX";
+static char tmpdir[96]; /* $TMPDIR/test-config-XXXXXX: short, for the messages checked */
 
 /* Write @text to a file in the temporary directory; returns its path (static). */
 static const char *write_conf(const char *text, size_t len)
@@ -963,7 +963,14 @@ static void test_names(void)
 int main(void)
 {
         char path[sizeof(tmpdir) + 32];
+        const char *base = getenv("TMPDIR");
+        int n = snprintf(tmpdir, sizeof(tmpdir), "%s/test-config-XXXXXX",
+                         base && *base ? base : "/tmp");
 
+        if (n < 0 || (size_t) n >= sizeof(tmpdir)) {
+                fprintf(stderr, "TMPDIR is too long for this test\n");
+                return 2;
+        }
         if (!mkdtemp(tmpdir)) {
                 perror("mkdtemp");
                 return 2;

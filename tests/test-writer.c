@@ -24,7 +24,7 @@
 
 #define BATCHES_MAX 64
 
-static char tmpdir[] = "/tmp/test-writer-XXXXXX";
+static char tmpdir[128]; /* $TMPDIR/test-writer-XXXXXX */
 
 /* What the writer reported, and the gate that holds it after a commit. */
 static struct {
@@ -360,6 +360,12 @@ static void cleanup(void)
 
 int main(void)
 {
+        const char *base = getenv("TMPDIR");
+        int n = snprintf(tmpdir, sizeof(tmpdir), "%s/test-writer-XXXXXX",
+                         base && *base ? base : "/tmp");
+
+        if (n < 0 || (size_t) n >= sizeof(tmpdir))
+                FAIL("TMPDIR is too long for this test");
         if (!mkdtemp(tmpdir))
                 FAIL("mkdtemp: %s", strerror(errno));
         atexit(cleanup);

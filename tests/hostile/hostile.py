@@ -236,7 +236,6 @@ class FaultDaemon(Daemon):
                 raise AssertionError(f"{tool} not found: install the Debian package fiu-utils")
         self.env["FAULT_NTH_REPORT"] = self.report_path
         self.env["FAULT_NTH_CONTROL"] = os.path.join(self.dir, "fault-control")
-        self.log = open(self.log_path, "ab")
         cmd = ["fiu-run", "-x", "-f", os.path.join(self.dir, "fiu")]
         for c in self.commands:
             cmd += ["-c", c]
@@ -245,7 +244,7 @@ class FaultDaemon(Daemon):
         first = self.asan or ""
         cmd += ["/bin/sh", "-c", f'LD_PRELOAD="{first} $LD_PRELOAD $0" exec "$@"', fault_module()]
         cmd += (self.VALGRIND if self.valgrind else []) + [self.binary, "--config", self.config_path]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        self.launch(cmd)
         if wait:
             self.wait_ready()
 
@@ -295,10 +294,8 @@ class UserDaemon(Daemon):
         for root, dirs, files in os.walk(self.dir):
             for name in dirs + files + ["."]:
                 os.chown(os.path.join(root, name), self.UID, self.GID)
-        self.log = open(self.log_path, "ab")
-        cmd = ["setpriv", f"--reuid={self.UID}", f"--regid={self.GID}", "--clear-groups",
-               self.binary, "--config", self.config_path]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        self.launch(["setpriv", f"--reuid={self.UID}", f"--regid={self.GID}", "--clear-groups",
+                     self.binary, "--config", self.config_path])
         if wait:
             self.wait_ready()
 

@@ -226,12 +226,13 @@ def test_suspended_connections_answered_at_their_deadline():
     # libmicrohttpd never times out a suspended connection: each webhook
     # waiting for its commit has its own deadline ([database] commit_timeout).
     import os
-    import tempfile
     from netlib import Reader, charge
-    stall = os.path.join(tempfile.mkdtemp(prefix="cashpayd-stall-"), "stall")
-    d = Daemon({"log.level": "notice", "database.commit_timeout": "1000"},
-               env={"CASHPAYD_TEST_STALL_FILE": stall})
+    d = Daemon({"log.level": "notice", "database.commit_timeout": "1000"}, start=False)
+    stall = os.path.join(d.dir, "stall")
+    d.env["CASHPAYD_TEST_STALL_FILE"] = stall
+    passed = False
     try:
+        d.start()
         check_eq(timed_post(d)[0], 200, "before the stall")
         open(stall, "w").close()  # the writer now hangs before its next commit
         results = []
@@ -262,11 +263,12 @@ def test_suspended_connections_answered_at_their_deadline():
         os.unlink(stall)
         status, elapsed = timed_post(d)
         check_eq(status, 200, "after the stall")
+        passed = True
     finally:
         if os.path.exists(stall):
             os.unlink(stall)
         d.stop()
-        d.log.close()
+        d.close(passed)
 
 
 def keep_alive_client(d, stop, acked, refused):

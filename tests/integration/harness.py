@@ -4,7 +4,9 @@ Used by every integration test. Only the Python standard library: the tests
 speak plain HTTP through http.client (and raw sockets where HTTP itself is
 the subject) and read the database through the sqlite3 module.
 """
+import atexit
 import contextlib
+import ctypes
 import hashlib
 import hmac
 import http.client
@@ -34,6 +36,214 @@ WRAPPER_ERROR_EXIT = 99
 TLS_BY_DEFAULT = os.environ.get("CASHPAYD_TEST_TLS") == "1"
 
 
+# ------------------------------------------------------------ temporary files
+
+# meson gives every test TMPDIR, a directory of this build tree's own that
+# the suite checks is empty at the end (tests/suite-check.py). Python's
+# tempfile would fall back to /tmp without a word if it were missing.
+KEPT_MARKER = ".kept-after-failure"
+
+
+def _temporary_root():
+    root = os.environ.get("TMPDIR")
+    if not root:
+        return
+    if not os.path.isdir(root):  # a single test run without suite-start
+        os.makedirs(root, exist_ok=True)
+        os.chmod(root, 0o1777)
+    if os.path.realpath(tempfile.gettempdir()) != os.path.realpath(root):
+        sys.exit(f"TMPDIR {root} is not usable: temporary files would go elsewhere")
+
+
+_temporary_root()
+
+
+# Directories the harness made: a Daemon's until it is closed, and copies
+# of programs. At exit, what is still open is removed when every test
+# passed and kept for a look otherwise; copies always go.
+_open_dirs = set()
+_scratch_dirs = set()
+_run_result = None  # run_tests(): 0 when every test passed
+
+
+def keep_for_a_look(path, why="a test failed"):
+    """Leave @path in place, marked so that the end-of-suite check moves it
+    into meson-logs instead of counting it as left behind; say so."""
+    with contextlib.suppress(OSError):
+        with open(os.path.join(path, KEPT_MARKER), "w") as f:
+            f.write(why + "\n")
+    print(f"kept {path} for a look ({why})", flush=True)
+
+
+# ------------------------------------------------------------ processes
+#
+# A wrapper may fork rather than exec (faketime does, and passes no signal
+# on), so a daemon is started as the leader of a process group of its own
+# and ended as a group. This process is also made the subreaper of what it
+# starts: whatever gets orphaned on the way stays below it, and at exit
+# everything still alive below it is reported, ended, and fails the test.
+
+PR_SET_CHILD_SUBREAPER = 36
+STRAY_GRACE = 3.0  # seconds a descendant may take to go after the test ended
+
+with contextlib.suppress(OSError, AttributeError):
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+_groups = set()
+
+
+def spawn(cmd, **kw):
+    """subprocess.Popen(@cmd, **@kw) in a new session and process group,
+    ended by end_group() (or at exit) with everything it started."""
+    proc = subprocess.Popen(cmd, start_new_session=True, **kw)
+    _groups.add(proc.pid)
+    return proc
+
+
+def _proc_stat(pid):
+    """(ppid, pgid, state) of @pid, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[1]), int(fields[2]), fields[0]
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def _all_pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def group_members(pgid):
+    """Live (not zombie) processes of the process group @pgid."""
+    out = []
+    for pid in _all_pids():
+        st = _proc_stat(pid)
+        if st and st[1] == pgid and st[2] != "Z":
+            out.append(pid)
+    return out
+
+
+def _reap_orphans():
+    """Collect the zombies of orphans handed to us as subreaper. Only at
+    exit: until then a zombie child may be one a Popen object still has to
+    wait for, and taking its status would make that wait report 0."""
+    mine = os.getpid()
+    for pid in _all_pids():
+        st = _proc_stat(pid)
+        if st and st[0] == mine and st[2] == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+def wait_group(pgid, timeout):
+    """Until the group @pgid has no live process, @timeout seconds at most;
+    returns what is still alive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = group_members(pgid)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.02)
+
+
+def end_group(pgid, timeout=10.0):
+    """SIGTERM to what is left of the group @pgid, SIGKILL after @timeout.
+    Returns the command lines of the processes that were still there."""
+    left = [f"{pid} {_cmdline(pid)}" for pid in group_members(pgid)]
+    if left:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        if wait_group(pgid, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            wait_group(pgid, 5)
+    _groups.discard(pgid)
+    return left
+
+
+def descendants():
+    """Live processes below this one (orphans included: we are their subreaper)."""
+    children = {}
+    for pid in _all_pids():
+        st = _proc_stat(pid)
+        if st and st[2] != "Z":
+            children.setdefault(st[0], []).append(pid)
+    out, todo = [], [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def end_strays():
+    """End every process still alive below this one, its group included;
+    returns their command lines."""
+    deadline = time.monotonic() + STRAY_GRACE
+    while descendants() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    strays = [f"{pid} {_cmdline(pid)}" for pid in descendants()]
+    for pid in descendants():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pgid in list(_groups):
+        end_group(pgid, timeout=2)
+    deadline = time.monotonic() + 5
+    while descendants() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _reap_orphans()
+    return strays
+
+
+def _at_exit():
+    strays = end_strays()
+    for path in _scratch_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+    for path in sorted(_open_dirs):
+        if _run_result == 0 and not strays:
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.isdir(path):
+            keep_for_a_look(path, "left open when the test failed")
+    if strays:
+        print("FAIL processes still running when the test ended (now ended):\n  " +
+              "\n  ".join(strays), flush=True)
+        sys.stderr.flush()
+        os._exit(1)  # whatever the tests said: something was left running
+
+
+def _on_sigterm(signum, frame):
+    """meson's timeout (SIGTERM, then SIGKILL half a second later): kill
+    every process we started at once, then unwind, so that `with` blocks
+    and finally clauses still tidy up (and what a failed test leaves is
+    kept for a look)."""
+    # Once is enough (a handler, not SIG_IGN, which what we start would inherit).
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    for pgid in list(_groups):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    for pid in descendants():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    print(f"terminated by signal {signum}: killed every process this test started", flush=True)
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_at_exit)
+signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+# ------------------------------------------------------------ ports
+
 _ports_handed_out = set()
 
 
@@ -60,6 +270,7 @@ def reachable_by_everyone(path):
     if all(os.stat(d).st_mode & 0o001 for d in dirs) and os.stat(path).st_mode & 0o001:
         return path
     copy_dir = tempfile.mkdtemp(prefix="cashpayd-bin-")
+    _scratch_dirs.add(copy_dir)
     os.chmod(copy_dir, 0o755)
     copy = os.path.join(copy_dir, os.path.basename(path))
     shutil.copy2(path, copy)
@@ -95,6 +306,7 @@ class Daemon:
     def __init__(self, extra_config=None, secret=SECRET, env=None, start=True, tls=None):
         self.binary = os.environ.get("CASHPAYD") or sys.exit("CASHPAYD is not set")
         self.dir = tempfile.mkdtemp(prefix="cashpayd-test-")
+        _open_dirs.add(self.dir)
         self.db_path = os.path.join(self.dir, "db", "cashpay.db")
         self.secret_path = os.path.join(self.dir, "webhook.secret")
         self.config_path = os.path.join(self.dir, "cashpayd.conf")
@@ -107,20 +319,27 @@ class Daemon:
         self.env.pop("NOTIFY_SOCKET", None)
         self.env.pop("LISTEN_FDS", None)
         self.env.update(env or {})
-        with open(self.secret_path, "w") as f:
-            f.write(secret + "\n")
-        self.tls_context = None
-        extra_config = dict(extra_config or {})
-        if TLS_BY_DEFAULT if tls is None else tls:
-            from tlslib import TestCA
-            self.ca = TestCA(self.dir)
-            cert, key, _ = self.ca.issue("server")
-            extra_config.setdefault("http.tls_cert", cert)
-            extra_config.setdefault("http.tls_key", key)
-            self.tls_context = self.ca.client_context()
-        self.write_config(extra_config)
-        if start:
-            self.start()
+        self.log = None
+        try:
+            with open(self.secret_path, "w") as f:
+                f.write(secret + "\n")
+            self.tls_context = None
+            extra_config = dict(extra_config or {})
+            if TLS_BY_DEFAULT if tls is None else tls:
+                from tlslib import TestCA
+                self.ca = TestCA(self.dir)
+                cert, key, _ = self.ca.issue("server")
+                extra_config.setdefault("http.tls_cert", cert)
+                extra_config.setdefault("http.tls_key", key)
+                self.tls_context = self.ca.client_context()
+            self.write_config(extra_config)
+            if start:
+                self.start()
+        except BaseException:
+            # No __exit__ will run: end what was started, keep the rest.
+            self.kill_tree()
+            self.close(passed=False)
+            raise
 
     def write_config(self, extra):
         sections = {
@@ -141,11 +360,17 @@ class Daemon:
                 f.write("\n")
 
     def start(self, wait=True):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(WRAPPER + [self.binary, "--config", self.config_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        self.launch(WRAPPER + [self.binary, "--config", self.config_path])
         if wait:
             self.wait_ready()
+
+    def launch(self, cmd, **kw):
+        """Start @cmd (the daemon, perhaps under wrappers) logging to the log
+        file, as a process group of its own (see spawn)."""
+        if self.log:
+            self.log.close()
+        self.log = open(self.log_path, "ab")
+        self.proc = spawn(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env, **kw)
 
     def wait_ready(self, timeout=20):
         deadline = time.monotonic() + timeout
@@ -164,28 +389,59 @@ class Daemon:
             return f.read().decode(errors="replace")
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
-        if not self.proc or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("cashpayd did not stop in time:\n" + self.log_text())
+        """@sig to the daemon's whole process group (a forking wrapper's
+        child too); its exit status, once the group has gone."""
+        if not self.proc:
+            return None
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_tree()
+                raise AssertionError("cashpayd did not stop in time:\n" + self.log_text())
+        rc = self.proc.returncode
+        # The rest of the group had the signal too; give it the same time.
+        wait_group(self.proc.pid, timeout)
+        left = end_group(self.proc.pid, timeout)
+        if left:
+            raise AssertionError("still running after cashpayd stopped (now ended): " +
+                                 "; ".join(left))
         if WRAPPER and rc == WRAPPER_ERROR_EXIT:
             raise AssertionError(f"{WRAPPER[0]} reported errors:\n" + self.log_text()[-20000:])
         return rc
+
+    def kill_tree(self):
+        """SIGKILL the daemon and everything in its process group."""
+        if self.proc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            end_group(self.proc.pid)
+
+    def close(self, passed):
+        """The log closed; the directory removed, or kept for a look when
+        the test failed."""
+        if self.log:
+            self.log.close()
+        _open_dirs.discard(self.dir)
+        if passed:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        elif os.path.isdir(self.dir):
+            keep_for_a_look(self.dir)
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.stop()
-        self.log.close()
-        passed = exc_type is None or (exc_type is SystemExit and not exc.code)
-        if passed:  # keep the directory of a failed test for a look
-            shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.stop()
+        except BaseException:
+            self.kill_tree()
+            self.close(passed=False)
+            raise
+        self.close(passed=exc_type is None or (exc_type is SystemExit and not exc.code))
 
     # ------------------------------------------------------------ HTTP
 
@@ -282,4 +538,6 @@ def run_tests(tests):
             print(f"FAIL {test.__name__}: {e}", flush=True)
             import traceback
             traceback.print_exc()
-    sys.exit(1 if failures else 0)
+    global _run_result
+    _run_result = 1 if failures else 0
+    sys.exit(_run_result)

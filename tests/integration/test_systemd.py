@@ -125,23 +125,22 @@ class ServiceDaemon(Daemon):
         return self.wrapper + tool + [self.binary, "--config", self.config_path]
 
     def start(self, wait=True):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=self.env, **self.popen_kw)
+        self.launch(self.command(), **self.popen_kw)
         if wait:
             self.wait_ready()
 
-    def close(self):
+    def close(self, passed=None):
         """Stop; remove the directory unless an exception is on its way
         (its log and database are then kept for a look)."""
-        failing = sys.exc_info()[0] is not None
+        if passed is None:
+            passed = sys.exc_info()[0] is None
         try:
             self.stop()
-        finally:
-            if self.proc and not self.log.closed:
-                self.log.close()
-            if not failing:
-                shutil.rmtree(self.dir, ignore_errors=True)
+        except BaseException:
+            self.kill_tree()
+            super().close(passed=False)
+            raise
+        super().close(passed)
 
     def wait_log(self, text, timeout=15):
         deadline = time.monotonic() + timeout
