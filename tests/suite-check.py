@@ -21,8 +21,8 @@ lies inside that directory.
         a look. Everything in TMPDIR is moved into meson-logs/ for a look,
         and TMPDIR is removed: /tmp is left as the run found it.
 
-Every suite holds both tests; the end check fails if one does not, so that
-`meson test --suite X` is checked as well.
+Every suite holds both tests, so that `meson test --suite X` is checked as
+well; the end check names any suite that does not.
 """
 import json
 import os
@@ -213,8 +213,11 @@ def end(build_root, tmp_root):
     failures = 0
     missing = suites_missing_check(build_root)
     if missing:
-        print(f"FAIL suites without this check: {', '.join(missing)} (tests/meson.build)")
-        failures += 1
+        # A whole run is checked all the same; only `meson test --suite`
+        # of one of these would not be. Said, not failed: a suite added
+        # elsewhere should not break the run.
+        print(f"NOTE suites that do not hold suite-start and suite-leftovers (all_suites in "
+              f"tests/meson.build): {', '.join(missing)}")
     left = our_processes(tmp_root)
     if left:
         # A process that is on its way out gets a moment first.
