@@ -187,7 +187,7 @@ static void test_table(void)
         const struct config_key *keys = config_keys(&n);
         const struct config_section *sections = config_sections(&n_sections);
 
-        CHECK(n == 59);
+        CHECK(n == 62);
         CHECK(n_sections == 8);
         for (size_t i = 0; i < n; i++) {
                 bool known = false;
@@ -428,6 +428,9 @@ static const struct bad_value bad_values[] = {
         { "database", "path", "cashpay.db", "must be an absolute path" },
         { "database", "path", "", "a value is required" },
         { "database", "synchronous", "fsync", "expected one of off, normal, full, extra" },
+        { "database", "backend", "mysql", "expected one of sqlite, postgresql" },
+        { "database", "url", "host=db\x01", "UTF-8 without control characters" },
+        { "database", "password_file", "db-password", "must be an absolute path" },
         { "database", "busy_timeout", "600001", "expected an integer from 0 to 600000 "
           "milliseconds" },
         { "database", "commit_timeout", "99", "expected an integer from 100 to 600000" },
@@ -747,6 +750,35 @@ static void test_rules(void)
                          "overlaps [http] listen '[::]:8080'"));
 }
 
+/* backend = postgresql: a server to talk to, and no API features yet. */
+static void test_rules_database(void)
+{
+        struct config *cfg = NULL;
+
+        CHECK(fails_with("[database]\n\nbackend = postgresql\n", 3,
+                         "backend = postgresql needs url"));
+        CHECK(fails_with("[database]\nurl = host=db1\n", 2, "url is for backend = postgresql"));
+        CHECK(fails_with("[cashpay]\napi_url = http://127.0.0.1:1/v1\ntoken_file = /run/t\n"
+                         "public_url = https://shop.example\n"
+                         "[database]\nbackend = postgresql\nurl = host=db1\n", 6,
+                         "api_url (confirming, reconciling, creating charges) is not supported "
+                         "with [database] backend = postgresql"));
+        CHECK(loads("[database]\nbackend = postgresql\n"
+                    "url = host=db1,db2 dbname=cashpay target_session_attrs=read-write\n"
+                    "password_file = /run/db-password\n", &cfg));
+        if (cfg) {
+                CHECK(cfg->database.backend == DB_BACKEND_POSTGRESQL);
+                CHECK_STR(cfg->database.url, "host=db1,db2 dbname=cashpay "
+                          "target_session_attrs=read-write");
+                CHECK_STR(cfg->database.password_file, "/run/db-password");
+        }
+        config_free(cfg);
+        CHECK(loads("", &cfg));
+        if (cfg)
+                CHECK(cfg->database.backend == DB_BACKEND_SQLITE && !cfg->database.url);
+        config_free(cfg);
+}
+
 #define API "[cashpay]\napi_url = http://127.0.0.1:1/v1\npublic_url = https://shop.example\n"
 
 /* The API half: one way to a token, what confirm = api allows and needs. */
@@ -991,6 +1023,7 @@ int main(void)
         test_rules();
         test_rules_cashpay();
         test_tls();
+        test_rules_database();
         test_credentials_directory();
         test_reload();
         test_names();

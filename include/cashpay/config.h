@@ -28,6 +28,9 @@
 /* tls_cert and tls_key when unset and both credentials exist. */
 #define CONFIG_TLS_CERT_CREDENTIAL "tls-cert"
 #define CONFIG_TLS_KEY_CREDENTIAL "tls-key"
+/* [database] password_file when unset: $CREDENTIALS_DIRECTORY/CONFIG_DB_PASSWORD_CREDENTIAL,
+ * when that file exists (else no password file). */
+#define CONFIG_DB_PASSWORD_CREDENTIAL "db-password"
 /* At most this many addresses in one listen list. */
 #define CONFIG_LISTEN_MAX 16
 
@@ -35,6 +38,7 @@ enum verify_scheme { VERIFY_HMAC, VERIFY_STANDARD_WEBHOOKS, VERIFY_NONE };
 enum hmac_algorithm { HMAC_SHA256, HMAC_SHA512 };
 enum sig_encoding { SIG_HEX, SIG_BASE64 };
 enum db_synchronous { DB_SYNC_OFF, DB_SYNC_NORMAL, DB_SYNC_FULL, DB_SYNC_EXTRA };
+enum db_backend { DB_BACKEND_SQLITE, DB_BACKEND_POSTGRESQL };
 /* [webhook] confirm as written; config_confirm_api() says what it comes to. */
 enum confirm_mode { CONFIRM_AUTO, CONFIRM_API, CONFIRM_NONE };
 
@@ -101,6 +105,9 @@ struct config {
                 unsigned commit_timeout;  /* ms a queued delivery may wait for its commit */
                 unsigned max_batch;       /* deliveries per transaction */
                 size_t wal_warn_bytes;    /* warn (and report unhealthy) past this WAL size */
+                enum db_backend backend;
+                char *url;                /* postgresql: libpq connection string; NULL when unset */
+                char *password_file;      /* NULL: none (resolved: the credential when it exists) */
         } database;
 
         struct {

@@ -1,9 +1,16 @@
 /*
  * store — durable state: deliveries, orders, order events.
  *
- * The only module that speaks SQL. Today it is SQLite in WAL mode; the
- * interface is kept small (open, submit a batch, look up, health, close) so
- * that another engine can sit behind it without the HTTP layer noticing.
+ * The only module that speaks SQL: SQLite in WAL mode, or PostgreSQL
+ * (store_options.backend; src/store/pg-*.c), behind the same calls, so the
+ * HTTP layer, the writer and the state machine never learn which. On
+ * PostgreSQL there is no file: store_check_file() reports whether the
+ * connection is up, store_checkpoint() has nothing to do, store_wal_bytes()
+ * is -1, and -ECONNRESET (connection lost; the store reconnects by itself
+ * with backoff), -ECONNREFUSED and -ETIMEDOUT join the transient errors.
+ * The admin and API functions (store-admin.h, store-api.h) exist for
+ * SQLite only and return -EOPNOTSUPP on a PostgreSQL handle; the
+ * configuration refuses the combinations that would call them.
  *
  * A store handle is used by one thread at a time. The daemon keeps one for
  * its writer thread and separate read-only handles for lookups.
@@ -23,6 +30,10 @@
 struct store;
 
 struct store_options {
+        enum db_backend backend;    /* DB_BACKEND_SQLITE: the file at @path;
+                                     * DB_BACKEND_POSTGRESQL: the server at @url */
+        const char *url;            /* postgresql: libpq connection string */
+        const char *password_file;  /* postgresql: first line is the password; NULL: none */
         const char *path;
         enum db_synchronous synchronous;
         unsigned busy_timeout_ms;

@@ -282,6 +282,28 @@ static const struct config_key keys[] = {
                  "checkpoint cadence (every quarter of it) and SQLite's "
                  "journal_size_limit (half of it)." },
 
+        { .section = "database", .name = "backend", .type = CONFIG_ENUM,
+          .default_value = "sqlite", .choices = "sqlite|postgresql",
+          .offset = OFF(database.backend),
+          .doc = "The database engine. sqlite: the file at path, on this machine. postgresql: "
+                 "the server named by url, which several cashpayd instances on several hosts "
+                 "may share; path, synchronous and wal_warn_bytes then do not apply "
+                 "(durability is the server's synchronous_commit). With postgresql, "
+                 "[cashpay] api_url must stay unset and cashpayctl cannot be used yet." },
+        { .section = "database", .name = "url", .type = CONFIG_STRING,
+          .default_value = "", .max = 1024, .offset = OFF(database.url),
+          .doc = "With backend = postgresql: a libpq connection string, key=value "
+                 "(host=db1,db2 port=5432 dbname=cashpay user=cashpayd "
+                 "target_session_attrs=read-write) or a postgresql:// URI; several hosts "
+                 "make a failover list. Put no password here: see password_file." },
+        { .section = "database", .name = "password_file", .type = CONFIG_PATH,
+          .default_value = "", .max = 180, .offset = OFF(database.password_file),
+          .doc = "With backend = postgresql: a file whose first line is the database "
+                 "password, read at every connection attempt and never logged. Default: "
+                 "$CREDENTIALS_DIRECTORY/db-password when that exists (systemd's "
+                 "LoadCredential=db-password:...), else none (libpq's own ~/.pgpass and "
+                 "PGPASSFILE still apply)." },
+
         /* [return] */
         { .section = "return", .name = "success_url", .type = CONFIG_URL_TEMPLATE,
           .default_value = "", .max = 180, .reloadable = true, .offset = OFF(ret.success_url),

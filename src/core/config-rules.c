@@ -186,6 +186,33 @@ static int check_cashpay(const struct rule_ctx *c)
         return check_token_source(c);
 }
 
+/*
+ * PostgreSQL needs a server to talk to. The store functions of the API
+ * features (fetches, charge requests, reconciliation) exist for SQLite
+ * only so far: refuse the combination rather than fail on first use.
+ */
+static int check_database(const struct rule_ctx *c)
+{
+        const struct config *cfg = c->cfg;
+
+        if (cfg->database.backend != DB_BACKEND_POSTGRESQL) {
+                if (cfg->database.url)
+                        return rule_fail(c, &cfg->database.url, &cfg->database.backend,
+                                         "[database] url is for backend = postgresql");
+                return 0;
+        }
+        if (!cfg->database.url)
+                return rule_fail(c, &cfg->database.backend, NULL,
+                                 "[database] backend = postgresql needs url (a libpq "
+                                 "connection string)");
+        if (cfg->cashpay.api_url)
+                return rule_fail(c, &cfg->cashpay.api_url, &cfg->database.backend,
+                                 "[cashpay] api_url (confirming, reconciling, creating charges) "
+                                 "is not supported with [database] backend = postgresql yet; "
+                                 "unset api_url or use backend = sqlite");
+        return 0;
+}
+
 int config_rules_check(const struct config *cfg, const unsigned *lines, const char *path,
                        char *err, size_t err_len)
 {
@@ -204,6 +231,8 @@ int config_rules_check(const struct config *cfg, const unsigned *lines, const ch
                 r = check_listen(c);
         if (r == 0)
                 r = check_cashpay(c);
+        if (r == 0)
+                r = check_database(c);
         return r;
 }
 
@@ -248,10 +277,32 @@ static int resolve_tls_credentials(struct config *cfg)
         return 0;
 }
 
+/* The database password: the systemd credential only when it is there,
+ * since a server may need none (peer or certificate authentication). */
+static int resolve_db_password(char **file)
+{
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+        if (*file || !dir || !dir[0])
+                return 0;
+        if (asprintf(file, "%s/%s", dir, CONFIG_DB_PASSWORD_CREDENTIAL) < 0) {
+                *file = NULL;
+                return -ENOMEM;
+        }
+        if (access(*file, F_OK) < 0) {
+                free(*file);
+                *file = NULL;
+        }
+        return 0;
+}
+
 int config_resolve_secret_file(struct config *cfg)
 {
         int r;
 
+        r = resolve_db_password(&cfg->database.password_file);
+        if (r < 0)
+                return r;
         r = resolve_tls_credentials(cfg);
         if (r < 0)
                 return r;

@@ -199,6 +199,11 @@ int ctl_open_store(struct ctl *c, enum ctl_store_mode mode)
         r = ctl_load_config(c);
         if (r != 0)
                 return r;
+        /* Its listing, fulfilment and migration queries exist for SQLite only. */
+        if (c->cfg->database.backend != DB_BACKEND_SQLITE)
+                return ctl_fail("cashpayctl does not support [database] backend = postgresql "
+                                "yet: query the database with psql (see the README); cashpayd "
+                                "migrates it at start");
         opts = (struct store_options) {
                 .path = c->cfg->database.path,
                 .synchronous = c->cfg->database.synchronous,

@@ -201,6 +201,9 @@ static int open_database(struct daemon *dmn, const struct config *cfg)
 {
         char err[512];
         struct store_options opts = {
+                .backend = cfg->database.backend,
+                .url = cfg->database.url,
+                .password_file = cfg->database.password_file,
                 .path = cfg->database.path,
                 .synchronous = cfg->database.synchronous,
                 .busy_timeout_ms = cfg->database.busy_timeout,
@@ -208,7 +211,7 @@ static int open_database(struct daemon *dmn, const struct config *cfg)
                 .wal_limit_bytes = (int64_t) cfg->database.wal_warn_bytes,
                 .max_rejected_rows = cfg->webhook.max_rejected_rows,
         };
-        int r = ensure_parent_dir(cfg->database.path);
+        int r = cfg->database.backend == DB_BACKEND_SQLITE ? ensure_parent_dir(cfg->database.path) : 0;
 
         if (r < 0)
                 return log_err_errno(r, "cannot create the directory of %s", cfg->database.path);
@@ -294,7 +297,8 @@ static void announce(const struct config *cfg, const struct daemon *dmn)
                    "(schema %d), verification %s",
                    CASHPAY_VERSION, dmn->sockets.n_http, dmn->sockets.n_admin,
                    cfg->http.tls_cert ? " (public ones HTTPS)" : "",
-                   cfg->database.path, store_schema_version(),
+                   cfg->database.backend == DB_BACKEND_SQLITE ? cfg->database.path : "on PostgreSQL",
+                   store_schema_version(),
                    config_verify_scheme_name(cfg->webhook.verify));
 }
 

@@ -73,6 +73,9 @@ int reader_pool_new(const struct config *cfg, unsigned size, struct reader_pool 
         /* Lookups must not queue behind a foreign lock for long: they
          * serve a customer's browser, which simply reloads. */
         struct store_options opts = {
+                .backend = cfg->database.backend,
+                .url = cfg->database.url,
+                .password_file = cfg->database.password_file,
                 .path = cfg->database.path,
                 .synchronous = cfg->database.synchronous,
                 .busy_timeout_ms = cfg->database.busy_timeout < 1000 ? cfg->database.busy_timeout : 1000,

@@ -42,7 +42,11 @@ enum store_stmt {
         _STMT_MAX,
 };
 
+struct pg_store;
+
 struct store {
+        struct pg_store *pg;     /* backend = postgresql: every call goes there (pg-store.h);
+                                  * then db is NULL */
         sqlite3 *db;
         char *path;              /* database file as opened */
         char *wal_path;          /* path + "-wal" */

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "src/store/pg-store.h"
 #include "src/store/store-internal.h"
 
 /* Beyond the deliveries a batch adds itself, a trim deletes at most this
@@ -193,6 +194,8 @@ static int prune_delete(struct store *s, const char *cutoff_iso, unsigned limit,
 int store_prune_rejected(struct store *s, const char *cutoff_iso, unsigned limit, bool dry_run,
                          int64_t *ret_count)
 {
+        if (s->pg)
+                return pg_store_prune_rejected(s->pg, cutoff_iso, limit, dry_run, ret_count);
         int64_t n = 0;
         int r;
 
@@ -220,5 +223,7 @@ int store_prune_rejected(struct store *s, const char *cutoff_iso, unsigned limit
 
 int64_t store_rejected_rows(struct store *s)
 {
+        if (s->pg)
+                return pg_store_rejected_rows(s->pg);
         return s->rejected_rows;
 }

@@ -110,6 +110,8 @@ int store_errno_from_sqlite(int rc)
 
 int store_prepare(struct store *s, const char *sql, sqlite3_stmt **ret)
 {
+        if (!s->db)
+                return -EOPNOTSUPP; /* a PostgreSQL handle: see config-rules.c */
         int rc;
 
         *ret = NULL;
@@ -124,6 +126,8 @@ int store_prepare(struct store *s, const char *sql, sqlite3_stmt **ret)
 
 int store_stmt(struct store *s, enum store_stmt id, sqlite3_stmt **ret)
 {
+        if (!s->db)
+                return -EOPNOTSUPP; /* a PostgreSQL handle: see config-rules.c */
         int rc;
 
         if (!s->stmt[id]) {

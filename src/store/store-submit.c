@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "src/store/pg-store.h"
 #include "src/store/store-internal.h"
 
 /* The error column of a repeat caught by its webhook-id. */
@@ -410,6 +411,8 @@ static int run_batch(struct store *s, struct delivery *const *items, size_t n, b
 
 int store_submit(struct store *s, struct delivery *const *items, size_t n)
 {
+        if (s->pg)
+                return pg_store_submit(s->pg, items, n);
         int r;
 
         if (s->read_only)

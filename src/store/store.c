@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/store/pg-store.h"
 #include "src/store/store-internal.h"
 
 /* STRICT tables came with SQLite 3.37. */
@@ -268,8 +269,30 @@ static void tune_sqlite_once(void)
         (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* A handle whose every call goes to pg-store.c. */
+static int store_new_pg(const struct store_options *opts, struct store **ret, char *err,
+                        size_t err_len)
+{
+        struct store *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->read_only = opts->read_only;
+        s->rejected_rows = -1;
+        r = pg_store_new(opts, &s->pg, err, err_len);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
 int store_new(const struct store_options *opts, struct store **ret, char *err, size_t err_len)
 {
+        if (opts->backend == DB_BACKEND_POSTGRESQL)
+                return store_new_pg(opts, ret, err, err_len);
         static pthread_once_t tuned = PTHREAD_ONCE_INIT;
         struct store *s;
         int r;
@@ -298,6 +321,11 @@ int store_new(const struct store_options *opts, struct store **ret, char *err, s
 
 void store_free(struct store *s)
 {
+        if (s && s->pg) {
+                pg_store_free(s->pg);
+                free(s);
+                return;
+        }
         if (!s)
                 return;
         store_finalize_all(s);
@@ -311,6 +339,8 @@ void store_free(struct store *s)
 
 int store_get_order(struct store *s, const char *charge_id, struct order_record *ret)
 {
+        if (s->pg)
+                return pg_store_get_order(s->pg, charge_id, ret);
         sqlite3_stmt *st;
         int r, rc;
 
@@ -333,6 +363,8 @@ int store_get_order(struct store *s, const char *charge_id, struct order_record 
 
 int store_check_file(struct store *s)
 {
+        if (s->pg)
+                return pg_store_check_connection(s->pg); /* no file: the connection */
         struct stat st;
 
         /* a database deleted or replaced under a running daemon would take
@@ -349,6 +381,8 @@ int store_check_file(struct store *s)
 
 int store_probe_write(struct store *s)
 {
+        if (s->pg)
+                return pg_store_probe_write(s->pg);
         char sql[48];
         int version, r;
 
@@ -376,6 +410,8 @@ int store_probe_write(struct store *s)
 
 int store_health(struct store *s)
 {
+        if (s->pg)
+                return pg_store_health(s->pg);
         sqlite3_stmt *q;
         int r, rc;
 
@@ -392,6 +428,8 @@ int store_health(struct store *s)
 
 int store_checkpoint(struct store *s, bool truncate)
 {
+        if (s->pg)
+                return 0; /* the server checkpoints on its own */
         int rc;
 
         if (s->read_only)
@@ -413,6 +451,8 @@ int store_checkpoint(struct store *s, bool truncate)
 
 int64_t store_wal_bytes(struct store *s)
 {
+        if (s->pg)
+                return -1; /* the server's WAL is not ours to watch */
         struct stat st;
 
         if (stat(s->wal_path, &st) < 0)
@@ -423,6 +463,14 @@ int64_t store_wal_bytes(struct store *s)
 const char *store_strerror(int r)
 {
         switch (r) {
+        case -ECONNRESET:
+                return "database connection lost";
+        case -ECONNREFUSED:
+                return "cannot connect to the database";
+        case -ETIMEDOUT:
+                return "database statement timed out";
+        case -EOPNOTSUPP:
+                return "not supported by this database backend";
         case 0:
                 return "ok";
         case -EBUSY:

@@ -242,6 +242,12 @@ atexit.register(_at_exit)
 signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+# CASHPAYD_TEST_BACKEND=postgresql runs the same tests on PostgreSQL: each
+# Daemon gets a database of its own on one server the test process starts
+# (pgserver.py), and query() reads it with the values spelled as SQLite's.
+BACKEND = os.environ.get("CASHPAYD_TEST_BACKEND", "sqlite")
+
+
 # ------------------------------------------------------------ ports
 
 _ports_handed_out = set()
@@ -332,6 +338,11 @@ class Daemon:
                 extra_config.setdefault("http.tls_cert", cert)
                 extra_config.setdefault("http.tls_key", key)
                 self.tls_context = self.ca.client_context()
+            self.pg = None
+            if BACKEND == "postgresql":
+                from pgserver import shared_database
+                self.pg, self.pg_db, pg_config = shared_database()
+                extra_config = {**pg_config, **extra_config}
             self.write_config(extra_config)
             if start:
                 self.start()
@@ -486,6 +497,8 @@ class Daemon:
         return conn
 
     def query(self, sql, *args):
+        if self.pg:
+            return self.pg.query_as_sqlite(sql, *args, db=self.pg_db)
         with contextlib.closing(self.db()) as conn:
             return [dict(row) for row in conn.execute(sql, args)]
 

@@ -15,8 +15,11 @@ removes the directory.
 Only the standard library: queries go through the psql client, which
 returns each result as one JSON document.
 """
+import atexit
+import datetime
 import json
 import os
+import re
 import pwd
 import shutil
 import signal
@@ -313,9 +316,47 @@ class PgServer:
         wrapped = f"SELECT coalesce(json_agg(q), '[]'::json) FROM ({text}) AS q"
         return json.loads(self.psql(wrapped, db=db, variables=variables))
 
+    def query_as_sqlite(self, sql, *args, db=DB_NAME):
+        """query(), with each value as the SQLite store spells it, so that
+        one test's assertions hold on both backends: times as ISO-8601 UTC
+        text with milliseconds, booleans as 0/1, bytea as bytes."""
+        return [{k: _as_sqlite(v) for k, v in row.items()} for row in self.query(sql, *args, db=db)]
+
     def execute(self, sql, db=DB_NAME):
         self.psql(sql, db=db)
 
     def _database_exists(self):
         out = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'", db="postgres")
         return out.strip() == "1"
+
+
+_TIMESTAMPTZ = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
+
+
+def _as_sqlite(v):
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, str) and v.startswith("\\x"):
+        return bytes.fromhex(v[2:])
+    if isinstance(v, str) and _TIMESTAMPTZ.fullmatch(v):
+        t = datetime.datetime.fromisoformat(v).astimezone(datetime.timezone.utc)
+        return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    return v
+
+
+_shared = {"server": None, "n": 0}
+
+
+def shared_database():
+    """(server, database name, the [database] config for it): a fresh
+    database on the one server of this test process, started on first use
+    and stopped when the process exits."""
+    if _shared["server"] is None:
+        _shared["server"] = PgServer()
+        atexit.register(_shared["server"].cleanup)
+    pg = _shared["server"]
+    _shared["n"] += 1
+    db = f"test{_shared['n']}"
+    pg.create_database(db)
+    return pg, db, {"database.backend": "postgresql", "database.url": pg.url_for(db),
+                    "database.password_file": pg.password_file}

@@ -1,0 +1,58 @@
+/*
+ * pg-store-internal — the handle and statement helpers shared by
+ * pg-store.c (lifecycle, connection, reads) and pg-submit.c (the write path).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "src/store/pg-internal.h"
+#include "src/store/pg-store.h"
+
+/* Statements prepared on every new connection (pg-store.c holds the SQL). */
+enum pg_stmt {
+        PG_LOCK_ORDERS,          /* lock a batch's existing orders, in charge_id order */
+        PG_ORDER_VIEW,           /* status, amount, currency; locks the row */
+        PG_MESSAGE_SEEN,
+        PG_ORDER_INSERT,         /* ON CONFLICT DO NOTHING: 0 rows when another instance won */
+        PG_ORDER_UPDATE_STATUS,
+        PG_ORDER_FLAG_REVIEW,
+        PG_DELIVERY_INSERT,
+        PG_EVENT_INSERT,
+        PG_EVENTS_LOCK,          /* event ids visible in id order across instances */
+        PG_ORDER_GET,
+        PG_REJECTED_COUNT,
+        PG_REJECTED_TRIM,
+        PG_REJECTED_PRUNE,
+        PG_REJECTED_PRUNE_COUNT,
+        _PG_STMT_MAX,
+};
+
+struct pg_store {
+        PGconn *conn;            /* NULL while disconnected */
+        char *url;
+        char *password_file;     /* NULL: none */
+        bool read_only;
+        int64_t max_rejected;    /* 0: no cap */
+        int64_t rejected_rows;   /* with a cap: as counted at connect, plus what we added; -1 without */
+        int64_t next_connect_ms; /* monotonic; no attempt before */
+        unsigned backoff_ms;
+};
+
+/* pg_store_conn() - the connection, connecting first when it is down and
+ * the backoff allows. 0 or -ECONNRESET. */
+int pg_store_conn(struct pg_store *p);
+
+/* pg_store_run() - execute prepared statement @id with text parameters
+ * (NULL: SQL NULL; @binary_last: the last one is bytea of @last_len bytes).
+ * On failure drops a broken connection and returns pg_errno(); @ret gets
+ * the result on success (the caller clears it). */
+int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params, int n,
+                 bool binary_last, int last_len, PGresult **ret);
+
+/* pg_store_exec() - a plain statement, e.g. BEGIN; drops a broken connection. */
+int pg_store_exec(struct pg_store *p, const char *sql);
+
+/* The time columns as the SQLite store spells them: ISO-8601 UTC with ms. */
+#define PG_ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"

@@ -1,0 +1,412 @@
+/*
+ * pg-store — a PostgreSQL store handle: its connection (lost, then found
+ * again with backoff), the statements prepared on it, and the reads and
+ * small writes outside the webhook batch (pg-submit.c has that).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cashpay/log.h"
+#include "cashpay/timeutil.h"
+#include "src/store/pg-store-internal.h"
+
+#define REJECTED "http_status >= 400"
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+static const struct {
+        const char *sql;
+        int n_params;
+} statements[_PG_STMT_MAX] = {
+        [PG_LOCK_ORDERS] = { "SELECT 1 FROM orders WHERE charge_id = ANY ($1::text[]) "
+                             "ORDER BY charge_id FOR UPDATE", 1 },
+        [PG_ORDER_VIEW] = { "SELECT status, amount, currency FROM orders WHERE charge_id = $1 "
+                            "FOR UPDATE", 1 },
+        [PG_MESSAGE_SEEN] = { "SELECT 1 FROM webhook_deliveries WHERE message_id = $1 "
+                              "AND http_status = 200 LIMIT 1", 1 },
+        [PG_ORDER_INSERT] = {
+                "INSERT INTO orders (charge_id, order_ref, status, amount, currency, "
+                "description, transaction_url, charge_created, first_seen_at, updated_at, "
+                "captured_at, failed_at) "
+                "VALUES ($1, $2, $3, $4::bigint, $5, $6, $7, $8::bigint, $9::timestamptz, "
+                "$9::timestamptz, CASE $3 WHEN 'CAPTURED' THEN $9::timestamptz END, "
+                "CASE $3 WHEN 'FAILED' THEN $9::timestamptz END) "
+                "ON CONFLICT (charge_id) DO NOTHING", 9 },
+        [PG_ORDER_UPDATE_STATUS] = {
+                "UPDATE orders SET status = $2, updated_at = $3::timestamptz, "
+                "captured_at = CASE $2 WHEN 'CAPTURED' THEN coalesce(captured_at, "
+                "$3::timestamptz) ELSE captured_at END, "
+                "failed_at = CASE $2 WHEN 'FAILED' THEN coalesce(failed_at, $3::timestamptz) "
+                "ELSE failed_at END, "
+                "order_ref = coalesce(order_ref, $4), "
+                "description = coalesce(description, $5), "
+                "transaction_url = coalesce(transaction_url, $6) "
+                "WHERE charge_id = $1", 6 },
+        [PG_ORDER_FLAG_REVIEW] = { "UPDATE orders SET needs_review = true, "
+                                   "updated_at = $2::timestamptz WHERE charge_id = $1", 2 },
+        [PG_DELIVERY_INSERT] = {
+                "INSERT INTO webhook_deliveries (received_at, remote_addr, message_id, "
+                "charge_id, claimed_status, outcome, http_status, error, body) "
+                "VALUES ($1::timestamptz, $2, $3, $4, $5, $6, $7::integer, $8, $9::bytea) "
+                "RETURNING id", 9 },
+        [PG_EVENT_INSERT] = {
+                "INSERT INTO order_events (charge_id, from_status, to_status, delivery_id, "
+                "recorded_at) VALUES ($1, $2, $3, $4::bigint, $5::timestamptz) RETURNING id", 5 },
+        /* "cashpay" + 1 in ASCII: not the migrations' lock */
+        [PG_EVENTS_LOCK] = { "SELECT pg_advisory_xact_lock(x'63617368706179'::bigint + 1)", 0 },
+        [PG_ORDER_GET] = {
+                "SELECT charge_id, order_ref, status, amount, currency, description, "
+                "transaction_url, coalesce(charge_created, 0), " PG_ISO("first_seen_at") ", "
+                PG_ISO("updated_at") ", " PG_ISO("captured_at") ", " PG_ISO("failed_at") ", "
+                PG_ISO("fulfilled_at") ", needs_review, return_ref, " PG_ISO("next_check_at")
+                " FROM orders WHERE charge_id = $1", 1 },
+        [PG_REJECTED_COUNT] = { "SELECT count(*) FROM webhook_deliveries WHERE " REJECTED, 0 },
+        /* everything rejected beyond the newest $1, oldest first, at most $2 rows */
+        [PG_REJECTED_TRIM] = {
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+                "WHERE " REJECTED " ORDER BY received_at DESC, id DESC OFFSET $1::bigint "
+                "LIMIT $2::bigint)", 2 },
+        [PG_REJECTED_PRUNE] = {
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+                "WHERE " REJECTED " AND received_at < $1::timestamptz ORDER BY received_at, id "
+                "LIMIT $2::bigint)", 2 },
+        [PG_REJECTED_PRUNE_COUNT] = {
+                "SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries WHERE " REJECTED
+                " AND received_at < $1::timestamptz LIMIT $2::bigint) AS q", 2 },
+};
+
+static char stmt_name[_PG_STMT_MAX][8];
+
+static const char *name_of(enum pg_stmt id)
+{
+        if (!stmt_name[id][0])
+                snprintf(stmt_name[id], sizeof(stmt_name[id]), "s%d", (int) id);
+        return stmt_name[id];
+}
+
+/* The first line of the password file; never copied anywhere but libpq. */
+static int read_password(const char *path, char **ret)
+{
+        _cleanup_(freep) char *line = NULL;
+        size_t cap = 0;
+        FILE *f = fopen(path, "re");
+        ssize_t n;
+
+        if (!f)
+                return -errno;
+        n = getline(&line, &cap, f);
+        fclose(f);
+        if (n < 0)
+                n = 0;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                n--;
+        if (!line && !(line = strdup("")))
+                return -ENOMEM;
+        line[n] = '\0';
+        *ret = TAKE_PTR(line);
+        return 0;
+}
+
+static void password_free(char *pw)
+{
+        if (pw) {
+                explicit_bzero(pw, strlen(pw));
+                free(pw);
+        }
+}
+
+static int prepare_all(PGconn *c, char *err, size_t err_len)
+{
+        for (int i = 0; i < _PG_STMT_MAX; i++) {
+                _cleanup_(PQclearp) PGresult *res = PQprepare(c, name_of(i), statements[i].sql,
+                                                              statements[i].n_params, NULL);
+                int r = pg_errno(c, res);
+                if (r < 0)
+                        return err_set(err, err_len, r, "cannot prepare statement %d: %s", i,
+                                       PQerrorMessage(c));
+        }
+        return 0;
+}
+
+/* One connection attempt: connect, session settings, and (once the schema
+ * is there) the statements. */
+static int connect_once(struct pg_store *p, bool prepare, char *err, size_t err_len)
+{
+        _cleanup_(PQfinishp) PGconn *c = NULL;
+        char *password = NULL;
+        int r;
+
+        if (p->password_file) {
+                r = read_password(p->password_file, &password);
+                if (r < 0)
+                        return err_set(err, err_len, -ECONNREFUSED,
+                                       "cannot read [database] password_file %s: %s",
+                                       p->password_file, strerror(-r));
+        }
+        r = pg_connect(p->url, password, &c, err, err_len);
+        password_free(password);
+        if (r < 0)
+                return r;
+        if (p->read_only)
+                r = pg_exec(c, "SET default_transaction_read_only TO on", err, err_len);
+        if (r >= 0 && prepare)
+                r = prepare_all(c, err, err_len);
+        if (r < 0)
+                return r;
+        p->conn = TAKE_PTR(c);
+        return 0;
+}
+
+int pg_store_conn(struct pg_store *p)
+{
+        char err[512];
+        int64_t now;
+
+        if (p->conn && PQstatus(p->conn) == CONNECTION_OK)
+                return 0;
+        if (p->conn) {
+                PQfinish(p->conn);
+                p->conn = NULL;
+        }
+        now = time_monotonic_ms();
+        if (now < p->next_connect_ms)
+                return -ECONNRESET;
+        if (connect_once(p, true, err, sizeof(err)) < 0) {
+                /* no storm of reconnects from many handles at once */
+                p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : BACKOFF_MIN_MS;
+                if (p->backoff_ms > BACKOFF_MAX_MS)
+                        p->backoff_ms = BACKOFF_MAX_MS;
+                p->next_connect_ms = now + p->backoff_ms;
+                if (!p->read_only)
+                        log_warning("%s; trying again in %u ms", err, p->backoff_ms);
+                return -ECONNRESET;
+        }
+        if (p->backoff_ms && !p->read_only)
+                log_notice("connected to PostgreSQL again");
+        p->backoff_ms = 0;
+        return 0;
+}
+
+/* A connection libpq found broken is dropped here, so the next call reconnects. */
+static int failed(struct pg_store *p, const PGresult *res)
+{
+        int r = pg_errno(p->conn, res);
+
+        if (r == -ECONNRESET || PQstatus(p->conn) != CONNECTION_OK) {
+                PQfinish(p->conn);
+                p->conn = NULL;
+                r = -ECONNRESET;
+        } else if (res && r < 0 && r != -EINVAL && r != -E2BIG) {
+                log_debug("PostgreSQL: %s", PQresultErrorMessage(res));
+        }
+        return r < 0 ? r : -EIO;
+}
+
+int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params, int n,
+                 bool binary_last, int last_len, PGresult **ret)
+{
+        int lengths[16] = { 0 }, formats[16] = { 0 };
+        PGresult *res;
+        int r;
+
+        r = pg_store_conn(p);
+        if (r < 0)
+                return r;
+        if (n > 16)
+                return -EINVAL;
+        if (binary_last && n > 0) {
+                lengths[n - 1] = last_len;
+                formats[n - 1] = 1;
+        }
+        res = PQexecPrepared(p->conn, name_of(id), n, params, lengths, formats, 0);
+        r = pg_errno(p->conn, res);
+        if (r < 0) {
+                r = failed(p, res);
+                PQclear(res);
+                return r;
+        }
+        if (ret)
+                *ret = res;
+        else
+                PQclear(res);
+        return 0;
+}
+
+int pg_store_exec(struct pg_store *p, const char *sql)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        int r = pg_store_conn(p);
+
+        if (r < 0)
+                return r;
+        res = PQexec(p->conn, sql);
+        return pg_errno(p->conn, res) < 0 ? failed(p, res) : 0;
+}
+
+static int count_rejected(struct pg_store *p)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        int r = pg_store_run(p, PG_REJECTED_COUNT, NULL, 0, false, 0, &res);
+
+        if (r < 0)
+                return r;
+        p->rejected_rows = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
+
+int pg_store_new(const struct store_options *opts, struct pg_store **ret, char *err, size_t err_len)
+{
+        struct pg_store *p;
+        int r;
+
+        if (!opts->url || !opts->url[0])
+                return err_set(err, err_len, -EINVAL, "[database] url is not set");
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->read_only = opts->read_only;
+        p->max_rejected = opts->read_only ? 0 : opts->max_rejected_rows;
+        p->rejected_rows = -1;
+        p->url = strdup(opts->url);
+        p->password_file = opts->password_file ? strdup(opts->password_file) : NULL;
+        if (!p->url || (opts->password_file && !p->password_file)) {
+                pg_store_free(p);
+                return -ENOMEM;
+        }
+        r = connect_once(p, false, err, err_len);
+        /* a read-only handle sits in read-only transactions: it only checks */
+        if (r >= 0)
+                r = pg_migrate(p->conn, opts->migrate && !opts->read_only, err, err_len);
+        if (r >= 0)
+                r = prepare_all(p->conn, err, err_len);
+        if (r >= 0 && p->max_rejected > 0) {
+                r = count_rejected(p);
+                if (r < 0)
+                        err_set(err, err_len, r, "cannot count rejected deliveries");
+        }
+        if (r < 0) {
+                pg_store_free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+void pg_store_free(struct pg_store *p)
+{
+        if (!p)
+                return;
+        if (p->conn)
+                PQfinish(p->conn);
+        free(p->url);
+        free(p->password_file);
+        free(p);
+}
+
+/* A text column into a fixed buffer; "" for NULL. */
+static void copy_col(const PGresult *res, int col, char *buf, size_t len)
+{
+        const char *v = PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col);
+
+        snprintf(buf, len, "%s", v);
+}
+
+static int dup_col(const PGresult *res, int col, char **ret)
+{
+        *ret = NULL;
+        if (PQgetisnull(res, 0, col))
+                return 0;
+        *ret = strdup(PQgetvalue(res, 0, col));
+        return *ret ? 0 : -ENOMEM;
+}
+
+int pg_store_get_order(struct pg_store *p, const char *charge_id, struct order_record *o)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        const char *params[] = { charge_id };
+        int r;
+
+        *o = (struct order_record) { 0 };
+        r = pg_store_run(p, PG_ORDER_GET, params, 1, false, 0, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 0)
+                return -ENOENT;
+        if (charge_status_from_name(PQgetvalue(res, 0, 2), &o->status) < 0)
+                return -EIO;
+        copy_col(res, 0, o->charge_id, sizeof(o->charge_id));
+        o->amount = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+        copy_col(res, 4, o->currency, sizeof(o->currency));
+        o->charge_created = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
+        copy_col(res, 8, o->first_seen_at, sizeof(o->first_seen_at));
+        copy_col(res, 9, o->updated_at, sizeof(o->updated_at));
+        copy_col(res, 10, o->captured_at, sizeof(o->captured_at));
+        copy_col(res, 11, o->failed_at, sizeof(o->failed_at));
+        copy_col(res, 12, o->fulfilled_at, sizeof(o->fulfilled_at));
+        o->needs_review = strcmp(PQgetvalue(res, 0, 13), "t") == 0;
+        copy_col(res, 14, o->return_ref, sizeof(o->return_ref));
+        copy_col(res, 15, o->next_check_at, sizeof(o->next_check_at));
+        if (dup_col(res, 1, &o->order_ref) < 0 || dup_col(res, 5, &o->description) < 0 ||
+            dup_col(res, 6, &o->transaction_url) < 0) {
+                order_record_clear(o);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int pg_store_health(struct pg_store *p)
+{
+        /* touches the schema, as SQLite's health check does */
+        return pg_store_exec(p, "SELECT 1 FROM orders LIMIT 1");
+}
+
+int pg_store_check_connection(struct pg_store *p)
+{
+        return p->conn && PQstatus(p->conn) == CONNECTION_OK ? 0 : -ECONNRESET;
+}
+
+int pg_store_probe_write(struct pg_store *p)
+{
+        int r;
+
+        if (p->read_only)
+                return -EROFS;
+        /* a transaction id makes COMMIT write (and flush) a commit record */
+        r = pg_store_exec(p, "BEGIN; SELECT pg_current_xact_id(); COMMIT");
+        if (r < 0 && p->conn)
+                pg_store_exec(p, "ROLLBACK");
+        return r;
+}
+
+int pg_store_prune_rejected(struct pg_store *p, const char *cutoff_iso, unsigned limit,
+                            bool dry_run, int64_t *ret_count)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        char lim[24];
+        const char *params[] = { cutoff_iso, lim };
+        int r;
+
+        if (!dry_run && p->read_only)
+                return -EROFS;
+        snprintf(lim, sizeof(lim), "%" PRId64, limit ? (int64_t) limit : INT64_MAX);
+        r = pg_store_run(p, dry_run ? PG_REJECTED_PRUNE_COUNT : PG_REJECTED_PRUNE, params, 2,
+                         false, 0, &res);
+        if (r < 0)
+                return r;
+        *ret_count = dry_run ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+                             : strtoll(PQcmdTuples(res), NULL, 10);
+        if (!dry_run && p->rejected_rows >= 0) {
+                p->rejected_rows -= *ret_count;
+                if (p->rejected_rows < 0)
+                        p->rejected_rows = 0;
+        }
+        return 0;
+}
+
+int64_t pg_store_rejected_rows(struct pg_store *p)
+{
+        return p->max_rejected > 0 ? p->rejected_rows : -1;
+}

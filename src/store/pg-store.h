@@ -1,0 +1,35 @@
+/*
+ * pg-store — the store interface (cashpay/store.h) on PostgreSQL.
+ *
+ * store.c hands every call on a handle opened with backend = postgresql
+ * to the function of the same name here; the callers never know. A
+ * pg_store owns one libpq connection. When the connection is lost, every
+ * call fails with -ECONNRESET (a 503 for webhooks, /healthz unhealthy)
+ * and the next call after a backoff (100 ms doubling to 5 s) connects
+ * again; nothing needs restarting.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "cashpay/store.h"
+
+struct pg_store;
+
+/* Connects, migrates (with @opts->migrate) or checks the schema. Errors as
+ * store_new(), plus -ECONNREFUSED when no server could be reached. */
+int pg_store_new(const struct store_options *opts, struct pg_store **ret, char *err, size_t err_len);
+void pg_store_free(struct pg_store *p);
+
+/* As store_submit(); -ECONNRESET and -ETIMEDOUT join its transient errors. */
+int pg_store_submit(struct pg_store *p, struct delivery *const *items, size_t n);
+int pg_store_get_order(struct pg_store *p, const char *charge_id, struct order_record *ret);
+/* A round trip to the server (connecting first if due). */
+int pg_store_health(struct pg_store *p);
+/* 0 while the connection is up, without a round trip. */
+int pg_store_check_connection(struct pg_store *p);
+/* A transaction that writes and commits (a transaction id is assigned). */
+int pg_store_probe_write(struct pg_store *p);
+int pg_store_prune_rejected(struct pg_store *p, const char *cutoff_iso, unsigned limit,
+                            bool dry_run, int64_t *ret_count);
+int64_t pg_store_rejected_rows(struct pg_store *p);

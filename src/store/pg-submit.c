@@ -1,0 +1,377 @@
+/*
+ * pg-submit — the write path on PostgreSQL: a batch of deliveries in one
+ * transaction, with several cashpayd instances writing at once.
+ *
+ * Serialising one charge across instances: the batch first locks the rows
+ * of the orders it names that exist (SELECT ... FOR UPDATE, in charge_id
+ * order so that two batches cannot lock each other out), and each
+ * delivery reads its order FOR UPDATE. A charge nobody has seen is
+ * inserted with INSERT ... ON CONFLICT DO NOTHING: when another instance
+ * inserted it first, the insert waits for that transaction, inserts
+ * nothing, and the delivery starts over on the row that now exists. Under
+ * the row lock, each statement (READ COMMITTED) sees every commit before
+ * it, so the message-id check and the state machine see the other
+ * instance's work.
+ *
+ * The change feed: order_events ids come from a sequence, which hands
+ * them out in call order, not commit order. The events of a batch are
+ * therefore written last, under a transaction-scoped advisory lock held
+ * until COMMIT, so ids become visible in increasing order across all
+ * instances and "id > :cursor" never skips one. The lock is the last
+ * thing a batch takes, so it adds no deadlock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cashpay/timeutil.h"
+#include "src/store/pg-store-internal.h"
+
+#define MESSAGE_SEEN_REASON "message id already recorded"
+/* A deadlock or serialisation failure is retried this often before a 503. */
+#define BUSY_RETRIES 3
+
+static void reset_result(struct delivery *d)
+{
+        d->fault = 0;
+        d->id = 0;
+        d->outcome = OUTCOME_APPLIED;
+        d->http_status = 0;
+        d->transition = (struct transition) { 0 };
+        d->had_order = false;
+        d->previous = CHARGE_INITIATED;
+        d->event_id = 0;
+}
+
+static const char *message_id_of(const struct delivery *d)
+{
+        return d->message_id && d->message_id[0] ? d->message_id : NULL;
+}
+
+static int message_seen(struct pg_store *p, const char *message_id, bool *ret)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        const char *params[] = { message_id };
+        int r;
+
+        *ret = false;
+        if (!message_id)
+                return 0;
+        r = pg_store_run(p, PG_MESSAGE_SEEN, params, 1, false, 0, &res);
+        if (r >= 0)
+                *ret = PQntuples(res) > 0;
+        return r;
+}
+
+/* The order's row, locked until COMMIT. */
+static int read_view(struct pg_store *p, const char *charge_id, struct order_view *v)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        const char *params[] = { charge_id };
+        int r;
+
+        *v = (struct order_view) { 0 };
+        r = pg_store_run(p, PG_ORDER_VIEW, params, 1, false, 0, &res);
+        if (r < 0 || PQntuples(res) == 0)
+                return r;
+        if (charge_status_from_name(PQgetvalue(res, 0, 0), &v->status) < 0)
+                return -EIO;
+        v->exists = true;
+        v->amount = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        snprintf(v->currency, sizeof(v->currency), "%s", PQgetvalue(res, 0, 2));
+        return 0;
+}
+
+/* 1 when inserted, 0 when another instance had inserted it first. */
+static int insert_order(struct pg_store *p, const struct charge *c, const char *now)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        char amount[24], created[24];
+        const char *params[] = { c->id, c->order_ref, charge_status_name(c->status), amount,
+                                 c->currency, c->description, c->transaction_url, created, now };
+        int r;
+
+        snprintf(amount, sizeof(amount), "%" PRId64, c->amount);
+        snprintf(created, sizeof(created), "%" PRId64, c->created);
+        r = pg_store_run(p, PG_ORDER_INSERT, params, 9, false, 0, &res);
+        if (r < 0)
+                return r;
+        return strcmp(PQcmdTuples(res), "1") == 0;
+}
+
+static int update_one(struct pg_store *p, enum pg_stmt id, const char *const *params, int n)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        int r = pg_store_run(p, id, params, n, false, 0, &res);
+
+        if (r >= 0 && strcmp(PQcmdTuples(res), "1") != 0)
+                return -EIO;
+        return r;
+}
+
+/* 1 when done, 0 when the insert lost a race and the delivery must start over. */
+static int apply_transition(struct pg_store *p, const struct transition *t, const struct charge *c,
+                            const char *now)
+{
+        if (t->insert_order)
+                return insert_order(p, c, now);
+        if (t->change_status) {
+                const char *params[] = { c->id, charge_status_name(c->status), now, c->order_ref,
+                                         c->description, c->transaction_url };
+                int r = update_one(p, PG_ORDER_UPDATE_STATUS, params, 6);
+                return r < 0 ? r : 1;
+        }
+        if (t->flag_review) {
+                const char *params[] = { c->id, now };
+                int r = update_one(p, PG_ORDER_FLAG_REVIEW, params, 2);
+                return r < 0 ? r : 1;
+        }
+        return 1;
+}
+
+static int insert_delivery(struct pg_store *p, struct delivery *d, const char *charge_id,
+                           const char *claimed, const char *error)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        char status[8];
+        const char *params[] = { d->received_at, d->remote_addr, message_id_of(d), charge_id,
+                                 claimed, outcome_name(d->outcome), status, error,
+                                 /* an empty body is '' (what was received), not NULL */
+                                 d->body ? (const char *) d->body : "" };
+        int r;
+
+        if (d->body_len > INT32_MAX)
+                return -E2BIG;
+        snprintf(status, sizeof(status), "%d", d->http_status);
+        r = pg_store_run(p, PG_DELIVERY_INSERT, params, 9, true, (int) d->body_len, &res);
+        if (r >= 0)
+                d->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        return r;
+}
+
+/* Decide under the order's lock and write the order; loops once when a
+ * new charge was inserted by another instance meanwhile. */
+static int decide_and_apply(struct pg_store *p, struct delivery *d, const char *now)
+{
+        struct order_view view;
+        bool seen;
+        int r;
+
+        for (int attempt = 0; attempt < 3; attempt++) {
+                r = read_view(p, d->charge.id, &view);
+                if (r >= 0)
+                        r = message_seen(p, message_id_of(d), &seen);
+                if (r < 0)
+                        return r;
+                if (seen) {
+                        d->had_order = false;
+                        d->transition = (struct transition) { .outcome = OUTCOME_DUPLICATE,
+                                                              .reason = MESSAGE_SEEN_REASON };
+                        return 0;
+                }
+                d->had_order = view.exists;
+                d->previous = view.status;
+                d->transition = state_decide(&view, &d->charge);
+                r = apply_transition(p, &d->transition, &d->charge, now);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
+        return -EBUSY; /* the row kept appearing and vanishing: give the batch up */
+}
+
+static int record_accepted(struct pg_store *p, struct delivery *d, const char *now)
+{
+        int r = decide_and_apply(p, d, now);
+
+        if (r < 0)
+                return r;
+        d->outcome = d->transition.outcome;
+        d->http_status = 200;
+        return insert_delivery(p, d, d->charge.id, charge_status_name(d->charge.status),
+                               d->outcome == OUTCOME_APPLIED ? NULL : d->transition.reason);
+}
+
+static int status_of_rejection(enum outcome o)
+{
+        switch (o) {
+        case OUTCOME_INVALID:
+                return 400;
+        case OUTCOME_UNAUTHORIZED:
+                return 401;
+        case OUTCOME_FORBIDDEN:
+                return 403;
+        default:
+                return 0;
+        }
+}
+
+static int record(struct pg_store *p, struct delivery *d, const char *now)
+{
+        int status, r;
+
+        reset_result(d);
+        if (d->has_charge)
+                return record_accepted(p, d, now);
+        status = status_of_rejection(d->rejected_as);
+        if (status == 0 || status != d->rejected_status)
+                return -EINVAL;
+        d->outcome = d->rejected_as;
+        d->http_status = status;
+        r = insert_delivery(p, d, d->charge.id[0] ? d->charge.id : NULL, NULL, d->error);
+        if (r >= 0 && p->rejected_rows >= 0)
+                p->rejected_rows++;
+        return r;
+}
+
+static bool delivery_fault(int r)
+{
+        return r == -EINVAL || r == -E2BIG;
+}
+
+static int record_isolated(struct pg_store *p, struct delivery *d, const char *now)
+{
+        int r = pg_store_exec(p, "SAVEPOINT delivery");
+
+        if (r < 0)
+                return r;
+        r = record(p, d, now);
+        if (r >= 0)
+                return pg_store_exec(p, "RELEASE SAVEPOINT delivery");
+        if (!delivery_fault(r))
+                return r;
+        reset_result(d);
+        d->fault = r;
+        d->http_status = 500;
+        return pg_store_exec(p, "ROLLBACK TO SAVEPOINT delivery; RELEASE SAVEPOINT delivery");
+}
+
+/* Every existing order of the batch, locked in one statement, in charge_id order. */
+static int lock_orders(struct pg_store *p, struct delivery *const *items, size_t n)
+{
+        size_t len = 3;
+        int r;
+
+        for (size_t i = 0; i < n; i++)
+                if (items[i]->has_charge)
+                        len += strlen(items[i]->charge.id) + 3;
+        if (len == 3)
+                return 0;
+        _cleanup_(freep) char *array = malloc(len);
+        if (!array)
+                return -ENOMEM;
+        /* charge ids are [A-Za-z0-9_-] (charge.c): nothing to escape in "..." */
+        char *w = array;
+        *w++ = '{';
+        for (size_t i = 0; i < n; i++)
+                if (items[i]->has_charge)
+                        w += sprintf(w, "%s\"%s\"", w == array + 1 ? "" : ",", items[i]->charge.id);
+        *w++ = '}';
+        *w = '\0';
+        const char *params[] = { array };
+        r = pg_store_run(p, PG_LOCK_ORDERS, params, 1, false, 0, NULL);
+        return r;
+}
+
+static int insert_events(struct pg_store *p, struct delivery *const *items, size_t n,
+                         const char *now)
+{
+        bool locked = false;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                struct delivery *d = items[i];
+                _cleanup_(PQclearp) PGresult *res = NULL;
+                char delivery_id[24];
+                const char *params[] = { d->charge.id,
+                                         d->had_order ? charge_status_name(d->previous) : NULL,
+                                         charge_status_name(d->charge.status), delivery_id, now };
+
+                if (d->fault < 0 || !d->has_charge || !d->transition.change_status)
+                        continue;
+                if (!locked) {
+                        r = pg_store_run(p, PG_EVENTS_LOCK, NULL, 0, false, 0, NULL);
+                        if (r < 0)
+                                return r;
+                        locked = true;
+                }
+                snprintf(delivery_id, sizeof(delivery_id), "%" PRId64, d->id);
+                r = pg_store_run(p, PG_EVENT_INSERT, params, 5, false, 0, &res);
+                if (r < 0)
+                        return r;
+                d->event_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        }
+        return 0;
+}
+
+/* The cap on rejected rows, as store_submit() describes it for SQLite. */
+static int trim_rejected(struct pg_store *p, int64_t added)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        int64_t slack = p->max_rejected / 100;
+        char keep[24], limit[24];
+        const char *params[] = { keep, limit };
+        int r;
+
+        if (p->max_rejected <= 0)
+                return 0;
+        slack = slack < 1 ? 1 : slack > 1000 ? 1000 : slack;
+        if (p->rejected_rows <= p->max_rejected + slack)
+                return 0;
+        snprintf(keep, sizeof(keep), "%" PRId64, p->max_rejected);
+        snprintf(limit, sizeof(limit), "%" PRId64, 10000 + added);
+        r = pg_store_run(p, PG_REJECTED_TRIM, params, 2, false, 0, &res);
+        if (r < 0)
+                return r;
+        p->rejected_rows -= strtoll(PQcmdTuples(res), NULL, 10);
+        if (p->rejected_rows < p->max_rejected)
+                p->rejected_rows = p->max_rejected; /* an upper bound, as documented */
+        return 0;
+}
+
+static int run_batch(struct pg_store *p, struct delivery *const *items, size_t n, bool isolated)
+{
+        int64_t rejected = p->rejected_rows;
+        char now[TIME_ISO_LEN];
+        int r;
+
+        r = pg_store_exec(p, "BEGIN");
+        if (r < 0)
+                return r;
+        time_format_iso(time_now_ms(), now);
+        r = lock_orders(p, items, n);
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = isolated ? record_isolated(p, items[i], now) : record(p, items[i], now);
+        if (r >= 0)
+                r = trim_rejected(p, p->rejected_rows - rejected);
+        if (r >= 0)
+                r = insert_events(p, items, n, now);
+        /* 2xx only once this returned: a COMMIT that fails (or whose answer
+         * is lost with the connection) is a 503, and the retry is a duplicate */
+        if (r >= 0)
+                r = pg_store_exec(p, "COMMIT");
+        else if (p->conn)
+                pg_store_exec(p, "ROLLBACK");
+        if (r < 0)
+                p->rejected_rows = rejected;
+        return r;
+}
+
+int pg_store_submit(struct pg_store *p, struct delivery *const *items, size_t n)
+{
+        int r;
+
+        if (p->read_only)
+                return -EROFS;
+        if (n == 0)
+                return 0;
+        for (int attempt = 0;; attempt++) {
+                r = run_batch(p, items, n, false);
+                if (delivery_fault(r))
+                        r = run_batch(p, items, n, true);
+                /* a deadlock with another instance: the server chose us; go again */
+                if (r != -EBUSY || attempt + 1 >= BUSY_RETRIES)
+                        return r;
+        }
+}
