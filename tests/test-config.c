@@ -872,6 +872,26 @@ static void test_tls(void)
         if (cfg)
                 CHECK_STR(cfg->http.tls_key, "/etc/k.pem");
         config_free(cfg);
+        /* The database password: the credential only when it exists. */
+        CHECK(config_new_defaults(&cfg) == 0);
+        if (cfg)
+                CHECK(cfg->database.password_file == NULL);
+        config_free(cfg);
+        char pw[sizeof(dir) + 16];
+        snprintf(pw, sizeof(pw), "%s/db-password", dir);
+        f = fopen(pw, "w");
+        CHECK(f != NULL);
+        if (f)
+                fclose(f);
+        CHECK(config_new_defaults(&cfg) == 0);
+        if (cfg)
+                CHECK(cfg->database.password_file && strcmp(cfg->database.password_file, pw) == 0);
+        config_free(cfg);
+        CHECK(loads("[database]\npassword_file = /etc/cashpayd/db-password\n", &cfg));
+        if (cfg)
+                CHECK_STR(cfg->database.password_file, "/etc/cashpayd/db-password");
+        config_free(cfg);
+        unlink(pw);
         unsetenv("CREDENTIALS_DIRECTORY");
         unlink(file);
         rmdir(dir);
