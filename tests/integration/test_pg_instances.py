@@ -225,6 +225,23 @@ def test_server_crash_under_load_loses_nothing_acknowledged():
             d.__exit__(None, None, None)
 
 
+def test_cashpayctl_refuses_postgresql_clearly():
+    """cashpayctl's queries exist for SQLite only: it must say so, not
+    open some SQLite file at [database] path instead."""
+    import os
+    import subprocess
+    db, daemons = instances(1)
+    try:
+        r = subprocess.run([os.environ["CASHPAYCTL"], "--config", daemons[0].config_path, "orders"],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode != 0, "cashpayctl fails")
+        check("does not support [database] backend = postgresql" in r.stderr, r.stderr)
+        check(not os.path.exists(daemons[0].db_path), "no SQLite file created")
+    finally:
+        for d in daemons:
+            d.__exit__(None, None, None)
+
+
 def main():
     global PG
     with PgServer() as PG:
@@ -233,6 +250,7 @@ def main():
             test_three_instances_shuffled_load,
             test_message_id_repeated_at_every_instance_at_once,
             test_server_crash_under_load_loses_nothing_acknowledged,
+            test_cashpayctl_refuses_postgresql_clearly,
         ])
 
 
