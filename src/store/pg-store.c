@@ -323,7 +323,7 @@ static int dup_col(const PGresult *res, int col, char **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
-int pg_store_get_order(struct pg_store *p, const char *charge_id, struct order_record *o)
+static int get_order_once(struct pg_store *p, const char *charge_id, struct order_record *o)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *params[] = { charge_id };
@@ -357,10 +357,25 @@ int pg_store_get_order(struct pg_store *p, const char *charge_id, struct order_r
         return 0;
 }
 
+/*
+ * A connection idle across a server restart only shows it is dead when it
+ * is next used. Reads are safe to repeat, so they go again once on a fresh
+ * connection (pg_store_conn() reconnects at once after a first loss)
+ * instead of failing one page view or health check per idle handle.
+ */
+int pg_store_get_order(struct pg_store *p, const char *charge_id, struct order_record *o)
+{
+        int r = get_order_once(p, charge_id, o);
+
+        return r == -ECONNRESET ? get_order_once(p, charge_id, o) : r;
+}
+
 int pg_store_health(struct pg_store *p)
 {
         /* touches the schema, as SQLite's health check does */
-        return pg_store_exec(p, "SELECT 1 FROM orders LIMIT 1");
+        int r = pg_store_exec(p, "SELECT 1 FROM orders LIMIT 1");
+
+        return r == -ECONNRESET ? pg_store_exec(p, "SELECT 1 FROM orders LIMIT 1") : r;
 }
 
 int pg_store_check_connection(struct pg_store *p)
