@@ -52,9 +52,13 @@ static const struct {
                 "charge_id, claimed_status, outcome, http_status, error, body) "
                 "VALUES ($1::timestamptz, $2, $3, $4, $5, $6, $7::integer, $8, $9::bytea) "
                 "RETURNING id", 9 },
+        /* every event of the batch in one statement, in batch order (ORDINALITY),
+         * so that one charge's events get increasing ids */
         [PG_EVENT_INSERT] = {
                 "INSERT INTO order_events (charge_id, from_status, to_status, delivery_id, "
-                "recorded_at) VALUES ($1, $2, $3, $4::bigint, $5::timestamptz) RETURNING id", 5 },
+                "recorded_at) SELECT c, f, t, d, $5::timestamptz FROM unnest($1::text[], "
+                "$2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS e (c, f, t, d, n) "
+                "ORDER BY n RETURNING id, delivery_id", 5 },
         /* "cashpay" + 1 in ASCII: not the migrations' lock */
         [PG_EVENTS_LOCK] = { "SELECT pg_advisory_xact_lock(x'63617368706179'::bigint + 1)", 0 },
         [PG_ORDER_GET] = {

@@ -274,33 +274,65 @@ static int lock_orders(struct pg_store *p, struct delivery *const *items, size_t
         return r;
 }
 
+/* Appends @text (or NULL) as the next element of the array literal @buf. */
+static void array_add(char *buf, size_t *len, const char *text)
+{
+        *len += sprintf(buf + *len, "%s%s%s%s", *len > 1 ? "," : "", text ? "\"" : "",
+                        text ? text : "NULL", text ? "\"" : "");
+}
+
+/* The batch's status changes, in one INSERT under the events lock. The
+ * values are charge ids ([A-Za-z0-9_-], charge.c), status names and
+ * numbers: nothing in them needs escaping inside "...". */
 static int insert_events(struct pg_store *p, struct delivery *const *items, size_t n,
                          const char *now)
 {
-        bool locked = false;
+        _cleanup_(freep) char *ids = malloc(n * (CHARGE_ID_MAX + 4) + 3);
+        _cleanup_(freep) char *from = malloc(n * 13 + 3), *to = malloc(n * 13 + 3);
+        _cleanup_(freep) char *deliveries = malloc(n * 24 + 3);
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        size_t li = 1, lf = 1, lt = 1, ld = 1, count = 0;
         int r;
 
+        if (!ids || !from || !to || !deliveries)
+                return -ENOMEM;
+        ids[0] = from[0] = to[0] = deliveries[0] = '{';
         for (size_t i = 0; i < n; i++) {
-                struct delivery *d = items[i];
-                _cleanup_(PQclearp) PGresult *res = NULL;
-                char delivery_id[24];
-                const char *params[] = { d->charge.id,
-                                         d->had_order ? charge_status_name(d->previous) : NULL,
-                                         charge_status_name(d->charge.status), delivery_id, now };
+                const struct delivery *d = items[i];
+                char id[24];
 
                 if (d->fault < 0 || !d->has_charge || !d->transition.change_status)
                         continue;
-                if (!locked) {
-                        r = pg_store_run(p, PG_EVENTS_LOCK, NULL, 0, false, 0, NULL);
-                        if (r < 0)
-                                return r;
-                        locked = true;
-                }
-                snprintf(delivery_id, sizeof(delivery_id), "%" PRId64, d->id);
-                r = pg_store_run(p, PG_EVENT_INSERT, params, 5, false, 0, &res);
-                if (r < 0)
-                        return r;
-                d->event_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+                snprintf(id, sizeof(id), "%" PRId64, d->id);
+                array_add(ids, &li, d->charge.id);
+                array_add(from, &lf, d->had_order ? charge_status_name(d->previous) : NULL);
+                array_add(to, &lt, charge_status_name(d->charge.status));
+                array_add(deliveries, &ld, id);
+                count++;
+        }
+        if (count == 0)
+                return 0;
+        strcpy(ids + li, "}");
+        strcpy(from + lf, "}");
+        strcpy(to + lt, "}");
+        strcpy(deliveries + ld, "}");
+        r = pg_store_run(p, PG_EVENTS_LOCK, NULL, 0, false, 0, NULL);
+        if (r < 0)
+                return r;
+        const char *params[] = { ids, from, to, deliveries, now };
+        r = pg_store_run(p, PG_EVENT_INSERT, params, 5, false, 0, &res);
+        if (r < 0)
+                return r;
+        if ((size_t) PQntuples(res) != count)
+                return -EIO;
+        /* each row names its delivery: no reliance on the order of RETURNING */
+        for (int row = 0; row < PQntuples(res); row++) {
+                int64_t event = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+                int64_t delivery = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+                for (size_t i = 0; i < n; i++)
+                        if (items[i]->id == delivery && items[i]->has_charge &&
+                            items[i]->fault == 0)
+                                items[i]->event_id = event;
         }
         return 0;
 }
