@@ -30,6 +30,9 @@ listen = 127.0.0.1:9180
 
 [webhook]
 secret_file = $dev/webhook.secret
+; The daemon does not confirm webhooks with the API yet (cashpayctl sync
+; and reconcile do); auto would mean api once api_url is set.
+confirm = none
 
 [database]
 path = $dev/cashpay.db
@@ -45,6 +48,11 @@ public_url = http://127.0.0.1:8080
 token_url = $sim_url/oauth/token
 client_id = dev-shop
 client_secret_file = $dev/client.secret
+
+; Charges are created with cashpayctl charge create: the daemon does not
+; serve the checkout listener yet.
+[checkout]
+listen =
 
 [log]
 level = debug

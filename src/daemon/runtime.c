@@ -7,8 +7,38 @@
 
 #include "src/daemon/runtime.h"
 
+/*
+ * The configuration language already knows the API half of the daemon
+ * (confirmation by fetch-back, the checkout listener), and cashpayctl acts on
+ * it; the daemon itself does not serve either yet. Starting anyway would be
+ * worse than refusing: with confirm = api, verify = none passes the rules,
+ * and unconfirmed unsigned webhooks would be believed; a merchant's app
+ * would find no checkout listener. So cashpayd (and its --check-config)
+ * names the key to change instead.
+ */
+static int check_daemon_supports(const struct config *cfg, char *err, size_t err_len)
+{
+        if (config_confirm_api(cfg))
+                return err_set(err, err_len, -EOPNOTSUPP,
+                               "[webhook] confirm = api (what confirm = auto means once "
+                               "[cashpay] api_url is set) is not served by this cashpayd yet: "
+                               "set [webhook] confirm = none (cashpayctl sync and reconcile "
+                               "still ask the API)");
+        if (cfg->cashpay.api_url && cfg->checkout.listen.n > 0)
+                return err_set(err, err_len, -EOPNOTSUPP,
+                               "[checkout] listen is not served by this cashpayd yet: set it "
+                               "empty and create charges with cashpayctl charge create");
+        return 0;
+}
+
 int settings_new(struct config *cfg, struct settings **ret, char *err, size_t err_len)
 {
+        int r = check_daemon_supports(cfg, err, err_len);
+
+        if (r < 0) {
+                config_free(cfg);
+                return r;
+        }
         struct settings *s = calloc(1, sizeof(*s));
 
         if (!s) {
@@ -18,7 +48,7 @@ int settings_new(struct config *cfg, struct settings **ret, char *err, size_t er
         s->cfg = cfg;
         verify_params_from_config(cfg, &s->verify);
         if (cfg->webhook.verify != VERIFY_NONE) {
-                int r = secrets_load(cfg->webhook.secret_file, cfg->webhook.verify,
+                r = secrets_load(cfg->webhook.secret_file, cfg->webhook.verify,
                                      &s->secrets, err, err_len);
                 if (r < 0) {
                         settings_free(s);

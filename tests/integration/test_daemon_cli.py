@@ -79,5 +79,27 @@ def test_verify_none_needs_insecure_flag_and_warns():
         check("NOT VERIFIED" in d.log_text(), "loud warning")
 
 
+def test_api_half_not_served_is_refused():
+    """The daemon does not confirm webhooks or serve the checkout listener
+    yet: a configuration that asks for either is refused by name, at
+    --check-config and at start, rather than believing unsigned webhooks
+    or leaving the merchant's app without its listener."""
+    api = {"cashpay.api_url": "http://127.0.0.1:9/v1", "cashpay.public_url": "https://shop.example",
+           "cashpay.token_file": "/nonexistent-token", "checkout.listen": ""}
+    for extra, key in [({}, "confirm"), ({"webhook.confirm": "api"}, "confirm"),
+                       ({"webhook.confirm": "api", "webhook.verify": "none"}, "confirm"),
+                       ({"webhook.confirm": "none", "checkout.listen": "127.0.0.1:9181"},
+                        "[checkout] listen")]:
+        d = Daemon({**api, **extra}, start=False)
+        for args in (["--check-config"], []):
+            r = run("--config", d.config_path, *args)
+            check_eq(r.returncode, 1, f"{extra} {args}: exit")
+            check(key in r.stderr and "not served" in r.stderr, r.stderr)
+    with Daemon({**api, "webhook.confirm": "none"}) as d:
+        status, _ = d.post_json({"id": "chg_apinone", "status": "CAPTURED", "amount": 1,
+                                 "currency": "YER", "created": 0})
+        check_eq(status, 200, "confirm = none with api_url set serves webhooks")
+
+
 if __name__ == "__main__":
     run_tests([v for k, v in list(globals().items()) if k.startswith("test_")])
