@@ -244,7 +244,9 @@ static const struct config_key keys[] = {
                  "and changes nothing, and a webhook that could not be confirmed (API "
                  "unreachable) is answered 503 with outcome deferred. With api, verify = none "
                  "is allowed without insecure_no_verify. none: the webhook is believed. "
-                 "auto: api when [cashpay] api_url is set, else none." },
+                 "auto: api when [cashpay] api_url is set, else none. This cashpayd does "
+                 "not confirm yet: it refuses to start when this comes to api (set none; "
+                 "cashpayctl sync and reconcile still ask the API)." },
 
         /* [database] */
         { .section = "database", .name = "path", .type = CONFIG_PATH,
@@ -409,7 +411,9 @@ static const struct config_key keys[] = {
           .offset = OFF(checkout.listen),
           .doc = "Addresses of the checkout listener (POST /charges), written as in [http] "
                  "listen. Empty disables it. Anyone who reaches it can create charges: keep "
-                 "it on loopback or set token_file." },
+                 "it on loopback or set token_file. This cashpayd does not serve it yet: "
+                 "with [cashpay] api_url set it refuses to start unless listen is empty "
+                 "(cashpayctl charge create creates charges)." },
         { .section = "checkout", .name = "token_file", .type = CONFIG_PATH,
           .default_value = "", .max = 180, .offset = OFF(checkout.token_file),
           .doc = "When set, a file holding the token the merchant's application must send "
