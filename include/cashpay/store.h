@@ -83,6 +83,14 @@ struct delivery {
 /* delivery_clear() - free the owned fields (and the charge); safe on zeroed. */
 void delivery_clear(struct delivery *d);
 
+/* delivery_reset_result() - the result half back to "not stored yet",
+ * before each engine's (re)try of a batch. */
+void delivery_reset_result(struct delivery *d);
+
+/* delivery_message_id() - the webhook-id, or NULL: an empty header is no id
+ * at all and must not match others. */
+const char *delivery_message_id(const struct delivery *d);
+
 /* An order as the return page and cashpayctl see it. */
 struct order_record {
         char charge_id[CHARGE_ID_MAX + 1];

@@ -33,23 +33,6 @@
 /* A deadlock or serialisation failure is retried this often before a 503. */
 #define BUSY_RETRIES 3
 
-static void reset_result(struct delivery *d)
-{
-        d->fault = 0;
-        d->id = 0;
-        d->outcome = OUTCOME_APPLIED;
-        d->http_status = 0;
-        d->transition = (struct transition) { 0 };
-        d->had_order = false;
-        d->previous = CHARGE_INITIATED;
-        d->event_id = 0;
-}
-
-static const char *message_id_of(const struct delivery *d)
-{
-        return d->message_id && d->message_id[0] ? d->message_id : NULL;
-}
-
 static int message_seen(struct pg_store *p, const char *message_id, bool *ret)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
@@ -136,7 +119,7 @@ static int insert_delivery(struct pg_store *p, struct delivery *d, const char *c
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
         char status[8];
-        const char *params[] = { d->received_at, d->remote_addr, message_id_of(d), charge_id,
+        const char *params[] = { d->received_at, d->remote_addr, delivery_message_id(d), charge_id,
                                  claimed, outcome_name(d->outcome), status, error,
                                  /* an empty body is '' (what was received), not NULL */
                                  d->body ? (const char *) d->body : "" };
@@ -162,7 +145,7 @@ static int decide_and_apply(struct pg_store *p, struct delivery *d, const char *
         for (int attempt = 0; attempt < 3; attempt++) {
                 r = read_view(p, d->charge.id, &view);
                 if (r >= 0)
-                        r = message_seen(p, message_id_of(d), &seen);
+                        r = message_seen(p, delivery_message_id(d), &seen);
                 if (r < 0)
                         return r;
                 if (seen) {
@@ -211,7 +194,7 @@ static int record(struct pg_store *p, struct delivery *d, const char *now)
 {
         int status, r;
 
-        reset_result(d);
+        delivery_reset_result(d);
         if (d->has_charge)
                 return record_accepted(p, d, now);
         status = status_of_rejection(d->rejected_as);
@@ -241,7 +224,7 @@ static int record_isolated(struct pg_store *p, struct delivery *d, const char *n
                 return pg_store_exec(p, "RELEASE SAVEPOINT delivery");
         if (!delivery_fault(r))
                 return r;
-        reset_result(d);
+        delivery_reset_result(d);
         d->fault = r;
         d->http_status = 500;
         return pg_store_exec(p, "ROLLBACK TO SAVEPOINT delivery; RELEASE SAVEPOINT delivery");

@@ -52,24 +52,6 @@ static int savepoint(struct store *s, enum store_stmt id)
         return r < 0 ? r : store_stmt_done(st);
 }
 
-static void reset_result(struct delivery *d)
-{
-        d->fault = 0;
-        d->id = 0;
-        d->outcome = OUTCOME_APPLIED;
-        d->http_status = 0;
-        d->transition = (struct transition) { 0 };
-        d->had_order = false;
-        d->previous = CHARGE_INITIATED;
-        d->event_id = 0;
-}
-
-/* An empty webhook-id header is no id at all: it must not match others. */
-static const char *message_id_of(const struct delivery *d)
-{
-        return d->message_id && d->message_id[0] ? d->message_id : NULL;
-}
-
 /* Was this webhook-id already counted (accepted) by an earlier delivery? */
 static int message_seen(struct store *s, const char *message_id, bool *ret)
 {
@@ -211,7 +193,7 @@ static int bind_delivery(sqlite3_stmt *st, const struct delivery *d, const char 
 
         if ((r = bind_text(st, 1, d->received_at)) < 0 ||
             (r = bind_text(st, 2, d->remote_addr)) < 0 ||
-            (r = bind_text(st, 3, message_id_of(d))) < 0 ||
+            (r = bind_text(st, 3, delivery_message_id(d))) < 0 ||
             (r = bind_text(st, 4, charge_id)) < 0 ||
             (r = bind_text(st, 5, claimed)) < 0 ||
             (r = bind_text(st, 6, outcome_name(d->outcome))) < 0 ||
@@ -272,7 +254,7 @@ static int decide(struct store *s, struct delivery *d)
         bool seen;
         int r;
 
-        r = message_seen(s, message_id_of(d), &seen);
+        r = message_seen(s, delivery_message_id(d), &seen);
         if (r < 0)
                 return r;
         if (seen) {
@@ -345,7 +327,7 @@ static int record(struct store *s, struct delivery *d, const char *now)
 {
         int r;
 
-        reset_result(d);
+        delivery_reset_result(d);
         if (d->has_charge)
                 return record_accepted(s, d, now);
         r = record_rejected(s, d);
@@ -371,7 +353,7 @@ static int record_isolated(struct store *s, struct delivery *d, const char *now)
                 return savepoint(s, STMT_RELEASE);
         if (!delivery_fault(r))
                 return r;
-        reset_result(d);
+        delivery_reset_result(d);
         d->fault = r;
         d->http_status = 500; /* for callers that answer from http_status */
         r = savepoint(s, STMT_ROLLBACK_TO);

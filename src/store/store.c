@@ -511,6 +511,23 @@ void delivery_clear(struct delivery *d)
         memset(d, 0, sizeof(*d));
 }
 
+void delivery_reset_result(struct delivery *d)
+{
+        d->fault = 0;
+        d->id = 0;
+        d->outcome = OUTCOME_APPLIED;
+        d->http_status = 0;
+        d->transition = (struct transition) { 0 };
+        d->had_order = false;
+        d->previous = CHARGE_INITIATED;
+        d->event_id = 0;
+}
+
+const char *delivery_message_id(const struct delivery *d)
+{
+        return d->message_id && d->message_id[0] ? d->message_id : NULL;
+}
+
 void order_record_clear(struct order_record *o)
 {
         if (!o)
