@@ -46,6 +46,13 @@ struct api_options {
         size_t max_response;            /* bytes */
         const char *order_ref_field;    /* as for charge_parse(), or NULL */
         unsigned get_retries;           /* further attempts of a failing GET */
+        /* Optional, for metrics: runs on the client's thread after every
+         * attempt on the wire (retries and token requests included) and
+         * must only count. @endpoint is "charges.get", "charges.create" or
+         * "token"; @http_status 0 when nothing was answered. */
+        void (*on_attempt)(const char *endpoint, int http_status, int64_t duration_us,
+                           void *data);
+        void *on_attempt_data;
 };
 
 /* api_options_from_config() - the options [cashpay] and [webhook] give

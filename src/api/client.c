@@ -455,6 +455,19 @@ static void start_token_request(struct api_client *c)
         }
 }
 
+/* One attempt for the on_attempt hook: its answer and time on the wire. */
+static void report_attempt(struct api_client *c, CURL *e, const char *endpoint)
+{
+        curl_off_t us = 0;
+        long status = 0;
+
+        if (!c->o.on_attempt)
+                return;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);
+        c->o.on_attempt(endpoint, (int) status, (int64_t) us, c->o.on_attempt_data);
+}
+
 static void count_connects(struct api_client *c, CURL *e, bool request)
 {
         long n = 0;
@@ -482,6 +495,7 @@ static void token_request_done(struct api_client *c, CURLcode rc)
         long status = 0;
 
         count_connects(c, r->easy, false);
+        report_attempt(c, r->easy, "token");
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
         if (rc != CURLE_OK)
                 snprintf(detail, sizeof(detail), "%s", transport_detail(rc, r));
@@ -630,6 +644,7 @@ static void request_done(struct api_client *c, struct req *r, CURLcode rc)
         long status = 0;
 
         count_connects(c, r->easy, true);
+        report_attempt(c, r->easy, r->kind == REQ_FETCH ? "charges.get" : "charges.create");
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
         if (rc != CURLE_OK) {
                 if (!r->too_big && retry_later(c, r))

@@ -25,6 +25,7 @@
 #include "src/daemon/http.h"
 #include "src/daemon/metrics.h"
 #include "src/daemon/net.h"
+#include "src/daemon/reconciler.h"
 #include "src/daemon/runtime.h"
 #include "src/daemon/service.h"
 #include "src/daemon/tls.h"
@@ -57,10 +58,11 @@ struct daemon {
         bool owns_sockets;            /* bound here, not passed by systemd */
         struct http_server *http;
         struct admin_server *admin;
+        struct reconciler *reconciler; /* [cashpay] api_url set */
         const char *config_path;
         _Atomic int64_t last_commit_ms;
         sd_event *event;              /* the main loop */
-        struct timer timers[4];       /* its periodic jobs */
+        struct timer timers[5];       /* its periodic jobs */
         uint64_t watchdog_usec;       /* WATCHDOG_USEC=, 0: no watchdog */
         bool wal_warned;
 };
@@ -277,6 +279,11 @@ static int start_serving(struct daemon *dmn, const struct config *cfg)
                 r = tls_install(cfg->http.tls_cert, cfg->http.tls_key, err, sizeof(err));
                 if (r < 0)
                         return log_err_return(r, "%s", err);
+        }
+        if (cfg->cashpay.api_url) {
+                r = reconciler_start(&dmn->rt, cfg, &dmn->reconciler, err, sizeof(err));
+                if (r < 0)
+                        return log_err_return(r, "cannot use the CashPay API: %s", err);
         }
         r = http_start(&dmn->rt, dmn->sockets.http, dmn->sockets.n_http, &dmn->http, err, sizeof(err));
         if (r < 0)
@@ -496,6 +503,12 @@ static uint64_t tick_tls_expiry(struct daemon *dmn)
         return TLS_WARNING_EVERY_MS * 1000;
 }
 
+/* Stale INITIATED orders, fetched from the API (reconciler.h). */
+static uint64_t tick_reconcile(struct daemon *dmn)
+{
+        return reconciler_tick(dmn->reconciler);
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *data)
 {
         struct timer *t = data;
@@ -547,7 +560,9 @@ static int run(struct daemon *dmn)
             (tls_not_after() &&
              (r = add_timer(dmn, &dmn->timers[3], "tls-expiry", tick_tls_expiry)) < 0) ||
             (dmn->watchdog_usec &&
-             (r = add_timer(dmn, &dmn->timers[2], "watchdog", tick_watchdog)) < 0))
+             (r = add_timer(dmn, &dmn->timers[2], "watchdog", tick_watchdog)) < 0) ||
+            (dmn->reconciler &&
+             (r = add_timer(dmn, &dmn->timers[4], "reconcile", tick_reconcile)) < 0))
                 return r;
         r = sd_event_loop(dmn->event);
         if (r < 0)
@@ -574,6 +589,9 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
         writer_shutdown(dmn->rt.writer);
         http_stop(dmn->http);
         dmn->http = NULL;
+        /* Its last results still go through the writer. */
+        reconciler_stop(dmn->reconciler);
+        dmn->reconciler = NULL;
         writer_stop(dmn->rt.writer);
         dmn->rt.writer = NULL;
 }
@@ -583,6 +601,7 @@ static void teardown(struct daemon *dmn)
         admin_stop(dmn->admin);
         http_stop(dmn->http);
         tls_shutdown(); /* no handshake runs any more */
+        reconciler_stop(dmn->reconciler);
         writer_stop(dmn->rt.writer);
         reader_pool_free(dmn->rt.readers);
         store_free(dmn->store); /* checkpoints the WAL */

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "build-config.h"
 #include "src/daemon/metrics.h"
@@ -35,6 +36,27 @@ static counter_t commit_count, commit_sum_us, commit_failures;
 static counter_t batch_buckets[N_BATCH + 1];
 static counter_t batch_sum;
 
+/* ---- the CashPay API half */
+static const char *const api_endpoints[] = { "charges.get", "charges.create", "token" };
+#define N_ENDPOINTS (sizeof(api_endpoints) / sizeof(api_endpoints[0]))
+/* 0: no answer (refused, timed out), shown as code="none" */
+static const unsigned api_codes[] = { 0, 200, 201, 400, 401, 404, 409, 422, 429, 500, 502, 503, 504 };
+#define N_API_CODES (sizeof(api_codes) / sizeof(api_codes[0]))
+static const double api_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+#define N_API (sizeof(api_bounds) / sizeof(api_bounds[0]))
+static const char *const reconciled_names[_RECONCILED_MAX] = {
+        "captured", "failed", "initiated", "not_found", "error",
+};
+
+static _Atomic bool api_enabled;
+static counter_t api_requests[N_ENDPOINTS][N_API_CODES + 1]; /* last: any other code */
+static counter_t api_buckets[N_API + 1];
+static counter_t api_count, api_sum_us;
+static counter_t reconciled[_RECONCILED_MAX];
+static _Atomic int64_t initiated_stale;
+static counter_t token_ok, token_failed;
+static _Atomic int64_t token_expires_at_ms;
+
 /* A histogram's buckets: buckets[i] counts values <= bounds[i], the last one the rest. */
 struct histogram {
         const char *name, *help;
@@ -46,6 +68,10 @@ struct histogram {
 static const struct histogram commit_hist = {
         "cashpayd_commit_seconds", "Time to commit one batch.",
         commit_bounds, N_COMMIT, commit_buckets,
+};
+static const struct histogram api_hist = {
+        "cashpayd_api_request_seconds", "Time of one request to the CashPay API, on the wire.",
+        api_bounds, N_API, api_buckets,
 };
 static const struct histogram batch_hist = {
         "cashpayd_batch_size", "Deliveries committed per transaction.",
@@ -97,6 +123,45 @@ void metrics_observe_commit(int64_t commit_us, size_t batch_size, int result)
         bump(&commit_sum_us, (uint64_t) (commit_us > 0 ? commit_us : 0));
         observe(&batch_hist, (double) batch_size);
         bump(&batch_sum, batch_size);
+}
+
+void metrics_api_enable(void)
+{
+        atomic_store(&api_enabled, true);
+}
+
+void metrics_count_reconciled(enum reconciled r)
+{
+        if ((unsigned) r < _RECONCILED_MAX)
+                bump(&reconciled[r], 1);
+}
+
+void metrics_observe_api(const char *endpoint, int http_status, int64_t duration_us)
+{
+        size_t e = 0, i = 0;
+
+        while (e < N_ENDPOINTS && strcmp(api_endpoints[e], endpoint) != 0)
+                e++;
+        if (e == N_ENDPOINTS)
+                return;
+        while (i < N_API_CODES && api_codes[i] != (unsigned) http_status)
+                i++;
+        bump(&api_requests[e][i], 1);
+        observe(&api_hist, (double) duration_us / 1e6);
+        bump(&api_count, 1);
+        bump(&api_sum_us, (uint64_t) (duration_us > 0 ? duration_us : 0));
+}
+
+void metrics_set_initiated_stale(int64_t n)
+{
+        atomic_store(&initiated_stale, n);
+}
+
+void metrics_set_token(uint64_t renewals_ok, uint64_t renewals_failed, int64_t expires_at_ms)
+{
+        atomic_store(&token_ok, renewals_ok);
+        atomic_store(&token_failed, renewals_failed);
+        atomic_store(&token_expires_at_ms, expires_at_ms);
 }
 
 void metrics_totals(struct metrics_totals *ret)
@@ -195,6 +260,52 @@ static void render_histograms(struct text *t)
             (unsigned long long) read_counter(&batch_sum), (unsigned long long) batches);
 }
 
+static void render_api(struct text *t, const struct metrics_gauges *g)
+{
+        int64_t expires = atomic_load(&token_expires_at_ms);
+
+        if (!atomic_load(&api_enabled))
+                return;
+        put(t, "# HELP cashpayd_api_requests_total Requests to the CashPay API by endpoint and "
+               "answer (none: no answer).\n# TYPE cashpayd_api_requests_total counter\n");
+        for (size_t e = 0; e < N_ENDPOINTS; e++) {
+                for (size_t i = 0; i < N_API_CODES; i++) {
+                        char code[16];
+
+                        snprintf(code, sizeof(code), "%u", api_codes[i]);
+                        put(t, "cashpayd_api_requests_total{endpoint=\"%s\",code=\"%s\"} %llu\n",
+                            api_endpoints[e], api_codes[i] ? code : "none",
+                            (unsigned long long) read_counter(&api_requests[e][i]));
+                }
+                put(t, "cashpayd_api_requests_total{endpoint=\"%s\",code=\"other\"} %llu\n",
+                    api_endpoints[e], (unsigned long long) read_counter(&api_requests[e][N_API_CODES]));
+        }
+        render_buckets(t, &api_hist);
+        put(t, "cashpayd_api_request_seconds_sum %.6f\ncashpayd_api_request_seconds_count %llu\n",
+            (double) read_counter(&api_sum_us) / 1e6, (unsigned long long) read_counter(&api_count));
+        put(t, "# HELP cashpayd_reconciled_total Reconciliation fetches of stale INITIATED "
+               "orders by what the API said.\n# TYPE cashpayd_reconciled_total counter\n");
+        for (int r = 0; r < _RECONCILED_MAX; r++)
+                put(t, "cashpayd_reconciled_total{outcome=\"%s\"} %llu\n", reconciled_names[r],
+                    (unsigned long long) read_counter(&reconciled[r]));
+        put(t, "# HELP cashpayd_orders_initiated_stale INITIATED orders due for a "
+               "reconciliation fetch, as of the last sweep.\n"
+               "# TYPE cashpayd_orders_initiated_stale gauge\n"
+               "cashpayd_orders_initiated_stale %lld\n", (long long) atomic_load(&initiated_stale));
+        put(t, "# HELP cashpayd_token_renewals_total Renewals of the CashPay API token by result.\n"
+               "# TYPE cashpayd_token_renewals_total counter\n"
+               "cashpayd_token_renewals_total{result=\"ok\"} %llu\n"
+               "cashpayd_token_renewals_total{result=\"failed\"} %llu\n",
+            (unsigned long long) read_counter(&token_ok),
+            (unsigned long long) read_counter(&token_failed));
+        /* A token file's token does not say when it expires: no sample then. */
+        if (expires != INT64_MAX)
+                put(t, "# HELP cashpayd_token_expiry_seconds Seconds until the CashPay API token "
+                       "expires (0: no token).\n# TYPE cashpayd_token_expiry_seconds gauge\n"
+                       "cashpayd_token_expiry_seconds %lld\n",
+                    (long long) (expires > 0 ? expires / 1000 - g->now : 0));
+}
+
 static void render_gauges(struct text *t, const struct metrics_gauges *g)
 {
         put(t, "# HELP cashpayd_queue_depth Deliveries waiting for the writer.\n"
@@ -226,6 +337,7 @@ int metrics_render(const struct metrics_gauges *g, char **ret, size_t *ret_len)
 
         render_counters(&t);
         render_histograms(&t);
+        render_api(&t, g);
         render_gauges(&t, g);
         if (t.failed || !t.buf) {
                 free(t.buf);

@@ -42,6 +42,7 @@ struct writer {
         struct job **batch;       /* the transaction in progress */
         struct delivery **items;  /* batch[i]->delivery, as store_submit() wants it */
         size_t batch_n;           /* guarded by lock */
+        struct writer_task *tasks, *tasks_tail; /* FIFO, guarded by lock */
 
         _Atomic int64_t commit_started_ms; /* 0 while idle */
         _Atomic int last_result;
@@ -248,10 +249,26 @@ static bool wait_for_work(struct writer *w)
 
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += IDLE_MS / 1000;
-        while (!w->head && !w->stopping)
+        while (!w->head && !w->tasks && !w->stopping)
                 if (pthread_cond_timedwait(&w->wake, &w->lock, &until) == ETIMEDOUT)
-                        return !w->head && !w->stopping;
+                        return !w->head && !w->tasks && !w->stopping;
         return false;
+}
+
+/* Run the tasks queued now; those posted meanwhile wait for the next round,
+ * so deliveries arriving in between are not kept waiting behind them. */
+static void run_tasks(struct writer *w, struct writer_task *t)
+{
+        while (t) {
+                struct writer_task *next = t->next;
+
+                /* timed like a commit: a task that hangs is a stuck writer */
+                atomic_store(&w->commit_started_ms, time_monotonic_ms());
+                t->run(w->store, t);
+                atomic_store(&w->commit_started_ms, 0);
+                w->dirty = true;
+                t = next;
+        }
 }
 
 static void *writer_main(void *arg)
@@ -262,16 +279,19 @@ static void *writer_main(void *arg)
                 pthread_mutex_lock(&w->lock);
                 /* a due prune waits for no one: it runs when nothing is queued */
                 bool idle = !prune_due(w) && wait_for_work(w);
-                if (!w->head && w->stopping) {
+                if (!w->head && !w->tasks && w->stopping) {
                         pthread_mutex_unlock(&w->lock);
                         break;
                 }
                 size_t n = take_batch(w);
+                struct writer_task *tasks = w->tasks;
+                w->tasks = w->tasks_tail = NULL;
                 pthread_mutex_unlock(&w->lock);
                 if (n > 0)
                         commit_batch(w, n);
-                else if (prune_due(w))
+                else if (!tasks && prune_due(w))
                         prune(w);
+                run_tasks(w, tasks);
                 if (idle)
                         recheck(w);
                 checkpoint(w, idle);
@@ -357,6 +377,26 @@ int writer_submit(struct writer *w, struct job *job)
                         w->head = job;
                 w->tail = job;
                 w->depth++;
+                pthread_cond_signal(&w->wake);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+int writer_post(struct writer *w, struct writer_task *task)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&w->lock);
+        if (w->stopping)
+                r = -ESHUTDOWN;
+        else {
+                task->next = NULL;
+                if (w->tasks_tail)
+                        w->tasks_tail->next = task;
+                else
+                        w->tasks = task;
+                w->tasks_tail = task;
                 pthread_cond_signal(&w->wake);
         }
         pthread_mutex_unlock(&w->lock);

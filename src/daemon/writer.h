@@ -45,6 +45,18 @@ struct job {
         struct job *next;              /* queue link, owned by the writer */
 };
 
+/*
+ * Other work on the writer's database connection (the reconciler's reads
+ * and the fetches it records), so that every write still goes through
+ * this one thread and the one state machine. Run in order between
+ * batches; run() owns the task (frees it). Nothing in one may wait on the
+ * network: a task takes the connection from webhooks while it runs.
+ */
+struct writer_task {
+        void (*run)(struct store *store, struct writer_task *task);
+        struct writer_task *next;      /* owned by the writer */
+};
+
 struct writer_options {
         unsigned max_batch;
         unsigned max_queue;
@@ -76,6 +88,13 @@ void job_unref(struct job *job);
  * never be woken.
  */
 int writer_submit(struct writer *w, struct job *job);
+
+/*
+ * writer_post() - queue @task. Tasks are taken until writer_stop() (also
+ * after writer_shutdown()), and every one taken runs before the thread
+ * ends. Returns 0 or -ESHUTDOWN (then the caller still owns @task).
+ */
+int writer_post(struct writer *w, struct writer_task *task);
 
 /*
  * writer_shutdown() - refuse further jobs (writer_submit() says -ESHUTDOWN) and

@@ -1,0 +1,345 @@
+/*
+ * reconciler — sweeps of stale INITIATED orders; see reconciler.h.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cashpay/api.h"
+#include "cashpay/log.h"
+#include "cashpay/reconcile.h"
+#include "cashpay/store-api.h"
+#include "cashpay/timeutil.h"
+#include "src/daemon/metrics.h"
+#include "src/daemon/reconciler.h"
+
+/* Sweeps come at least this often, and as often as reconcile_after when
+ * that is shorter; after a full sweep the rest follow at once. */
+#define SWEEP_EVERY_MS INT64_C(5000)
+#define SWEEP_AGAIN_MS INT64_C(200)
+
+struct reconciler {
+        struct runtime *rt;
+        struct api_client *api;
+
+        pthread_mutex_t lock;
+        pthread_cond_t idle;
+        unsigned pending;     /* the sweep task, and fetches not yet recorded */
+        bool sweeping;        /* a sweep is handing fetches to the client */
+        bool stopping;
+        /* set on the writer's thread, read by the main loop */
+        _Atomic bool full;    /* the last sweep took as many orders as it could */
+        _Atomic bool unsupported; /* the store cannot list due orders (PostgreSQL) */
+};
+
+struct sweep {
+        struct writer_task task;   /* first: the writer hands this back */
+        struct reconciler *rc;
+        int64_t now_ms;
+        unsigned after_s, for_s, max;
+};
+
+/* One fetch, from the sweep to its record; the result copied off the
+ * client's thread, since the client frees its own after the callback. */
+struct fetch {
+        struct writer_task task;   /* first */
+        struct reconciler *rc;
+        char charge_id[CHARGE_ID_MAX + 1];
+        char requested_at[TIME_ISO_LEN];
+        char next_check_at[TIME_ISO_LEN];
+        struct api_result res;     /* body and charge below, owned */
+        struct charge charge;
+        uint8_t *body;
+};
+
+static struct log_ratelimit fetch_error_log = LOG_RATELIMIT_INIT(5, 60000);
+static struct log_ratelimit store_error_log = LOG_RATELIMIT_INIT(5, 60000);
+
+static void done_one(struct reconciler *rc)
+{
+        pthread_mutex_lock(&rc->lock);
+        rc->pending--;
+        pthread_cond_broadcast(&rc->idle);
+        pthread_mutex_unlock(&rc->lock);
+}
+
+static void fetch_free(struct fetch *f)
+{
+        charge_clear(&f->charge);
+        free(f->body);
+        free(f);
+}
+
+static char *dup_or_null(const char *s)
+{
+        return s ? strdup(s) : NULL;
+}
+
+static enum reconciled classify(const struct fetch *f)
+{
+        if (f->res.has_charge)
+                return f->charge.status == CHARGE_CAPTURED ? RECONCILED_CAPTURED :
+                       f->charge.status == CHARGE_FAILED ? RECONCILED_FAILED :
+                       RECONCILED_INITIATED;
+        return f->res.error == 0 && f->res.http_status == 404 ? RECONCILED_NOT_FOUND
+                                                              : RECONCILED_ERROR;
+}
+
+static void log_recorded(const struct fetch *f, const struct api_fetch *a, enum reconciled what)
+{
+        struct log_fields lf = { .charge_id = f->charge_id };
+
+        if (what == RECONCILED_ERROR) {
+                if (log_rate_ok(&fetch_error_log))
+                        log_fields(LOG_LEVEL_WARNING, &lf, "reconciliation of %s: %s; "
+                                   "looking again at %s", f->charge_id, f->res.detail,
+                                   f->next_check_at);
+                return;
+        }
+        if (what == RECONCILED_NOT_FOUND) {
+                log_fields(LOG_LEVEL_WARNING, &lf, "reconciliation of %s: CashPay knows no "
+                           "such charge; looking again at %s", f->charge_id, f->next_check_at);
+                return;
+        }
+        if (what == RECONCILED_INITIATED)
+                return; /* nothing new, the common case for a customer still paying */
+        lf.outcome = outcome_name(a->transition.outcome);
+        log_fields(a->transition.warn ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, &lf,
+                   "reconciled %s: the API says %s %lld %s: %s%s%s", f->charge_id,
+                   charge_status_name(f->charge.status), (long long) f->charge.amount,
+                   f->charge.currency, lf.outcome, a->transition.reason ? ", " : "",
+                   a->transition.reason ? a->transition.reason : "");
+}
+
+/* On the writer's thread: what the API said, through the one state machine. */
+static void record_run(struct store *store, struct writer_task *task)
+{
+        struct fetch *f = (struct fetch *) task;
+        struct reconciler *rc = f->rc;
+        enum reconciled what = classify(f);
+        struct api_fetch a = {
+                .reason = FETCH_RECONCILE,
+                .http_status = f->res.http_status,
+                .has_charge = f->res.has_charge,
+                .charge = f->charge,
+                .body = f->body,
+                .body_len = f->body ? f->res.body_len : 0,
+                .duration_ms = f->res.duration_ms,
+        };
+        int r;
+
+        snprintf(a.charge_id, sizeof(a.charge_id), "%s", f->charge_id);
+        snprintf(a.requested_at, sizeof(a.requested_at), "%s", f->requested_at);
+        snprintf(a.next_check_at, sizeof(a.next_check_at), "%s", f->next_check_at);
+        if (!a.has_charge)
+                a.error = what == RECONCILED_NOT_FOUND ? "no such charge at CashPay"
+                                                       : f->res.detail;
+        r = store_record_fetch(store, &a);
+        if (r < 0) {
+                /* The order stays due: the next sweep asks again. */
+                if (log_rate_ok(&store_error_log))
+                        log_err("could not record the reconciliation of %s: %s",
+                                f->charge_id, store_strerror(r));
+        } else {
+                metrics_count_reconciled(what);
+                log_recorded(f, &a, what);
+        }
+        fetch_free(f);
+        done_one(rc);
+}
+
+/* On the client's thread: copy, hand to the writer, never wait. */
+static void on_fetched(const struct api_result *r, void *userdata)
+{
+        struct fetch *f = userdata;
+        struct reconciler *rc = f->rc;
+
+        if (r->error == -ECANCELED) /* stopping: the order stays due */
+                goto drop;
+        f->res = *r;
+        f->res.body = NULL;
+        f->res.charge = (struct charge) { 0 };
+        if (r->body_len && (f->body = malloc(r->body_len)))
+                memcpy(f->body, r->body, r->body_len);
+        if (r->has_charge) {
+                f->charge = r->charge;
+                f->charge.description = dup_or_null(r->charge.description);
+                f->charge.transaction_url = dup_or_null(r->charge.transaction_url);
+                f->charge.order_ref = dup_or_null(r->charge.order_ref);
+                if ((r->charge.description && !f->charge.description) ||
+                    (r->charge.transaction_url && !f->charge.transaction_url) ||
+                    (r->charge.order_ref && !f->charge.order_ref))
+                        goto drop; /* out of memory: the next sweep asks again */
+        }
+        f->task.run = record_run;
+        if (writer_post(rc->rt->writer, &f->task) == 0)
+                return;
+drop:
+        fetch_free(f);
+        done_one(rc);
+}
+
+/* Hand one due order's fetch to the client. */
+static void start_fetch(struct reconciler *rc, const struct sweep *s, const struct due_order *d)
+{
+        struct fetch *f = calloc(1, sizeof(*f));
+        int64_t seen;
+
+        if (!f)
+                return;
+        f->rc = rc;
+        snprintf(f->charge_id, sizeof(f->charge_id), "%s", d->charge_id);
+        time_format_iso(s->now_ms, f->requested_at);
+        if (time_parse_iso(d->first_seen_at, &seen) < 0)
+                seen = s->now_ms;
+        time_format_iso(reconcile_next_ms(seen, s->now_ms, s->after_s), f->next_check_at);
+        pthread_mutex_lock(&rc->lock);
+        rc->pending++;
+        pthread_mutex_unlock(&rc->lock);
+        if (api_fetch_charge(rc->api, f->charge_id, on_fetched, f) < 0) {
+                fetch_free(f);
+                done_one(rc);
+        }
+}
+
+static void list_failed(struct reconciler *rc, int r)
+{
+        if (r == -EOPNOTSUPP) {
+                log_warning("reconciliation is not available with this database backend: "
+                            "stale INITIATED orders are not fetched");
+                rc->unsupported = true;
+        } else if (log_rate_ok(&store_error_log)) {
+                log_err("could not list the orders due for reconciliation: %s",
+                        store_strerror(r));
+        }
+}
+
+/* On the writer's thread: list what is due, ask the client for it. */
+static void sweep_run(struct store *store, struct writer_task *task)
+{
+        struct sweep *s = (struct sweep *) task;
+        struct reconciler *rc = s->rc;
+        char now[TIME_ISO_LEN], untouched[TIME_ISO_LEN], given_up[TIME_ISO_LEN];
+        struct due_order *due = calloc(s->max, sizeof(*due));
+        int64_t stale = 0;
+        size_t n = 0;
+        int r = due ? 0 : -ENOMEM;
+
+        pthread_mutex_lock(&rc->lock);
+        bool stopping = rc->stopping;
+        rc->sweeping = !stopping;
+        pthread_mutex_unlock(&rc->lock);
+        if (stopping)
+                goto out;
+        time_format_iso(s->now_ms, now);
+        reconcile_cutoffs(s->now_ms, s->after_s, s->for_s, untouched, given_up);
+        if (r == 0)
+                r = store_due_orders(store, now, untouched, given_up, due, s->max, &n);
+        if (r == 0)
+                r = store_count_due(store, now, untouched, given_up, &stale);
+        if (r < 0)
+                list_failed(rc, r);
+        else
+                metrics_set_initiated_stale(stale);
+        for (size_t i = 0; r == 0 && i < n; i++)
+                start_fetch(rc, s, &due[i]);
+        rc->full = r == 0 && n == s->max;
+        pthread_mutex_lock(&rc->lock);
+        rc->sweeping = false;
+        pthread_mutex_unlock(&rc->lock);
+out:
+        free(due);
+        free(s);
+        done_one(rc);
+}
+
+static void on_attempt(const char *endpoint, int http_status, int64_t duration_us, void *data)
+{
+        metrics_observe_api(endpoint, http_status, duration_us);
+}
+
+int reconciler_start(struct runtime *rt, const struct config *cfg, struct reconciler **ret,
+                     char *err, size_t err_len)
+{
+        struct reconciler *rc = calloc(1, sizeof(*rc));
+        struct api_options o;
+        int r;
+
+        if (!rc)
+                return err_set(err, err_len, -ENOMEM, "out of memory");
+        rc->rt = rt;
+        pthread_mutex_init(&rc->lock, NULL);
+        pthread_cond_init(&rc->idle, NULL);
+        api_options_from_config(cfg, &o);
+        o.on_attempt = on_attempt;
+        r = api_client_new(&o, &rc->api, err, err_len);
+        if (r < 0) {
+                pthread_cond_destroy(&rc->idle);
+                pthread_mutex_destroy(&rc->lock);
+                free(rc);
+                return r;
+        }
+        metrics_api_enable();
+        *ret = rc;
+        return 0;
+}
+
+uint64_t reconciler_tick(struct reconciler *rc)
+{
+        const struct settings *st = runtime_settings_acquire(rc->rt);
+        unsigned after = st->cfg->cashpay.reconcile_after, max = st->cfg->cashpay.max_inflight;
+        struct sweep *s = NULL;
+        struct api_stats as;
+        int64_t every = (int64_t) after * 1000;
+
+        if (every > SWEEP_EVERY_MS)
+                every = SWEEP_EVERY_MS;
+        if (every < SWEEP_AGAIN_MS)
+                every = SWEEP_AGAIN_MS;
+        api_client_stats(rc->api, &as);
+        metrics_set_token(as.token_renewals_ok, as.token_renewals_failed, as.token_expires_at_ms);
+        pthread_mutex_lock(&rc->lock);
+        bool busy = rc->pending > 0 || rc->stopping || rc->unsupported;
+        if (!busy && (s = calloc(1, sizeof(*s))))
+                rc->pending++;
+        pthread_mutex_unlock(&rc->lock);
+        if (s) {
+                *s = (struct sweep) {
+                        .task.run = sweep_run, .rc = rc, .now_ms = time_now_ms(),
+                        .after_s = after, .for_s = st->cfg->cashpay.reconcile_for,
+                        .max = max ? max : 1,
+                };
+                if (writer_post(rc->rt->writer, &s->task) < 0) {
+                        free(s);
+                        done_one(rc);
+                }
+        }
+        runtime_settings_release(rc->rt);
+        /* A sweep still running is looked at again soon; a full one goes on. */
+        if (busy || rc->full)
+                return (uint64_t) SWEEP_AGAIN_MS * 1000;
+        return (uint64_t) every * 1000;
+}
+
+void reconciler_stop(struct reconciler *rc)
+{
+        if (!rc)
+                return;
+        pthread_mutex_lock(&rc->lock);
+        rc->stopping = true;
+        while (rc->sweeping)
+                pthread_cond_wait(&rc->idle, &rc->lock);
+        pthread_mutex_unlock(&rc->lock);
+        /* Fetches still open end with -ECANCELED, and are dropped. */
+        api_client_free(rc->api);
+        pthread_mutex_lock(&rc->lock);
+        while (rc->pending > 0)
+                pthread_cond_wait(&rc->idle, &rc->lock);
+        pthread_mutex_unlock(&rc->lock);
+        pthread_cond_destroy(&rc->idle);
+        pthread_mutex_destroy(&rc->lock);
+        free(rc);
+}

@@ -1,0 +1,45 @@
+/*
+ * reconciler — no order stays wrong because a webhook was lost (CONTRACT
+ * §8.5): the daemon's CashPay API client, and the sweeps that fetch stale
+ * INITIATED orders through it.
+ *
+ * Three threads take part, and none waits for another: the main loop's
+ * timer starts a sweep; the sweep runs on the writer (the database's one
+ * connection), lists the due orders and hands their fetches to the API
+ * client, which only queues them; each result comes back on the client's
+ * thread, is copied and handed back to the writer, which records it with
+ * store_record_fetch() — the api_fetches row, the one state machine (event
+ * source 'api') and the order's next look (reconcile.h). So a slow or dead
+ * API costs the writer nothing, and webhooks keep being committed.
+ *
+ * One sweep at a time, of at most max_inflight orders: the next starts
+ * once every fetch of the last is recorded. A failing API is looked at
+ * again on the order's doubling schedule, like an order still INITIATED.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "cashpay/config.h"
+#include "src/daemon/runtime.h"
+
+struct reconciler;
+
+/*
+ * reconciler_start() - the API client for @cfg ([cashpay] api_url must be
+ * set). Sweeps use @rt's writer and current settings. @err: why not.
+ * Returns 0 or a negative errno.
+ */
+int reconciler_start(struct runtime *rt, const struct config *cfg, struct reconciler **ret,
+                     char *err, size_t err_len);
+
+/* reconciler_tick() - from the main loop: start a sweep unless one is still
+ * running. Returns the microseconds until it wants to be called again. */
+uint64_t reconciler_tick(struct reconciler *rc);
+
+/*
+ * reconciler_stop() - stop the client (requests still open are dropped,
+ * their orders stay due), wait until the writer has recorded every result
+ * already handed to it, free. Before writer_stop(). NULL-safe.
+ */
+void reconciler_stop(struct reconciler *rc);

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""The daemon reconciles stale INITIATED orders through the API (CONTRACT §8.5).
+
+Against cashpay-sim with its webhooks dropped: a paid charge becomes
+CAPTURED and a declined one FAILED within seconds, through the state
+machine (an order_events row with source 'api', an api_fetches row); an
+API that fails leaves the order INITIATED and looks again later
+(next_check_at moves on) while signed webhooks keep being answered 200 at
+once; /metrics counts all of it; and the daemon stops cleanly.
+"""
+import http.client
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+from harness import Daemon, SECRET, check, check_eq, end_group, run_tests, spawn
+
+SIM = os.environ["CASHPAY_SIM"]
+CTL = os.environ["CASHPAYCTL"]
+TOKEN = "reconcile_static_tok_41"
+
+
+class Sim:
+    """cashpay-sim signing webhooks with the daemon's secret, in a process group."""
+
+    def __init__(self, d):
+        token = os.path.join(d.dir, "sim.token")
+        with open(token, "w") as f:
+            f.write(TOKEN + "\n")
+        self.token_file = token
+        self.proc = spawn([sys.executable, SIM, "--listen", "127.0.0.1:0", "--verify", "hmac",
+                           "--secret-file", d.secret_path, "--static-token-file", token],
+                          stdout=subprocess.PIPE,
+                          stderr=open(os.path.join(d.dir, "sim.log"), "ab"))
+        ready, _, _ = select.select([self.proc.stdout], [], [], 10)
+        check(ready, "cashpay-sim did not start")
+        line = self.proc.stdout.readline().decode().strip()
+        check(line.startswith("cashpay-sim listening on http://127.0.0.1:"), line)
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def stop(self):
+        end_group(self.proc.pid, timeout=5)
+        self.proc.wait()
+        self.proc.stdout.close()
+
+    def control(self, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request("POST" if body is not None else "GET", "/_sim/" + path, body=data,
+                         headers={"Content-Type": "application/json"} if data else {})
+            resp = conn.getresponse()
+            raw = resp.read()
+            check_eq(resp.status, 200, f"sim control {path}: {raw[:200]!r}")
+            return json.loads(raw) if raw else None
+        finally:
+            conn.close()
+
+
+def start(reconcile_after=1):
+    d = Daemon(start=False)
+    sim = Sim(d)
+    d.write_config({
+        "cashpay.api_url": f"http://127.0.0.1:{sim.port}/v1",
+        "cashpay.public_url": f"http://127.0.0.1:{d.port}",
+        "cashpay.token_file": sim.token_file,
+        "cashpay.request_timeout": "2",
+        "cashpay.reconcile_after": str(reconcile_after),
+        "webhook.confirm": "none",
+        "checkout.listen": "",
+    })
+    d.start()
+    sim.control("config", {"webhook_drop": True})
+    return d, sim
+
+
+def create(d, ref, amount=2000):
+    proc = subprocess.run([CTL, "--config", d.config_path, "--json", "charge", "create",
+                           "--order-ref", ref, "--amount", str(amount), "--currency", "YER"],
+                          capture_output=True, timeout=30)
+    check_eq(proc.returncode, 0, proc.stderr.decode())
+    return json.loads(proc.stdout)["charge_id"]
+
+
+def order(d, cid):
+    rows = d.query("SELECT status, next_check_at FROM orders WHERE charge_id = ?", cid)
+    return rows[0] if rows else None
+
+
+def wait_for(what, predicate, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def metrics(d):
+    status, _, body = d.admin("/metrics")
+    check_eq(status, 200, "/metrics")
+    out = {}
+    for line in body.decode().splitlines():
+        m = re.match(r"^(cashpayd_(?:reconciled|api_requests|orders_initiated|api_request|"
+                     r"token)[^ ]*) (\S+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def check_api_event(d, cid, to_status):
+    events = d.query("SELECT source, to_status, fetch_id FROM order_events WHERE charge_id = ? "
+                     "AND source = 'api'", cid)
+    check_eq([(e["source"], e["to_status"]) for e in events], [("api", to_status)],
+             f"{cid}: the api event")
+    fetch = d.query("SELECT reason, http_status, status, error FROM api_fetches WHERE id = ?",
+                    events[0]["fetch_id"])
+    check_eq(fetch, [{"reason": "reconcile", "http_status": 200, "status": to_status,
+                      "error": None}], f"{cid}: the fetch the event points at")
+    check(not d.query("SELECT 1 FROM webhook_deliveries WHERE charge_id = ?", cid),
+          f"{cid}: no webhook arrived (dropped)")
+
+
+def finish(d, sim):
+    passed = sys.exc_info()[0] is None
+    if d.proc and d.proc.poll() is None:
+        d.kill_tree()
+    sim.stop()
+    d.close(passed=passed)
+
+
+def test_lost_webhooks_are_reconciled():
+    d, sim = start()
+    try:
+        paid, declined = create(d, "order-paid"), create(d, "order-declined")
+        check_eq(order(d, paid)["status"], "INITIATED", "created INITIATED")
+        started = time.monotonic()
+        sim.control(f"charges/{paid}/pay", {})
+        sim.control(f"charges/{declined}/decline", {})
+        wait_for("CAPTURED", lambda: order(d, paid)["status"] == "CAPTURED")
+        wait_for("FAILED", lambda: order(d, declined)["status"] == "FAILED")
+        took = time.monotonic() - started
+        print(f"   both orders final {took:.1f} s after the payment (reconcile_after = 1)")
+        check(took < 10, f"reconciled in {took:.1f} s")
+        check_api_event(d, paid, "CAPTURED")
+        check_api_event(d, declined, "FAILED")
+        log = d.log_text()
+        check(f"reconciled {paid}: the API says CAPTURED" in log, log[-2000:])
+        check(TOKEN not in log, "no token in the log")
+        check(sim.control("stats")["webhooks"]["dropped"] >= 2, "the sim dropped the webhooks")
+        m = metrics(d)
+        check(m['cashpayd_reconciled_total{outcome="captured"}'] >= 1, m)
+        check(m['cashpayd_reconciled_total{outcome="failed"}'] >= 1, m)
+        check(m['cashpayd_api_requests_total{endpoint="charges.get",code="200"}'] >= 2, m)
+        check(m['cashpayd_api_requests_total{endpoint="charges.create",code="201"}'] == 0,
+              "cashpayctl created the charges, not the daemon")
+        check(m["cashpayd_api_request_seconds_count"] >= 2, m)
+        check("cashpayd_orders_initiated_stale" in m, m)
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
+def test_failing_api_backs_off_and_intake_goes_on():
+    d, sim = start()
+    try:
+        cid = create(d, "order-down")
+        sim.control("config", {"api_fault": "503", "api_fault_on": "fetch"})
+        sim.control(f"charges/{cid}/pay", {})
+        failed = lambda: d.query("SELECT id, http_status, error FROM api_fetches "
+                                 "WHERE charge_id = ? ORDER BY id", cid)
+        first = wait_for("a failed fetch", failed)
+        check_eq(first[0]["http_status"], 503, "recorded with CashPay's answer")
+        check(first[0]["error"], "and why it is no charge")
+        o = order(d, cid)
+        check_eq(o["status"], "INITIATED", "a failing API changes nothing")
+        next1 = o["next_check_at"]
+        check(next1, "next_check_at set")
+
+        # Webhooks are answered at once meanwhile.
+        for i in range(20):
+            t0 = time.monotonic()
+            status, _ = d.post_json({"id": f"chg_intake_{i}", "status": "CAPTURED",
+                                     "amount": 100, "currency": "YER", "created": 0})
+            check_eq(status, 200, "webhook intake while the API fails")
+            check(time.monotonic() - t0 < 1, "intake is not held up by the API")
+
+        wait_for("a second failed fetch", lambda: len(failed()) >= 2)
+        o = order(d, cid)
+        check_eq(o["status"], "INITIATED", "still INITIATED")
+        check(o["next_check_at"] > next1, f"next_check_at moved on: {next1} -> {o['next_check_at']}")
+        m = metrics(d)
+        check(m['cashpayd_reconciled_total{outcome="error"}'] >= 2, m)
+        check(m['cashpayd_api_requests_total{endpoint="charges.get",code="503"}'] >= 2, m)
+        check(m["cashpayd_orders_initiated_stale"] >= 0, m)
+
+        sim.control("config", {"api_fault": "none"})
+        wait_for("CAPTURED once the API is back", lambda: order(d, cid)["status"] == "CAPTURED",
+                 timeout=20)
+        check_api_event(d, cid, "CAPTURED")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
+def test_dead_api_stops_cleanly():
+    """Fetches still open at SIGTERM are dropped, the order stays due."""
+    d, sim = start()
+    try:
+        cid = create(d, "order-hang")
+        sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch"})
+        time.sleep(2.5)
+        t0 = time.monotonic()
+        check_eq(d.stop(), 0, "exit status")
+        check(time.monotonic() - t0 < 5, "stopped without waiting for the API")
+        check_eq(order(d, cid)["status"], "INITIATED", "still INITIATED")
+    finally:
+        finish(d, sim)
+
+
+if __name__ == "__main__":
+    run_tests([v for k, v in list(globals().items()) if k.startswith("test_")])
