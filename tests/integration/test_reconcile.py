@@ -214,7 +214,7 @@ def test_dead_api_stops_cleanly():
     try:
         cid = create(d, "order-hang")
         sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch"})
-        time.sleep(2.5)
+        wait_for("a fetch hanging at the sim", lambda: sim.control("stats")["api_inflight"] >= 1)
         t0 = time.monotonic()
         check_eq(d.stop(), 0, "exit status")
         check(time.monotonic() - t0 < 5, "stopped without waiting for the API")
