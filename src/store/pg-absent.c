@@ -55,3 +55,44 @@ int64_t pg_store_rejected_rows(struct pg_store *p)
 {
         return -1;
 }
+
+int pg_store_record_fetch(struct pg_store *p, struct api_fetch *f)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_store_due_orders(struct pg_store *p, const char *now, const char *untouched_before,
+                        const char *first_seen_after, struct due_order *ret, size_t max,
+                        size_t *ret_n)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_store_count_due(struct pg_store *p, const char *now, const char *untouched_before,
+                       const char *first_seen_after, int64_t *ret)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_store_get_order_by_return_ref(struct pg_store *p, const char *return_ref,
+                                     struct order_record *ret)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_store_charge_plan(struct pg_store *p, const struct charge_ask *ask, struct charge_plan *ret)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_store_charge_created(struct pg_store *p, int64_t request_id, const struct charge *c,
+                            int http_status, const char *now, const char *next_check_at)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_store_charge_attempt(struct pg_store *p, int64_t request_id, bool refused, int http_status,
+                            const char *error, const char *now)
+{
+        return -EOPNOTSUPP;
+}

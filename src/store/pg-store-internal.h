@@ -51,8 +51,23 @@ int pg_store_conn(struct pg_store *p);
 int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params, int n,
                  bool binary_last, int last_len, PGresult **ret);
 
+/* pg_store_query() - as pg_store_run(), for a statement not prepared on
+ * every connection (pg-api.c: calls far rarer than a webhook batch). */
+int pg_store_query(struct pg_store *p, const char *sql, const char *const *params, int n,
+                   bool binary_last, int last_len, PGresult **ret);
+
 /* pg_store_exec() - a plain statement, e.g. BEGIN; drops a broken connection. */
 int pg_store_exec(struct pg_store *p, const char *sql);
+
+/* pg_read_view() - the order's row as the state machine sees it, locked
+ * until COMMIT (FOR UPDATE); !exists when there is none. */
+int pg_read_view(struct pg_store *p, const char *charge_id, struct order_view *v);
+
+/* pg_apply_transition() - write what state_decide() said. 1 when done, 0
+ * when the order's insert lost a race with another instance and the
+ * decision must be made again on the row that now exists. */
+int pg_apply_transition(struct pg_store *p, const struct transition *t, const struct charge *c,
+                        const char *now);
 
 /* The time columns as the SQLite store spells them: ISO-8601 UTC with ms. */
 #define PG_ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"

@@ -239,6 +239,36 @@ int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params,
         return 0;
 }
 
+int pg_store_query(struct pg_store *p, const char *sql, const char *const *params, int n,
+                   bool binary_last, int last_len, PGresult **ret)
+{
+        int lengths[16] = { 0 }, formats[16] = { 0 };
+        PGresult *res;
+        int r;
+
+        r = pg_store_conn(p);
+        if (r < 0)
+                return r;
+        if (n > 16)
+                return -EINVAL;
+        if (binary_last && n > 0) {
+                lengths[n - 1] = last_len;
+                formats[n - 1] = 1;
+        }
+        res = PQexecParams(p->conn, sql, n, NULL, params, lengths, formats, 0);
+        r = pg_errno(p->conn, res);
+        if (r < 0) {
+                r = failed(p, res);
+                PQclear(res);
+                return r;
+        }
+        if (ret)
+                *ret = res;
+        else
+                PQclear(res);
+        return 0;
+}
+
 int pg_store_exec(struct pg_store *p, const char *sql)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;

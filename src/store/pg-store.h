@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cashpay/store.h"
+#include "cashpay/store-api.h"
 
 struct pg_store;
 
@@ -33,3 +34,20 @@ int pg_store_probe_write(struct pg_store *p);
 int pg_store_prune_rejected(struct pg_store *p, const char *cutoff_iso, unsigned limit,
                             bool dry_run, int64_t *ret_count);
 int64_t pg_store_rejected_rows(struct pg_store *p);
+
+/* pg-api.c: store-api.h on PostgreSQL, called by store-api.c after its
+ * own argument checks. Errors as there, plus -ECONNRESET and -ETIMEDOUT.
+ * pg_store_due_orders() claims what it returns (see pg-api.c). */
+int pg_store_record_fetch(struct pg_store *p, struct api_fetch *f);
+int pg_store_due_orders(struct pg_store *p, const char *now, const char *untouched_before,
+                        const char *first_seen_after, struct due_order *ret, size_t max,
+                        size_t *ret_n);
+int pg_store_count_due(struct pg_store *p, const char *now, const char *untouched_before,
+                       const char *first_seen_after, int64_t *ret);
+int pg_store_get_order_by_return_ref(struct pg_store *p, const char *return_ref,
+                                     struct order_record *ret);
+int pg_store_charge_plan(struct pg_store *p, const struct charge_ask *ask, struct charge_plan *ret);
+int pg_store_charge_created(struct pg_store *p, int64_t request_id, const struct charge *c,
+                            int http_status, const char *now, const char *next_check_at);
+int pg_store_charge_attempt(struct pg_store *p, int64_t request_id, bool refused, int http_status,
+                            const char *error, const char *now);

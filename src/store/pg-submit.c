@@ -49,7 +49,7 @@ static int message_seen(struct pg_store *p, const char *message_id, bool *ret)
 }
 
 /* The order's row, locked until COMMIT. */
-static int read_view(struct pg_store *p, const char *charge_id, struct order_view *v)
+int pg_read_view(struct pg_store *p, const char *charge_id, struct order_view *v)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *params[] = { charge_id };
@@ -95,7 +95,7 @@ static int update_one(struct pg_store *p, enum pg_stmt id, const char *const *pa
 }
 
 /* 1 when done, 0 when the insert lost a race and the delivery must start over. */
-static int apply_transition(struct pg_store *p, const struct transition *t, const struct charge *c,
+int pg_apply_transition(struct pg_store *p, const struct transition *t, const struct charge *c,
                             const char *now)
 {
         if (t->insert_order)
@@ -143,7 +143,7 @@ static int decide_and_apply(struct pg_store *p, struct delivery *d, const char *
         int r;
 
         for (int attempt = 0; attempt < 3; attempt++) {
-                r = read_view(p, d->charge.id, &view);
+                r = pg_read_view(p, d->charge.id, &view);
                 if (r >= 0)
                         r = message_seen(p, delivery_message_id(d), &seen);
                 if (r < 0)
@@ -157,7 +157,7 @@ static int decide_and_apply(struct pg_store *p, struct delivery *d, const char *
                 d->had_order = view.exists;
                 d->previous = view.status;
                 d->transition = state_decide(&view, &d->charge);
-                r = apply_transition(p, &d->transition, &d->charge, now);
+                r = pg_apply_transition(p, &d->transition, &d->charge, now);
                 if (r != 0)
                         return r < 0 ? r : 0;
         }

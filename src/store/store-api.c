@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cashpay/store-api.h"
+#include "src/store/pg-store.h"
 #include "src/store/store-internal.h"
 
 static const char *const reason_names[_FETCH_REASON_MAX] = {
@@ -176,6 +177,8 @@ int store_record_fetch(struct store *s, struct api_fetch *f)
                 return -EROFS;
         if (!fetch_valid(f))
                 return -EINVAL;
+        if (s->pg)
+                return pg_store_record_fetch(s->pg, f);
         r = store_check_file(s);
         if (r < 0)
                 return r;
@@ -224,6 +227,9 @@ int store_due_orders(struct store *s, const char *now, const char *untouched_bef
         int r, rc;
 
         *ret_n = 0;
+        if (s->pg)
+                return pg_store_due_orders(s->pg, now, untouched_before, first_seen_after, ret,
+                                           max, ret_n);
         r = store_prepare(s, "SELECT charge_id, first_seen_at, next_check_at FROM ("
                              "SELECT charge_id, first_seen_at, next_check_at, next_check_at AS due "
                              "FROM orders WHERE " DUE_WHERE_CHECKED " UNION ALL "
@@ -254,6 +260,8 @@ int store_count_due(struct store *s, const char *now, const char *untouched_befo
         int r, rc;
 
         *ret = 0;
+        if (s->pg)
+                return pg_store_count_due(s->pg, now, untouched_before, first_seen_after, ret);
         r = store_prepare(s, "SELECT (SELECT count(*) FROM orders WHERE " DUE_WHERE_CHECKED
                              ") + (SELECT count(*) FROM orders WHERE " DUE_WHERE_UNCHECKED ")",
                           &st);
@@ -276,6 +284,8 @@ int store_get_order_by_return_ref(struct store *s, const char *return_ref,
         int r, rc;
 
         *ret = (struct order_record) { 0 };
+        if (s->pg)
+                return pg_store_get_order_by_return_ref(s->pg, return_ref, ret);
         r = store_prepare(s, "SELECT " STORE_ORDER_COLUMNS " FROM orders WHERE return_ref = ?1",
                           &st);
         if (r < 0)
@@ -423,6 +433,8 @@ int store_charge_plan(struct store *s, const struct charge_ask *ask, struct char
         *ret = (struct charge_plan) { 0 };
         if (s->read_only)
                 return -EROFS;
+        if (s->pg)
+                return pg_store_charge_plan(s->pg, ask, ret);
         r = store_check_file(s);
         if (r < 0)
                 return r;
@@ -545,6 +557,9 @@ int store_charge_created(struct store *s, int64_t request_id, const struct charg
                 return -EROFS;
         if (c->status != CHARGE_INITIATED || !charge_id_valid(c->id))
                 return -EINVAL;
+        if (s->pg)
+                return pg_store_charge_created(s->pg, request_id, c, http_status, now,
+                                               next_check_at);
         r = store_check_file(s);
         if (r < 0)
                 return r;
@@ -594,6 +609,9 @@ int store_charge_attempt(struct store *s, int64_t request_id, bool refused, int 
 
         if (s->read_only)
                 return -EROFS;
+        if (s->pg)
+                return pg_store_charge_attempt(s->pg, request_id, refused, http_status, error,
+                                               now);
         r = store_check_file(s);
         if (r < 0)
                 return r;
