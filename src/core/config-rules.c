@@ -188,8 +188,9 @@ static int check_cashpay(const struct rule_ctx *c)
 
 /*
  * PostgreSQL needs a server to talk to. The store functions of the API
- * features (fetches, charge requests, reconciliation) exist for SQLite
- * only so far: refuse the combination rather than fail on first use.
+ * features (fetches, charge requests, reconciliation) exist on both
+ * backends, but the daemon's use of them (the reconciler) has been run end
+ * to end on SQLite only: refuse the combination until it is shown.
  */
 static int check_database(const struct rule_ctx *c)
 {

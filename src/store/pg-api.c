@@ -33,9 +33,11 @@
 #include "cashpay/timeutil.h"
 #include "src/store/pg-store-internal.h"
 
-/* How long a claimed order is left to the instance that claimed it: well
- * beyond one API request's timeout. */
-#define DUE_LEASE "interval '2 minutes'"
+/* How long a claimed order is left to the instance that claimed it: beyond
+ * the longest API request ([cashpay] request_timeout is at most 300 s), so
+ * that a slow fetch is not made twice; an instance that dies delays its
+ * claimed orders by this much. */
+#define DUE_LEASE "interval '10 minutes'"
 /* A deadlock or a lost insert race is decided again this often. */
 #define RETRIES 3
 
