@@ -12,7 +12,7 @@
  * statement (rows another instance is claiming at that moment are skipped:
  * FOR UPDATE SKIP LOCKED). A second instance asking a moment later finds
  * them not due; the fetch's own next_check_at then replaces the lease, and
- * an instance that dies before fetching only delays the order by the lease.
+ * an instance that dies or stops before fetching delays the order by the lease.
  *
  * Charge creation: the partial unique index charge_requests_pending_idx
  * allows one pending request per order_ref. store_charge_plan() locks that
