@@ -25,6 +25,8 @@ struct request {
         bool answered;    /* the 413 for too_large went out mid-body */
         size_t discarded; /* bytes past max_body (or of an unwanted body) thrown away */
         struct job *job;  /* queued delivery, once the body is complete */
+        bool fetch_tried; /* the return page asked the API already (pages.c) */
+        struct page_hold *hold; /* while (and after) it waited for that fetch */
 };
 
 /* ---- replies (http-reply.c) --------------------------------------------- */
@@ -89,3 +91,10 @@ bool pages_route_ok(struct MHD_Connection *conn, const struct settings *s, const
 enum MHD_Result pages_handle(struct MHD_Connection *conn, struct runtime *rt,
                              const struct settings *s, const char *url, struct request *req,
                              size_t *size);
+
+/* pages_request_done() - at a request's completion: let go of its hold. */
+void pages_request_done(struct request *req);
+
+/* pages_expire_holds() - resume the return pages held past their wait
+ * (all of them, and no new holds from then on, when @all). Any thread. */
+void pages_expire_holds(int64_t now_ms, bool all);

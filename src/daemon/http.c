@@ -98,6 +98,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         if (!req)
                 return;
         job_unref(req->job);
+        pages_request_done(req);
         free(req->body);
         free(req);
         *req_cls = NULL;
@@ -219,6 +220,7 @@ void http_expire(struct http_server *srv, int64_t now_ms)
 
         if (!srv)
                 return;
+        pages_expire_holds(now_ms, false);
         unsigned n = deadline_expire(srv->deadlines, now_ms);
         if (n > 0 && log_rate_ok(&rl))
                 log_info("closed %u connection(s) that did not send a whole request within %lld s",
@@ -231,6 +233,12 @@ void http_quiesce(struct http_server *srv)
                 MHD_quiesce_daemon(srv->daemons[i]);
 }
 
+void http_release_held(struct http_server *srv)
+{
+        if (srv)
+                pages_expire_holds(INT64_MAX, true);
+}
+
 void http_stop(struct http_server *srv)
 {
         if (!srv)
@@ -238,6 +246,7 @@ void http_stop(struct http_server *srv)
         /* Quiesced first, MHD leaves the listening socket alone: under
          * socket activation it belongs to systemd and must stay usable. */
         http_quiesce(srv);
+        http_release_held(srv); /* MHD must not stop with a connection suspended */
         for (size_t i = 0; i < srv->n; i++)
                 MHD_stop_daemon(srv->daemons[i]);
         deadline_list_free(srv->deadlines);

@@ -33,6 +33,10 @@ unsigned http_thread_count(const struct config *cfg);
 /* http_quiesce() - stop accepting new connections; in-flight ones go on. */
 void http_quiesce(struct http_server *srv);
 
+/* http_release_held() - answer every return page waiting for an API fetch
+ * now, from the database, and hold no more (stopping). NULL-safe. */
+void http_release_held(struct http_server *srv);
+
 /* http_stop() - stop the MHD daemons (closing idle connections). NULL-safe. */
 void http_stop(struct http_server *srv);
 

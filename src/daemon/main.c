@@ -284,6 +284,7 @@ static int start_serving(struct daemon *dmn, const struct config *cfg)
                 r = reconciler_start(&dmn->rt, cfg, &dmn->reconciler, err, sizeof(err));
                 if (r < 0)
                         return log_err_return(r, "cannot use the CashPay API: %s", err);
+                dmn->rt.reconciler = dmn->reconciler; /* the return page fetches too */
         }
         r = http_start(&dmn->rt, dmn->sockets.http, dmn->sockets.n_http, &dmn->http, err, sizeof(err));
         if (r < 0)
@@ -578,6 +579,7 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
         service_notify_stopping();
         http_quiesce(dmn->http);
         atomic_store(&dmn->rt.draining, true);
+        http_release_held(dmn->http); /* a page waiting for the API answers now */
         while (atomic_load(&dmn->rt.in_flight) > 0 && time_monotonic_ms() < give_up) {
                 writer_expire(dmn->rt.writer, time_monotonic_ms());
                 usleep(10 * 1000);
@@ -592,6 +594,7 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
         /* Its last results still go through the writer. */
         reconciler_stop(dmn->reconciler);
         dmn->reconciler = NULL;
+        dmn->rt.reconciler = NULL;
         writer_stop(dmn->rt.writer);
         dmn->rt.writer = NULL;
 }

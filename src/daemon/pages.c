@@ -2,9 +2,19 @@
  * pages — the routes a customer's browser and the shop's front end use:
  * the return page after paying and the status lookup, both read from a
  * read-only database handle of the reader pool.
+ *
+ * With the API configured, a return page whose order is INITIATED (or not
+ * known yet) first asks the API about that charge (CONTRACT §2, §8.5), at
+ * most once per `refresh` seconds per charge: the connection is suspended
+ * (a "hold") until the reconciler's writer has recorded the answer, or
+ * HOLD_WAIT_MS have passed, and the page is then read from the database
+ * as always, never from the API's answer itself. At most max_inflight
+ * pages are held at a time; beyond that a page answers at once. Every
+ * hold is resumed before the listeners stop (pages_expire_holds(all)).
  */
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +22,125 @@
 #include "cashpay/charge.h"
 #include "cashpay/page.h"
 #include "cashpay/util.h"
+#include "cashpay/timeutil.h"
 #include "src/daemon/http-internal.h"
+#include "src/daemon/reconciler.h"
+
+#define HOLD_WAIT_MS INT64_C(2000)
+
+/* One held return page. Two owners: the request (until its completion)
+ * and the fetch (until its record); freed by the last. */
+struct page_hold {
+        struct page_hold *prev, *next; /* in held_list while suspended */
+        struct MHD_Connection *conn;   /* valid only while !resumed */
+        int64_t deadline_ms;
+        unsigned refs;
+        bool resumed;
+};
+
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct page_hold *held_list; /* under held_lock, as are the fields above */
+static unsigned held_n;
+static bool held_closed;            /* stopping: no new holds */
+
+/* Under held_lock: once, whoever comes first (the record or the deadline). */
+static void hold_resume(struct page_hold *h)
+{
+        if (h->resumed)
+                return;
+        h->resumed = true;
+        if (h->prev)
+                h->prev->next = h->next;
+        else
+                held_list = h->next;
+        if (h->next)
+                h->next->prev = h->prev;
+        held_n--;
+        MHD_resume_connection(h->conn);
+        h->conn = NULL;
+}
+
+static void hold_unref(struct page_hold *h)
+{
+        if (--h->refs == 0)
+                free(h);
+}
+
+/* The fetch is recorded (writer's thread) or dropped (client's thread). */
+static void on_fetch_done(void *data)
+{
+        struct page_hold *h = data;
+
+        pthread_mutex_lock(&held_lock);
+        hold_resume(h);
+        hold_unref(h);
+        pthread_mutex_unlock(&held_lock);
+}
+
+void pages_expire_holds(int64_t now_ms, bool all)
+{
+        pthread_mutex_lock(&held_lock);
+        if (all)
+                held_closed = true;
+        for (struct page_hold *h = held_list, *next; h; h = next) {
+                next = h->next;
+                if (all || h->deadline_ms <= now_ms)
+                        hold_resume(h);
+        }
+        pthread_mutex_unlock(&held_lock);
+}
+
+void pages_request_done(struct request *req)
+{
+        if (!req->hold)
+                return;
+        pthread_mutex_lock(&held_lock);
+        hold_resume(req->hold); /* never still suspended here; kept safe anyway */
+        hold_unref(req->hold);
+        pthread_mutex_unlock(&held_lock);
+        req->hold = NULL;
+}
+
+/*
+ * Suspend @conn and fetch @charge_id, when the page may: the API is
+ * configured, the charge was not fetched within `refresh` seconds, fewer
+ * than max_inflight pages are held. True when the connection is held (the
+ * handler returns MHD_YES without an answer; it is called again on resume).
+ */
+static bool hold_for_fetch(struct MHD_Connection *conn, struct runtime *rt,
+                           const struct settings *s, struct request *req, const char *charge_id)
+{
+        struct reconciler *rc = rt->reconciler;
+        unsigned max = s->cfg->cashpay.max_inflight ? s->cfg->cashpay.max_inflight : 1;
+        int64_t now = time_monotonic_ms();
+        struct page_hold *h;
+
+        req->fetch_tried = true;
+        if (!rc || atomic_load(&rt->draining) ||
+            !reconciler_fetch_due(rc, charge_id, s->cfg->ret.refresh, now))
+                return false;
+        if (!(h = calloc(1, sizeof(*h))))
+                return false;
+        *h = (struct page_hold) { .conn = conn, .deadline_ms = now + HOLD_WAIT_MS, .refs = 2 };
+        pthread_mutex_lock(&held_lock);
+        if (held_closed || held_n >= max) {
+                pthread_mutex_unlock(&held_lock);
+                free(h);
+                return false;
+        }
+        /* Suspended before the fetch can end, so a quick end resumes it. */
+        MHD_suspend_connection(conn);
+        h->next = held_list;
+        if (held_list)
+                held_list->prev = h;
+        held_list = h;
+        held_n++;
+        req->hold = h;
+        pthread_mutex_unlock(&held_lock);
+        if (reconciler_fetch_one(rc, charge_id, now, on_fetch_done, h) < 0)
+                on_fetch_done(h); /* resumed at once: the page as it is */
+        return true;
+}
 
 static enum MHD_Result reply_page(struct MHD_Connection *conn, const struct page_info *info,
                                   unsigned status)
@@ -58,7 +186,7 @@ static const char *requested_charge_id(struct MHD_Connection *conn)
 }
 
 static enum MHD_Result handle_return(struct MHD_Connection *conn, struct runtime *rt,
-                                     const struct settings *s)
+                                     const struct settings *s, struct request *req)
 {
         const struct config *cfg = s->cfg;
         const char *id = requested_charge_id(conn);
@@ -87,6 +215,11 @@ static enum MHD_Result handle_return(struct MHD_Connection *conn, struct runtime
                         info.kind = PAGE_SUCCESS;
                 else if (o.status == CHARGE_FAILED)
                         info.kind = PAGE_FAILED;
+        }
+        if (info.kind == PAGE_PENDING && (r == 0 || r == -ENOENT) && !req->fetch_tried &&
+            hold_for_fetch(conn, rt, s, req, id)) {
+                order_record_clear(&o);
+                return MHD_YES;
         }
         if (info.kind == PAGE_SUCCESS && cfg->ret.success_url)
                 ret = reply_redirect(conn, cfg->ret.success_url, &o);
@@ -178,7 +311,7 @@ enum MHD_Result pages_handle(struct MHD_Connection *conn, struct runtime *rt,
                 return req->discarded > s->cfg->http.max_body ? MHD_NO : MHD_YES;
         }
         if (strcmp(url, s->cfg->http.return_path) == 0)
-                return handle_return(conn, rt, s);
+                return handle_return(conn, rt, s, req);
         if (status_id)
                 return handle_status(conn, rt, status_id);
         return http_reply_early(conn, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}", NULL);

@@ -20,6 +20,15 @@
  * that is shorter; after a full sweep the rest follow at once. */
 #define SWEEP_EVERY_MS INT64_C(5000)
 #define SWEEP_AGAIN_MS INT64_C(200)
+/* Charges the return page fetched lately (at most once per `refresh` s
+ * each); the oldest is forgotten first, so a flood of distinct charges
+ * costs at most some extra fetches, never memory. */
+#define RECENT_MAX 256
+
+struct recent {
+        char charge_id[CHARGE_ID_MAX + 1];
+        int64_t at_ms;
+};
 
 struct reconciler {
         struct runtime *rt;
@@ -33,6 +42,7 @@ struct reconciler {
         /* set on the writer's thread, read by the main loop */
         _Atomic bool full;    /* the last sweep took as many orders as it could */
         _Atomic bool unsupported; /* the store cannot list due orders (PostgreSQL) */
+        struct recent recent[RECENT_MAX]; /* under lock */
 };
 
 struct sweep {
@@ -47,6 +57,9 @@ struct sweep {
 struct fetch {
         struct writer_task task;   /* first */
         struct reconciler *rc;
+        enum fetch_reason reason;
+        void (*done)(void *data);  /* after the record (or the drop), or NULL */
+        void *done_data;
         char charge_id[CHARGE_ID_MAX + 1];
         char requested_at[TIME_ISO_LEN];
         char next_check_at[TIME_ISO_LEN];
@@ -54,6 +67,8 @@ struct fetch {
         struct charge charge;
         uint8_t *body;
 };
+
+static void fetch_free(struct fetch *f);
 
 static struct log_ratelimit fetch_error_log = LOG_RATELIMIT_INIT(5, 60000);
 static struct log_ratelimit store_error_log = LOG_RATELIMIT_INIT(5, 60000);
@@ -64,6 +79,17 @@ static void done_one(struct reconciler *rc)
         rc->pending--;
         pthread_cond_broadcast(&rc->idle);
         pthread_mutex_unlock(&rc->lock);
+}
+
+/* A fetch's end, recorded or not: its waiter told, then the count. */
+static void fetch_done(struct fetch *f)
+{
+        struct reconciler *rc = f->rc;
+
+        if (f->done)
+                f->done(f->done_data);
+        fetch_free(f);
+        done_one(rc);
 }
 
 static void fetch_free(struct fetch *f)
@@ -118,10 +144,9 @@ static void log_recorded(const struct fetch *f, const struct api_fetch *a, enum 
 static void record_run(struct store *store, struct writer_task *task)
 {
         struct fetch *f = (struct fetch *) task;
-        struct reconciler *rc = f->rc;
         enum reconciled what = classify(f);
         struct api_fetch a = {
-                .reason = FETCH_RECONCILE,
+                .reason = f->reason,
                 .http_status = f->res.http_status,
                 .has_charge = f->res.has_charge,
                 .charge = f->charge,
@@ -144,11 +169,11 @@ static void record_run(struct store *store, struct writer_task *task)
                         log_err("could not record the reconciliation of %s: %s",
                                 f->charge_id, store_strerror(r));
         } else {
-                metrics_count_reconciled(what);
+                if (f->reason == FETCH_RECONCILE)
+                        metrics_count_reconciled(what);
                 log_recorded(f, &a, what);
         }
-        fetch_free(f);
-        done_one(rc);
+        fetch_done(f);
 }
 
 /* On the client's thread: copy, hand to the writer, never wait. */
@@ -178,8 +203,7 @@ static void on_fetched(const struct api_result *r, void *userdata)
         if (writer_post(rc->rt->writer, &f->task) == 0)
                 return;
 drop:
-        fetch_free(f);
-        done_one(rc);
+        fetch_done(f);
 }
 
 /* Hand one due order's fetch to the client. */
@@ -191,6 +215,7 @@ static void start_fetch(struct reconciler *rc, const struct sweep *s, const stru
         if (!f)
                 return;
         f->rc = rc;
+        f->reason = FETCH_RECONCILE;
         snprintf(f->charge_id, sizeof(f->charge_id), "%s", d->charge_id);
         time_format_iso(s->now_ms, f->requested_at);
         if (time_parse_iso(d->first_seen_at, &seen) < 0)
@@ -322,6 +347,66 @@ uint64_t reconciler_tick(struct reconciler *rc)
         if (busy || rc->full)
                 return (uint64_t) SWEEP_AGAIN_MS * 1000;
         return (uint64_t) every * 1000;
+}
+
+bool reconciler_fetch_due(struct reconciler *rc, const char *charge_id, unsigned every_s,
+                          int64_t now_ms)
+{
+        pthread_mutex_lock(&rc->lock);
+        bool due = !rc->stopping;
+        for (size_t i = 0; due && i < RECENT_MAX; i++)
+                if (strcmp(rc->recent[i].charge_id, charge_id) == 0)
+                        due = now_ms - rc->recent[i].at_ms >= (int64_t) every_s * 1000;
+        pthread_mutex_unlock(&rc->lock);
+        return due;
+}
+
+/* Under rc->lock: remember @charge_id as fetched at @now_ms. */
+static void remember(struct reconciler *rc, const char *charge_id, int64_t now_ms)
+{
+        size_t slot = 0;
+
+        for (size_t i = 0; i < RECENT_MAX; i++) {
+                if (strcmp(rc->recent[i].charge_id, charge_id) == 0) {
+                        slot = i;
+                        break;
+                }
+                if (rc->recent[i].at_ms < rc->recent[slot].at_ms)
+                        slot = i;
+        }
+        snprintf(rc->recent[slot].charge_id, sizeof(rc->recent[slot].charge_id), "%s", charge_id);
+        rc->recent[slot].at_ms = now_ms;
+}
+
+int reconciler_fetch_one(struct reconciler *rc, const char *charge_id, int64_t now_ms,
+                         void (*done)(void *data), void *data)
+{
+        struct fetch *f = calloc(1, sizeof(*f));
+
+        if (!f)
+                return -ENOMEM;
+        f->rc = rc;
+        f->reason = FETCH_RETURN;
+        f->done = done;
+        f->done_data = data;
+        snprintf(f->charge_id, sizeof(f->charge_id), "%s", charge_id);
+        time_format_iso(time_now_ms(), f->requested_at);
+        /* next_check_at "": the reconciler's own schedule stays as it is */
+        pthread_mutex_lock(&rc->lock);
+        if (rc->stopping) {
+                pthread_mutex_unlock(&rc->lock);
+                free(f);
+                return -ESHUTDOWN;
+        }
+        remember(rc, charge_id, now_ms);
+        rc->pending++;
+        pthread_mutex_unlock(&rc->lock);
+        if (api_fetch_charge(rc->api, f->charge_id, on_fetched, f) < 0) {
+                fetch_free(f);
+                done_one(rc);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 void reconciler_stop(struct reconciler *rc)

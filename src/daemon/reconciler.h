@@ -18,6 +18,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cashpay/config.h"
@@ -36,6 +37,25 @@ int reconciler_start(struct runtime *rt, const struct config *cfg, struct reconc
 /* reconciler_tick() - from the main loop: start a sweep unless one is still
  * running. Returns the microseconds until it wants to be called again. */
 uint64_t reconciler_tick(struct reconciler *rc);
+
+/*
+ * reconciler_fetch_due() - true when the return page may fetch @charge_id:
+ * it has not done so within @every_s seconds (the page's `refresh`) of
+ * @now_ms (monotonic). Any thread.
+ */
+bool reconciler_fetch_due(struct reconciler *rc, const char *charge_id, unsigned every_s,
+                          int64_t now_ms);
+
+/*
+ * reconciler_fetch_one() - fetch @charge_id for the return page (api_fetches
+ * reason 'return'), recorded by the writer like a sweep's fetch. @done(@data)
+ * runs exactly once when 0 is returned: on the writer's thread after the
+ * record, or on the client's thread when the result is dropped (stopping,
+ * out of memory). Any thread. Returns 0, -ENOMEM or -ESHUTDOWN (then @done
+ * never runs).
+ */
+int reconciler_fetch_one(struct reconciler *rc, const char *charge_id, int64_t now_ms,
+                         void (*done)(void *data), void *data);
 
 /*
  * reconciler_stop() - stop the client (requests still open are dropped,

@@ -24,12 +24,14 @@ struct settings {
 };
 
 struct reader_pool;
+struct reconciler;
 
 struct runtime {
         pthread_rwlock_t settings_lock;
         struct settings *settings;   /* read under settings_lock */
         struct writer *writer;
         struct reader_pool *readers;
+        struct reconciler *reconciler; /* [cashpay] api_url set; fixed from start to stop */
         _Atomic int in_flight;       /* requests between first call and completion */
         _Atomic bool draining;       /* shutting down: new requests get 503 and a close */
 };

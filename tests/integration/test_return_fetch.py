@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""The return page asks the API about an INITIATED charge (CONTRACT §2, §8.5).
+
+Against cashpay-sim with its webhooks dropped and reconciliation far off
+(reconcile_after = 3600): the first load of the return page after paying
+shows "Payment received", recorded through the writer (an api_fetches row
+with reason 'return', an order_events row with source 'api'); a second
+load within `refresh` seconds does not ask again; a hanging API holds the
+page at most about 2 s (then "processing"); and SIGTERM while a page is
+held answers it and exits at once.
+"""
+import threading
+import time
+
+from harness import check, check_eq, run_tests
+from test_reconcile import create, finish, order, start, wait_for
+
+PAGE = "/cashpay/return?charge_id="
+
+
+def fetches(d, cid):
+    return d.query("SELECT reason, http_status, status FROM api_fetches WHERE charge_id = ? "
+                   "ORDER BY id", cid)
+
+
+def load(d, cid):
+    t0 = time.monotonic()
+    status, _, body = d.request("GET", PAGE + cid)
+    return status, body.decode(), time.monotonic() - t0
+
+
+def test_first_load_shows_the_payment():
+    d, sim = start(reconcile_after=3600)
+    try:
+        cid = create(d, "order-return")
+        sim.control(f"charges/{cid}/pay", {})
+        status, body, took = load(d, cid)
+        print(f"   first load after paying: {took * 1000:.0f} ms")
+        check_eq(status, 200, "return page")
+        check("Payment received" in body, body[:400])
+        check_eq(order(d, cid)["status"], "CAPTURED", "recorded in the database")
+        check_eq(fetches(d, cid), [{"reason": "return", "http_status": 200,
+                                    "status": "CAPTURED"}], "one api_fetches row")
+        events = d.query("SELECT source, to_status FROM order_events WHERE charge_id = ? "
+                         "AND source = 'api'", cid)
+        check_eq(events, [{"source": "api", "to_status": "CAPTURED"}], "the api event")
+
+        # A charge still INITIATED: fetched on the first load, not on the second.
+        other = create(d, "order-return-2")
+        before = sim.control("stats")["charge_fetches"]
+        for _ in range(2):
+            status, body, _ = load(d, other)
+            check_eq(status, 200, "pending page")
+            check("Payment received" not in body, "still processing")
+        check_eq(len(fetches(d, other)), 1, "one fetch within refresh")
+        check_eq(sim.control("stats")["charge_fetches"] - before, 1, "the sim was asked once")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
+def test_hanging_api_holds_at_most_2s_and_stop_answers():
+    d, sim = start(reconcile_after=3600)
+    try:
+        cid = create(d, "order-return-hang")
+        sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch"})
+        status, body, took = load(d, cid)
+        print(f"   load with the API hanging: {took * 1000:.0f} ms")
+        check_eq(status, 200, "pending page")
+        check("Payment received" not in body, "processing")
+        check(1.8 < took < 2.5, f"held about 2 s: {took:.2f} s")
+
+        # A page held at SIGTERM is answered, and the daemon exits promptly.
+        other = create(d, "order-return-hang-2")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=load(d, other)))
+        t.start()
+        wait_for("a held page", lambda: sim.control("stats")["api_inflight"] >= 2)
+        t0 = time.monotonic()
+        check_eq(d.stop(), 0, "exit status")
+        stopped = time.monotonic() - t0
+        t.join(5)
+        print(f"   SIGTERM with a page held: exit after {stopped * 1000:.0f} ms")
+        check(stopped < 1.5, f"stopped promptly: {stopped:.2f} s")
+        check("r" in result and result["r"][0] in (200, 503), f"the held page was answered: "
+              f"{result.get('r', (None,))[0]}")
+    finally:
+        finish(d, sim)
+
+
+if __name__ == "__main__":
+    run_tests([test_first_load_shows_the_payment,
+               test_hanging_api_holds_at_most_2s_and_stop_answers])
