@@ -343,6 +343,7 @@ class Daemon:
                 from pgserver import shared_database
                 self.pg, self.pg_db, pg_config = shared_database()
                 extra_config = {**pg_config, **extra_config}
+            self.base_config = extra_config  # for a test that rewrites the config
             self.write_config(extra_config)
             if start:
                 self.start()

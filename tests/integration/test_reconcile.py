@@ -61,10 +61,11 @@ class Sim:
             conn.close()
 
 
-def start(reconcile_after=1):
-    d = Daemon(start=False)
+def start(reconcile_after=1, tls=None):
+    d = Daemon(start=False, tls=tls)
     sim = Sim(d)
     d.write_config({
+        **d.base_config,
         "cashpay.api_url": f"http://127.0.0.1:{sim.port}/v1",
         "cashpay.public_url": f"http://127.0.0.1:{d.port}",
         "cashpay.token_file": sim.token_file,

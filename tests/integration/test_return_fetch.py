@@ -7,7 +7,7 @@ shows "Payment received", recorded through the writer (an api_fetches row
 with reason 'return', an order_events row with source 'api'); a second
 load within `refresh` seconds does not ask again; a hanging API holds the
 page at most about 2 s (then "processing"); and SIGTERM while a page is
-held answers it and exits at once.
+held answers it and exits at once. Over HTTPS too (the poll() loop).
 """
 import threading
 import time
@@ -88,6 +88,26 @@ def test_hanging_api_holds_at_most_2s_and_stop_answers():
         finish(d, sim)
 
 
+def test_over_https():
+    d, sim = start(reconcile_after=3600, tls=True)
+    try:
+        cid = create(d, "order-return-tls")
+        sim.control(f"charges/{cid}/pay", {})
+        status, body, _ = load(d, cid)
+        check_eq(status, 200, "return page over HTTPS")
+        check("Payment received" in body, body[:400])
+        check_eq(len(fetches(d, cid)), 1, "one api_fetches row")
+        hung = create(d, "order-return-tls-hang")
+        sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch"})
+        status, body, took = load(d, hung)
+        print(f"   HTTPS load with the API hanging: {took * 1000:.0f} ms")
+        check_eq(status, 200, "pending page")
+        check(1.8 < took < 2.5, f"held about 2 s: {took:.2f} s")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
 if __name__ == "__main__":
     run_tests([test_first_load_shows_the_payment,
-               test_hanging_api_holds_at_most_2s_and_stop_answers])
+               test_hanging_api_holds_at_most_2s_and_stop_answers, test_over_https])
