@@ -61,7 +61,7 @@ class Sim:
             conn.close()
 
 
-def start(reconcile_after=1, tls=None):
+def start(reconcile_after=1, tls=None, extra=None):
     d = Daemon(start=False, tls=tls)
     sim = Sim(d)
     d.write_config({
@@ -73,6 +73,7 @@ def start(reconcile_after=1, tls=None):
         "cashpay.reconcile_after": str(reconcile_after),
         "webhook.confirm": "none",
         "checkout.listen": "",
+        **(extra or {}),
     })
     d.start()
     sim.control("config", {"webhook_drop": True})

@@ -5,15 +5,19 @@ Against cashpay-sim with its webhooks dropped and reconciliation far off
 (reconcile_after = 3600): the first load of the return page after paying
 shows "Payment received", recorded through the writer (an api_fetches row
 with reason 'return', an order_events row with source 'api'); a second
-load within `refresh` seconds does not ask again; a hanging API holds the
-page at most about 2 s (then "processing"); and SIGTERM while a page is
-held answers it and exits at once. Over HTTPS too (the poll() loop).
+load within `refresh` seconds does not ask again; a charge the database
+does not know is fetched too; a hanging API holds the page at most about
+2 s (then "processing"); no more than max_inflight pages are held; and
+SIGTERM while a page is held answers it and exits at once. Over HTTPS too
+(the poll() loop).
 """
+import http.client
+import json
 import threading
 import time
 
 from harness import check, check_eq, run_tests
-from test_reconcile import create, finish, order, start, wait_for
+from test_reconcile import TOKEN, create, finish, order, start, wait_for
 
 PAGE = "/cashpay/return?charge_id="
 
@@ -59,6 +63,45 @@ def test_first_load_shows_the_payment():
         finish(d, sim)
 
 
+def create_at_sim(sim, d):
+    """A charge the daemon's database does not know (made past cashpayctl)."""
+    conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+    try:
+        body = json.dumps({"amount": 1500, "currency": "YER",
+                           "post_url": f"http://127.0.0.1:{d.port}/cashpay/webhook",
+                           "redirect_url": f"http://127.0.0.1:{d.port}/cashpay/return"})
+        conn.request("POST", "/v1/charges", body=body,
+                     headers={"Content-Type": "application/json",
+                              "Authorization": "Bearer " + TOKEN})
+        resp = conn.getresponse()
+        raw = resp.read()
+        check_eq(resp.status, 201, raw[:200])
+        return json.loads(raw)["id"]
+    finally:
+        conn.close()
+
+
+def test_unknown_charge_is_fetched():
+    d, sim = start(reconcile_after=3600)
+    try:
+        cid = create_at_sim(sim, d)
+        check_eq(order(d, cid), None, "not in the database")
+        sim.control(f"charges/{cid}/pay", {})
+        status, body, _ = load(d, cid)
+        check_eq(status, 200, "return page")
+        check("Payment received" in body, body[:400])
+        check_eq(order(d, cid)["status"], "CAPTURED", "recorded from the API")
+        check_eq([f["reason"] for f in fetches(d, cid)], ["return"], "one fetch")
+        # A charge CashPay does not know either: asked once, "processing".
+        status, body, _ = load(d, "chg_nobodyknowsthis1")
+        check_eq(status, 200, "pending page")
+        check_eq([f["http_status"] for f in fetches(d, "chg_nobodyknowsthis1")], [404],
+                 "the 404 is recorded")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
 def test_hanging_api_holds_at_most_2s_and_stop_answers():
     d, sim = start(reconcile_after=3600)
     try:
@@ -88,6 +131,26 @@ def test_hanging_api_holds_at_most_2s_and_stop_answers():
         finish(d, sim)
 
 
+def test_held_pages_are_bounded():
+    """Beyond max_inflight held pages, a page answers from the database at once."""
+    d, sim = start(reconcile_after=3600, extra={"cashpay.max_inflight": "1"})
+    try:
+        held, other = create(d, "order-held-1"), create(d, "order-held-2")
+        sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch"})
+        t = threading.Thread(target=lambda: load(d, held))
+        t.start()
+        wait_for("a held page", lambda: sim.control("stats")["api_inflight"] >= 1)
+        status, body, took = load(d, other)
+        print(f"   a second page while one is held (max_inflight = 1): {took * 1000:.0f} ms")
+        check_eq(status, 200, "pending page")
+        check(took < 1, f"answered at once: {took:.2f} s")
+        t.join(5)
+        check_eq(fetches(d, other), [], "not fetched")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
 def test_over_https():
     d, sim = start(reconcile_after=3600, tls=True)
     try:
@@ -109,5 +172,6 @@ def test_over_https():
 
 
 if __name__ == "__main__":
-    run_tests([test_first_load_shows_the_payment,
-               test_hanging_api_holds_at_most_2s_and_stop_answers, test_over_https])
+    run_tests([test_first_load_shows_the_payment, test_unknown_charge_is_fetched,
+               test_hanging_api_holds_at_most_2s_and_stop_answers, test_held_pages_are_bounded,
+               test_over_https])
