@@ -1,7 +1,8 @@
 /*
  * pages — the routes a customer's browser and the shop's front end use:
  * the return page after paying and the status lookup, both read from a
- * read-only database handle of the reader pool.
+ * read-only database handle of the reader pool. The return page finds the
+ * order by `ref` (its return_ref, §8.3), else `charge_id`, else `id`.
  *
  * With the API configured, a return page whose order is INITIATED (or not
  * known yet) first asks the API about that charge (CONTRACT §2, §8.5), at
@@ -12,6 +13,7 @@
  * pages are held at a time; beyond that a page answers at once. Every
  * hold is resumed before the listeners stop (pages_expire_holds(all)).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -21,6 +23,7 @@
 
 #include "cashpay/charge.h"
 #include "cashpay/page.h"
+#include "cashpay/store-api.h"
 #include "cashpay/util.h"
 #include "cashpay/timeutil.h"
 #include "src/daemon/http-internal.h"
@@ -178,6 +181,29 @@ static int lookup_order(struct runtime *rt, const char *charge_id, struct order_
         return r;
 }
 
+/* Look the order up by its return reference (§8.3) on a read-only handle. */
+static int lookup_order_by_ref(struct runtime *rt, const char *ref, struct order_record *ret)
+{
+        struct store *reader = reader_pool_acquire(rt->readers);
+        int r = store_get_order_by_return_ref(reader, ref, ret);
+
+        reader_pool_release(rt->readers, reader);
+        return r;
+}
+
+/* A return reference is URL-safe: 1..CHECKOUT_KEY_MAX of [A-Za-z0-9_-]. */
+static bool return_ref_valid(const char *ref)
+{
+        size_t n = strlen(ref);
+
+        if (n == 0 || n > CHECKOUT_KEY_MAX)
+                return false;
+        for (const char *c = ref; *c; c++)
+                if (!isalnum((unsigned char) *c) && *c != '_' && *c != '-')
+                        return false;
+        return true;
+}
+
 static const char *requested_charge_id(struct MHD_Connection *conn)
 {
         const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "charge_id");
@@ -189,6 +215,7 @@ static enum MHD_Result handle_return(struct MHD_Connection *conn, struct runtime
                                      const struct settings *s, struct request *req)
 {
         const struct config *cfg = s->cfg;
+        const char *ref = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ref");
         const char *id = requested_charge_id(conn);
         struct page_info info = {
                 .kind = PAGE_BAD_REQUEST,
@@ -196,15 +223,33 @@ static enum MHD_Result handle_return(struct MHD_Connection *conn, struct runtime
                 .minor_units = cfg->ret.minor_units,
                 .refresh = cfg->ret.refresh,
         };
+        struct order_record o = { 0 };
+        enum MHD_Result ret;
+        int r;
 
-        if (!id || !charge_id_valid(id))
-                return reply_page(conn, &info, MHD_HTTP_BAD_REQUEST);
+        if (ref) {
+                /* The ref wins over charge_id/id (§2); one nobody issued is
+                 * a bad link, not a payment still on its way. */
+                if (!return_ref_valid(ref))
+                        return reply_page(conn, &info, MHD_HTTP_BAD_REQUEST);
+                r = lookup_order_by_ref(rt, ref, &o);
+                if (r == -ENOENT) {
+                        order_record_clear(&o);
+                        return reply_page(conn, &info, MHD_HTTP_BAD_REQUEST);
+                }
+                if (r < 0) {
+                        order_record_clear(&o);
+                        info.kind = PAGE_PENDING;
+                        return reply_page(conn, &info, MHD_HTTP_SERVICE_UNAVAILABLE);
+                }
+                id = o.charge_id;
+        } else {
+                if (!id || !charge_id_valid(id))
+                        return reply_page(conn, &info, MHD_HTTP_BAD_REQUEST);
+                r = lookup_order(rt, id, &o);
+        }
         info.charge_id = id;
         info.kind = PAGE_PENDING;
-
-        struct order_record o = { 0 };
-        int r = lookup_order(rt, id, &o);
-        enum MHD_Result ret;
         if (r == 0) {
                 info.has_amount = true;
                 info.amount = o.amount;

@@ -6,18 +6,20 @@ Against cashpay-sim with its webhooks dropped and reconciliation far off
 shows "Payment received", recorded through the writer (an api_fetches row
 with reason 'return', an order_events row with source 'api'); a second
 load within `refresh` seconds does not ask again; a charge the database
-does not know is fetched too; a hanging API holds the page at most about
+does not know is fetched too; `?ref=` (the order's return_ref) finds the
+order and wins over charge_id, an unknown ref is a 400; a hanging API holds the page at most about
 2 s (then "processing"); no more than max_inflight pages are held; and
 SIGTERM while a page is held answers it and exits at once. Over HTTPS too
 (the poll() loop).
 """
 import http.client
 import json
+import subprocess
 import threading
 import time
 
 from harness import check, check_eq, run_tests
-from test_reconcile import TOKEN, create, finish, order, start, wait_for
+from test_reconcile import CTL, TOKEN, create, finish, order, start, wait_for
 
 PAGE = "/cashpay/return?charge_id="
 
@@ -102,6 +104,52 @@ def test_unknown_charge_is_fetched():
         finish(d, sim)
 
 
+def create_with_ref(d, ref, description):
+    proc = subprocess.run([CTL, "--config", d.config_path, "--json", "charge", "create",
+                           "--order-ref", ref, "--amount", "2000", "--currency", "YER",
+                           "--description", description], capture_output=True, timeout=30)
+    check_eq(proc.returncode, 0, proc.stderr.decode())
+    out = json.loads(proc.stdout)
+    check(len(out["return_ref"]) >= 22, f"a return_ref: {out}")
+    return out["charge_id"], out["return_ref"]
+
+
+def test_return_ref_finds_the_order():
+    """?ref= (the order's return_ref, §8.3) wins over charge_id/id; an unknown ref is a 400."""
+    d, sim = start(reconcile_after=3600)
+    try:
+        cid, rref = create_with_ref(d, "order-ref-1", "Watch <b>&</b> strap")
+        sim.control(f"charges/{cid}/pay", {})
+        # A stray charge_id next to the ref does not matter: the ref wins.
+        status, _, raw = d.request("GET", f"/cashpay/return?ref={rref}&charge_id=chg_other")
+        body = raw.decode()
+        check_eq(status, 200, "return page by ref")
+        check("Payment received" in body, body[:400])
+        check(cid in body, "the order's charge shown")
+        check("Watch &lt;b&gt;&amp;&lt;/b&gt; strap" in body, "description escaped")
+        check("<b>" not in body, "nothing unescaped")
+        check_eq(fetches(d, cid), [{"reason": "return", "http_status": 200,
+                                    "status": "CAPTURED"}], "fetched through the page")
+        check_eq(order(d, cid)["status"], "CAPTURED", "recorded")
+
+        # Still INITIATED, by ref: fetched once, "processing".
+        other, oref = create_with_ref(d, "order-ref-2", "x")
+        status, _, raw = d.request("GET", f"/cashpay/return?ref={oref}")
+        check_eq(status, 200, "pending page by ref")
+        check("Payment received" not in raw.decode(), "processing")
+        check_eq(len(fetches(d, other)), 1, "fetched once")
+
+        before = sim.control("stats")["charge_fetches"]
+        for bad in ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "%3Cscript%3E", "", "a" * 65):
+            status, _, raw = d.request("GET", f"/cashpay/return?ref={bad}&charge_id={cid}")
+            check_eq(status, 400, f"unknown or bad ref {bad[:20]!r}")
+            check("<script>" not in raw.decode(), "nothing reflected unescaped")
+        check_eq(sim.control("stats")["charge_fetches"] - before, 0, "no fetch for a bad ref")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
 def test_hanging_api_holds_at_most_2s_and_stop_answers():
     d, sim = start(reconcile_after=3600)
     try:
@@ -173,5 +221,6 @@ def test_over_https():
 
 if __name__ == "__main__":
     run_tests([test_first_load_shows_the_payment, test_unknown_charge_is_fetched,
+               test_return_ref_finds_the_order,
                test_hanging_api_holds_at_most_2s_and_stop_answers, test_held_pages_are_bounded,
                test_over_https])
