@@ -387,6 +387,135 @@ static void test_fetch_failures_not_truth(void)
         store_free(s);
 }
 
+/* ---- webhooks confirmed with the API (§8.4) ------------------------------ */
+
+/* A verified webhook's claim; the body is the delivery's own (freed by
+ * delivery_clear()). */
+static struct delivery claim(const char *id, enum charge_status status, int64_t amount,
+                             const char *message_id)
+{
+        struct delivery d = { .has_charge = true };
+
+        snprintf(d.received_at, sizeof(d.received_at), NOW);
+        snprintf(d.remote_addr, sizeof(d.remote_addr), "127.0.0.1");
+        d.charge = make_charge(id, status, amount, "YER");
+        d.message_id = message_id ? strdup(message_id) : NULL;
+        d.body = (uint8_t *) strdup("{\"claimed\":true}");
+        d.body_len = strlen((char *) d.body);
+        return d;
+}
+
+static struct api_fetch confirm_fetch(const char *id, enum charge_status status, int64_t amount)
+{
+        struct api_fetch f = fetched(id, status, amount);
+
+        f.reason = FETCH_WEBHOOK;
+        return f;
+}
+
+static void test_confirmed_webhooks(void)
+{
+        const char *path = fresh_path();
+        struct store *s = open_store(path);
+        sqlite3 *db = raw_open(path);
+        struct delivery d;
+        struct api_fetch f;
+
+        /* confirmed: the usual outcome, the event names delivery and fetch */
+        d = claim("chg_c1", CHARGE_CAPTURED, 500, "msg_1");
+        f = confirm_fetch("chg_c1", CHARGE_CAPTURED, 500);
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d.http_status, 200);
+        CHECK(d.id > 0 && f.id > 0 && f.event_id > 0 && d.event_id == f.event_id);
+        CHECK_STR(q_text(db, "SELECT source || ',' || delivery_id || ',' || fetch_id FROM "
+                             "order_events WHERE id = %lld", (long long) f.event_id),
+                  q_text(db, "SELECT 'api,%lld,%lld'", (long long) d.id, (long long) f.id));
+        CHECK_STR(q_text(db, "SELECT outcome || claimed_status || body FROM webhook_deliveries "
+                             "WHERE id = %lld", (long long) d.id),
+                  "appliedCAPTURED{\"claimed\":true}");
+        CHECK_EQ_INT(q_int(db, "SELECT delivery_id FROM api_fetches WHERE id = %lld",
+                           (long long) f.id), d.id);
+        CHECK_STR(q_text(db, "SELECT status FROM orders WHERE charge_id = 'chg_c1'"), "CAPTURED");
+        delivery_clear(&d);
+
+        /* the same message id again: duplicate, only the rows */
+        d = claim("chg_c1", CHARGE_CAPTURED, 500, "msg_1");
+        f = confirm_fetch("chg_c1", CHARGE_CAPTURED, 500);
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_DUPLICATE);
+        CHECK_EQ_INT(f.event_id, 0);
+        delivery_clear(&d);
+
+        /* a forged claim: the API's INITIATED charge is recorded, the claim is not */
+        d = claim("chg_c2", CHARGE_CAPTURED, 500, NULL);
+        f = confirm_fetch("chg_c2", CHARGE_INITIATED, 500);
+        snprintf(f.next_check_at, sizeof(f.next_check_at), "2026-12-01T10:00:05.000Z");
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_UNCONFIRMED);
+        CHECK_EQ_INT(d.http_status, 200);
+        CHECK_EQ_INT(f.transition.outcome, OUTCOME_APPLIED);
+        CHECK_STR(q_text(db, "SELECT status || ',' || next_check_at FROM orders "
+                             "WHERE charge_id = 'chg_c2'"),
+                  "INITIATED,2026-12-01T10:00:05.000Z");
+        CHECK_STR(q_text(db, "SELECT outcome || ',' || claimed_status || ',' || error FROM "
+                             "webhook_deliveries WHERE id = %lld", (long long) d.id),
+                  "unconfirmed,CAPTURED,the CashPay API reports other terms");
+        delivery_clear(&d);
+
+        /* other amount: unconfirmed too */
+        d = claim("chg_c2", CHARGE_INITIATED, 501, NULL);
+        f = confirm_fetch("chg_c2", CHARGE_INITIATED, 500);
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_UNCONFIRMED);
+        delivery_clear(&d);
+
+        /* 404: unconfirmed, no order */
+        d = claim("chg_c3", CHARGE_CAPTURED, 500, NULL);
+        f = confirm_fetch("chg_c3", CHARGE_CAPTURED, 500);
+        f.has_charge = false;
+        f.http_status = 404;
+        f.error = "no such charge";
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_UNCONFIRMED);
+        CHECK_EQ_INT(d.http_status, 200);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM orders WHERE charge_id = 'chg_c3'"), 0);
+        delivery_clear(&d);
+
+        /* API down: deferred (503), nothing changed but the due time */
+        d = claim("chg_c2", CHARGE_CAPTURED, 500, NULL);
+        f = confirm_fetch("chg_c2", CHARGE_CAPTURED, 500);
+        f.has_charge = false;
+        f.http_status = 0;
+        f.body = NULL;
+        f.error = "timed out";
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_DEFERRED);
+        CHECK_EQ_INT(d.http_status, 503);
+        CHECK_STR(q_text(db, "SELECT status FROM orders WHERE charge_id = 'chg_c2'"), "INITIATED");
+        CHECK(strcmp(q_text(db, "SELECT next_check_at FROM orders WHERE charge_id = 'chg_c2'"),
+                     "2026-12-01T10:00:05.000Z") != 0);
+        CHECK_STR(q_text(db, "SELECT outcome || http_status FROM webhook_deliveries "
+                             "WHERE id = %lld", (long long) d.id), "deferred503");
+        delivery_clear(&d);
+
+        /* refused unwritten: no claim, another charge, a wrong reason */
+        d = claim("chg_c4", CHARGE_CAPTURED, 500, NULL);
+        f = confirm_fetch("chg_c5", CHARGE_CAPTURED, 500);
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), -EINVAL);
+        f = confirm_fetch("chg_c4", CHARGE_CAPTURED, 500);
+        f.reason = FETCH_RECONCILE;
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), -EINVAL);
+        d.has_charge = false;
+        f.reason = FETCH_WEBHOOK;
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), -EINVAL);
+        delivery_clear(&d);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries"), 6);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM api_fetches"), 6);
+        sqlite3_close(db);
+        store_free(s);
+}
+
 /* ---- the reconciler's queue --------------------------------------------- */
 
 static void add_order(sqlite3 *db, const char *id, const char *status, const char *seen,
@@ -650,6 +779,7 @@ int main(void)
         test_new_checks();
         test_fetch_through_state_machine();
         test_fetch_failures_not_truth();
+        test_confirmed_webhooks();
         test_due_orders();
         test_return_ref_lookup();
         test_charge_plan_lifecycle();

@@ -68,6 +68,24 @@ struct api_fetch {
  */
 int store_record_fetch(struct store *s, struct api_fetch *f);
 
+/*
+ * store_record_confirmed() - a webhook confirmed with the API (CONTRACT
+ * §8.4), in one transaction: the delivery @d (has_charge: its verified
+ * claim, body kept whole) and the fetch @f of the same charge (reason
+ * webhook; its delivery_id is set here to d->id). Outcome of @d:
+ * - a repeated message id: duplicate; the fetch row, nothing else;
+ * - @f a charge: the state machine runs on the API's charge (event source
+ *   "api" naming both rows, next_check_at from @f); the usual outcome when
+ *   status, amount and currency equal the claim's, else unconfirmed (200);
+ * - @f a 404: unconfirmed, nothing else changes;
+ * - anything else (no answer, 5xx, 401): deferred (503), and an INITIATED
+ *   order is due for reconciliation at once.
+ * Fills the result halves of both. Returns 0, -EINVAL (no claim, another
+ * charge, a fetch store_record_fetch() would refuse), -EOPNOTSUPP on
+ * PostgreSQL, -EROFS or an errno as for store_submit().
+ */
+int store_record_confirmed(struct store *s, struct delivery *d, struct api_fetch *f);
+
 /* An order the reconciler should fetch. */
 struct due_order {
         char charge_id[CHARGE_ID_MAX + 1];

@@ -197,6 +197,135 @@ int store_record_fetch(struct store *s, struct api_fetch *f)
         return r;
 }
 
+/* ---- webhooks confirmed with the API (§8.4) ------------------------------ */
+
+static bool same_terms(const struct charge *a, const struct charge *b)
+{
+        return a->status == b->status && a->amount == b->amount &&
+               strcmp(a->currency, b->currency) == 0;
+}
+
+/* What the delivery's row says, decided before anything is written (the
+ * delivery comes first: the fetch and the event name its id). */
+static int decide_confirmed(struct store *s, struct delivery *d, struct api_fetch *f,
+                            struct order_view *view, bool *run_machine)
+{
+        bool seen;
+        int r;
+
+        *run_machine = false;
+        d->http_status = 200;
+        r = store_message_seen(s, delivery_message_id(d), &seen);
+        if (r < 0)
+                return r;
+        if (seen) {
+                d->outcome = OUTCOME_DUPLICATE;
+                d->transition = (struct transition) { .outcome = OUTCOME_DUPLICATE,
+                                                      .reason = MESSAGE_SEEN_REASON };
+                return 0;
+        }
+        if (!f->has_charge) {
+                bool not_found = f->http_status == 404;
+                d->outcome = not_found ? OUTCOME_UNCONFIRMED : OUTCOME_DEFERRED;
+                d->http_status = not_found ? 200 : 503;
+                return 0;
+        }
+        r = store_read_order_view(s, f->charge_id, view);
+        if (r < 0)
+                return r;
+        f->had_order = d->had_order = view->exists;
+        f->previous = d->previous = view->status;
+        f->transition = state_decide(view, &f->charge);
+        d->transition = f->transition;
+        d->outcome = same_terms(&f->charge, &d->charge) ? f->transition.outcome
+                                                         : OUTCOME_UNCONFIRMED;
+        *run_machine = true;
+        return 0;
+}
+
+static const char *confirmed_error(const struct delivery *d, const struct api_fetch *f)
+{
+        switch (d->outcome) {
+        case OUTCOME_APPLIED:
+                return NULL;
+        case OUTCOME_DEFERRED:
+                return "the CashPay API could not be asked";
+        case OUTCOME_UNCONFIRMED:
+                return f->has_charge ? "the CashPay API reports other terms"
+                                     : "the CashPay API does not know the charge";
+        default:
+                return d->transition.reason;
+        }
+}
+
+static int record_confirmed(struct store *s, struct delivery *d, struct api_fetch *f,
+                            const char *now)
+{
+        struct order_view view = { 0 };
+        bool run_machine;
+        int r;
+
+        r = decide_confirmed(s, d, f, &view, &run_machine);
+        if (r < 0)
+                return r;
+        r = store_insert_delivery(s, d, d->charge.id, charge_status_name(d->charge.status),
+                                  confirmed_error(d, f));
+        if (r < 0)
+                return r;
+        f->delivery_id = d->id;
+        r = insert_fetch(s, f);
+        if (r < 0)
+                return r;
+        if (d->outcome == OUTCOME_DEFERRED) /* queued for reconciliation */
+                return set_next_check(s, f->charge_id, now);
+        if (!run_machine)
+                return 0;
+        r = store_apply_transition(s, &f->transition, &f->charge, now);
+        if (r >= 0 && f->transition.change_status)
+                r = insert_event(s, f->charge_id,
+                                 view.exists ? charge_status_name(view.status) : NULL,
+                                 charge_status_name(f->charge.status), "api", d->id, f->id, now,
+                                 &f->event_id);
+        d->event_id = f->event_id;
+        if (r >= 0)
+                r = set_next_check(s, f->charge_id, f->next_check_at);
+        return r;
+}
+
+int store_record_confirmed(struct store *s, struct delivery *d, struct api_fetch *f)
+{
+        char now[TIME_ISO_LEN];
+        int r;
+
+        delivery_reset_result(d);
+        f->id = 0;
+        f->had_order = false;
+        f->transition = (struct transition) { 0 };
+        f->event_id = 0;
+        if (s->read_only)
+                return -EROFS;
+        if (!d->has_charge || f->reason != FETCH_WEBHOOK ||
+            strcmp(d->charge.id, f->charge_id) != 0 || !fetch_valid(f))
+                return -EINVAL;
+        if (s->pg)
+                return -EOPNOTSUPP;
+        r = store_check_file(s);
+        if (r < 0)
+                return r;
+        r = store_begin_immediate(s);
+        if (r < 0)
+                return r;
+        time_format_iso(time_now_ms(), now);
+        r = record_confirmed(s, d, f, now);
+        if (r >= 0)
+                r = store_commit(s);
+        else
+                store_rollback(s);
+        if (r >= 0 && d->http_status >= 400 && s->rejected_rows >= 0)
+                s->rejected_rows++; /* a deferred row is pruned like a rejected one */
+        return r;
+}
+
 /* ---- the reconciler's queue ----------------------------------------------- */
 
 /* Both halves lean on an index: next_check_at on orders_next_check_idx,

@@ -122,6 +122,17 @@ int store_read_order_view(struct store *s, const char *charge_id, struct order_v
 int store_apply_transition(struct store *s, const struct transition *t, const struct charge *c,
                            const char *now);
 
+/* The reason a repeated webhook-id is a duplicate. */
+#define MESSAGE_SEEN_REASON "message id already recorded"
+
+/* store_message_seen() - is @message_id (NULL: never) already recorded? */
+int store_message_seen(struct store *s, const char *message_id, bool *ret);
+
+/* store_insert_delivery() - the webhook_deliveries row of @d as its outcome
+ * and http_status say; sets d->id. 0 or a negative errno. */
+int store_insert_delivery(struct store *s, struct delivery *d, const char *charge_id,
+                          const char *claimed, const char *error);
+
 /* store_begin_immediate() - BEGIN IMMEDIATE; 0 or a negative errno
  * (-EBUSY when another writer held the lock past busy_timeout). */
 int store_begin_immediate(struct store *s);

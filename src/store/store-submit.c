@@ -14,7 +14,6 @@
 #include "src/store/store-internal.h"
 
 /* The error column of a repeat caught by its webhook-id. */
-#define MESSAGE_SEEN_REASON "message id already recorded"
 
 /* Binds borrow the caller's memory: every statement is reset before
  * store_submit() returns. */
@@ -53,7 +52,7 @@ static int savepoint(struct store *s, enum store_stmt id)
 }
 
 /* Was this webhook-id already counted (accepted) by an earlier delivery? */
-static int message_seen(struct store *s, const char *message_id, bool *ret)
+int store_message_seen(struct store *s, const char *message_id, bool *ret)
 {
         sqlite3_stmt *st;
         int r, rc;
@@ -204,8 +203,8 @@ static int bind_delivery(sqlite3_stmt *st, const struct delivery *d, const char 
 }
 
 /* The webhook_deliveries row; sets d->id. */
-static int insert_delivery(struct store *s, struct delivery *d, const char *charge_id,
-                           const char *claimed, const char *error)
+int store_insert_delivery(struct store *s, struct delivery *d, const char *charge_id,
+                          const char *claimed, const char *error)
 {
         sqlite3_stmt *st;
         int r;
@@ -254,7 +253,7 @@ static int decide(struct store *s, struct delivery *d)
         bool seen;
         int r;
 
-        r = message_seen(s, delivery_message_id(d), &seen);
+        r = store_message_seen(s, delivery_message_id(d), &seen);
         if (r < 0)
                 return r;
         if (seen) {
@@ -286,7 +285,7 @@ static int record_accepted(struct store *s, struct delivery *d, const char *now)
                 return r;
         /* the reason is the row's explanation of why nothing changed */
         error = d->outcome == OUTCOME_APPLIED ? NULL : d->transition.reason;
-        r = insert_delivery(s, d, d->charge.id, charge_status_name(d->charge.status), error);
+        r = store_insert_delivery(s, d, d->charge.id, charge_status_name(d->charge.status), error);
         if (r < 0 || !d->transition.change_status)
                 return r;
         return insert_event(s, d, now);
@@ -314,7 +313,7 @@ static int record_rejected(struct store *s, struct delivery *d)
                 return -EINVAL;
         d->outcome = d->rejected_as;
         d->http_status = status;
-        return insert_delivery(s, d, d->charge.id[0] ? d->charge.id : NULL, NULL, d->error);
+        return store_insert_delivery(s, d, d->charge.id[0] ? d->charge.id : NULL, NULL, d->error);
 }
 
 /* Failures that retrying cannot cure: they cost this delivery, not the batch. */
