@@ -62,6 +62,10 @@ enum MHD_Result http_reply_early(struct MHD_Connection *conn, unsigned status, c
 /* http_reply_unavailable() - 503 with Retry-After; the connection stays. */
 enum MHD_Result http_reply_unavailable(struct MHD_Connection *conn);
 
+/* http_reply_deferred() - 503 {"outcome":"deferred"} with Retry-After: a
+ * webhook recorded but not confirmed (confirm = api, the API unreachable). */
+enum MHD_Result http_reply_deferred(struct MHD_Connection *conn);
+
 /* http_reply_stopping() - 503 while the daemon drains; the connection closes. */
 enum MHD_Result http_reply_stopping(struct MHD_Connection *conn);
 

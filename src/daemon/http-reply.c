@@ -83,6 +83,16 @@ enum MHD_Result http_reply_unavailable(struct MHD_Connection *conn)
         });
 }
 
+enum MHD_Result http_reply_deferred(struct MHD_Connection *conn)
+{
+        static const char body[] = "{\"outcome\":\"deferred\"}";
+
+        return http_reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, &(struct http_reply) {
+                .content_type = "application/json", .body = body, .len = sizeof(body) - 1,
+                .retry_after = true,
+        });
+}
+
 enum MHD_Result http_reply_stopping(struct MHD_Connection *conn)
 {
         static const char body[] = "{\"error\":\"unavailable\",\"detail\":\"shutting down\"}";

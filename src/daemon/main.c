@@ -134,6 +134,24 @@ static void log_delivery(const struct job *job)
                                    d->error ? d->error : "-");
                 return;
         }
+        if (job->confirmed && (d->outcome == OUTCOME_UNCONFIRMED ||
+                               d->outcome == OUTCOME_DEFERRED)) {
+                const struct api_fetch *a = &job->fetch;
+                if (a->has_charge)
+                        log_fields(LOG_LEVEL_WARNING, &f, "%s %s %lld %s from %s: unconfirmed, "
+                                   "the CashPay API says %s %lld %s", d->charge.id,
+                                   charge_status_name(d->charge.status),
+                                   (long long) d->charge.amount, d->charge.currency,
+                                   d->remote_addr, charge_status_name(a->charge.status),
+                                   (long long) a->charge.amount, a->charge.currency);
+                else
+                        log_fields(LOG_LEVEL_WARNING, &f, "%s %s %lld %s from %s: %s, %s",
+                                   d->charge.id, charge_status_name(d->charge.status),
+                                   (long long) d->charge.amount, d->charge.currency,
+                                   d->remote_addr, outcome_name(d->outcome),
+                                   a->error ? a->error : "no answer");
+                return;
+        }
         enum log_level level = d->transition.warn ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO;
         log_fields(level, &f, "%s %s %lld %s from %s: %s%s%s", d->charge.id,
                    charge_status_name(d->charge.status), (long long) d->charge.amount,

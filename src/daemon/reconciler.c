@@ -409,6 +409,102 @@ int reconciler_fetch_one(struct reconciler *rc, const char *charge_id, int64_t n
         return 0;
 }
 
+/* A webhook's fetch (§8.4): the result goes into the job, which the writer
+ * then records with its delivery. */
+struct confirm {
+        struct reconciler *rc;
+        struct job *job;
+};
+
+/* A claim the API does not confirm (yet) for a charge still INITIATED is
+ * looked at again soon: CashPay may have sent the webhook before its API
+ * caught up. The reconciler's own schedule follows. */
+#define CONFIRM_AGAIN_MS INT64_C(5000)
+
+static int copy_result(struct api_fetch *a, const struct api_result *r, const struct charge *claim)
+{
+        a->http_status = r->http_status;
+        a->has_charge = r->has_charge;
+        a->duration_ms = r->duration_ms;
+        if (r->body_len) {
+                uint8_t *b = malloc(r->body_len);
+                if (!b)
+                        return -ENOMEM;
+                memcpy(b, r->body, r->body_len);
+                a->body = b;
+                a->body_len = r->body_len;
+        }
+        if (!r->has_charge) {
+                a->error = strdup(r->error == 0 && r->http_status == 404
+                                  ? "no such charge at CashPay" : r->detail);
+                return a->error ? 0 : -ENOMEM;
+        }
+        a->charge = r->charge;
+        a->charge.description = dup_or_null(r->charge.description);
+        a->charge.transaction_url = dup_or_null(r->charge.transaction_url);
+        a->charge.order_ref = dup_or_null(r->charge.order_ref);
+        if ((r->charge.description && !a->charge.description) ||
+            (r->charge.transaction_url && !a->charge.transaction_url) ||
+            (r->charge.order_ref && !a->charge.order_ref))
+                return -ENOMEM;
+        if (r->charge.status == CHARGE_INITIATED && claim->status != CHARGE_INITIATED)
+                time_format_iso(time_now_ms() + CONFIRM_AGAIN_MS, a->next_check_at);
+        return 0;
+}
+
+/* On the client's thread: copy into the job, queue it for the writer. */
+static void on_confirm_fetched(const struct api_result *r, void *userdata)
+{
+        struct confirm *cf = userdata;
+        struct reconciler *rc = cf->rc;
+        struct job *job = cf->job;
+        int res = -ESHUTDOWN;
+
+        if (r->error != -ECANCELED) {
+                job->confirmed = true; /* job_unref() frees what was copied */
+                res = copy_result(&job->fetch, r, &job->delivery.charge);
+        }
+        writer_release_held(rc->rt->writer, job, res);
+        job_unref(job);
+        free(cf);
+        done_one(rc);
+}
+
+int reconciler_confirm(struct reconciler *rc, struct job *job)
+{
+        struct confirm *cf = calloc(1, sizeof(*cf));
+        struct api_fetch *a = &job->fetch;
+        int r;
+
+        if (!cf)
+                return -ENOMEM;
+        cf->rc = rc;
+        cf->job = job;
+        a->reason = FETCH_WEBHOOK;
+        snprintf(a->charge_id, sizeof(a->charge_id), "%s", job->delivery.charge.id);
+        time_format_iso(time_now_ms(), a->requested_at);
+        pthread_mutex_lock(&rc->lock);
+        if (rc->stopping) {
+                pthread_mutex_unlock(&rc->lock);
+                free(cf);
+                return -ESHUTDOWN;
+        }
+        rc->pending++;
+        pthread_mutex_unlock(&rc->lock);
+        r = writer_hold(rc->rt->writer, job);
+        if (r == 0) {
+                job_ref(job);
+                if (api_fetch_charge(rc->api, a->charge_id, on_confirm_fetched, cf) == 0)
+                        return 0;
+                job_unref(job);
+                r = -ENOMEM;
+                writer_release_held(rc->rt->writer, job, r);
+        }
+        free(cf);
+        done_one(rc);
+        return r;
+}
+
 void reconciler_stop(struct reconciler *rc)
 {
         if (!rc)

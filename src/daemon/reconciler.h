@@ -58,6 +58,17 @@ int reconciler_fetch_one(struct reconciler *rc, const char *charge_id, int64_t n
                          void (*done)(void *data), void *data);
 
 /*
+ * reconciler_confirm() - fetch the charge @job's verified webhook claims
+ * (confirm = api, §8.4; api_fetches reason 'webhook'). The job is held by
+ * the writer meanwhile (its deadline runs); the answer is copied into
+ * job->fetch and the job queued, and the writer records delivery and fetch
+ * together. Returns 0, or -ENOMEM / -ESHUTDOWN: then nothing was held and
+ * the caller answers the job itself.
+ */
+struct job;
+int reconciler_confirm(struct reconciler *rc, struct job *job);
+
+/*
  * reconciler_stop() - stop the client (requests still open are dropped,
  * their orders stay due), wait until the writer has recorded every result
  * already handed to it, free. Before writer_stop(). NULL-safe.

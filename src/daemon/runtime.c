@@ -8,22 +8,14 @@
 #include "src/daemon/runtime.h"
 
 /*
- * The configuration language already knows the API half of the daemon
- * (confirmation by fetch-back, the checkout listener), and cashpayctl acts on
- * it; the daemon itself does not serve either yet. Starting anyway would be
- * worse than refusing: with confirm = api, verify = none passes the rules,
- * and unconfirmed unsigned webhooks would be believed; a merchant's app
- * would find no checkout listener. So cashpayd (and its --check-config)
- * names the key to change instead.
+ * The configuration language already knows the checkout listener, and
+ * cashpayctl acts on it; the daemon itself does not serve it yet. Starting
+ * anyway would be worse than refusing: a merchant's app would find no
+ * checkout listener. So cashpayd (and its --check-config) names the key to
+ * change instead.
  */
 static int check_daemon_supports(const struct config *cfg, char *err, size_t err_len)
 {
-        if (config_confirm_api(cfg))
-                return err_set(err, err_len, -EOPNOTSUPP,
-                               "[webhook] confirm = api (what confirm = auto means once "
-                               "[cashpay] api_url is set) is not served by this cashpayd yet: "
-                               "set [webhook] confirm = none (cashpayctl sync and reconcile "
-                               "still ask the API)");
         if (cfg->cashpay.api_url && cfg->checkout.listen.n > 0)
                 return err_set(err, err_len, -EOPNOTSUPP,
                                "[checkout] listen is not served by this cashpayd yet: set it "

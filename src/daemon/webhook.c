@@ -29,6 +29,7 @@
 #include "src/daemon/http-internal.h"
 #include "src/daemon/http.h"
 #include "src/daemon/metrics.h"
+#include "src/daemon/reconciler.h"
 #include "src/daemon/tls.h"
 
 /*
@@ -317,6 +318,19 @@ static enum MHD_Result enqueue_webhook(struct MHD_Connection *conn, const struct
         job->wake_data = req;
         req->job = job;
 
+        /* confirm = api (§8.4): a verified claim waits for the API's charge,
+         * then the writer records both; the answer comes after that commit. */
+        if (job->delivery.has_charge && config_confirm_api(s->cfg)) {
+                MHD_suspend_connection(conn);
+                r = req->rt->reconciler ? reconciler_confirm(req->rt->reconciler, job)
+                                        : -ESHUTDOWN; /* never believed unconfirmed */
+                if (r < 0) {
+                        job->result = r;
+                        MHD_resume_connection(conn);
+                }
+                return MHD_YES;
+        }
+
         /* Suspend first: the writer may finish before writer_submit() returns.
          * Once the writer is closed (shutdown) it refuses, and we resume. */
         MHD_suspend_connection(conn);
@@ -351,6 +365,8 @@ static enum MHD_Result reply_outcome(struct MHD_Connection *conn, const struct j
                 return http_reply_json(conn, MHD_HTTP_UNAUTHORIZED, "{\"error\":\"unauthorized\"}");
         case OUTCOME_FORBIDDEN:
                 return http_reply_json(conn, MHD_HTTP_FORBIDDEN, "{\"error\":\"forbidden\"}");
+        case OUTCOME_DEFERRED: /* recorded, not acknowledged: CashPay sends it again */
+                return http_reply_deferred(conn);
         default:
                 snprintf(body, sizeof(body), "{\"outcome\":\"%s\"}", outcome_name(d->outcome));
                 return http_reply_json(conn, MHD_HTTP_OK, body);

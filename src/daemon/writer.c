@@ -38,6 +38,7 @@ struct writer {
         bool closed;              /* writer_shutdown(): no more jobs */
 
         struct job *head, *tail;  /* FIFO, guarded by lock */
+        struct job *held;         /* writer_hold(), guarded by lock */
         unsigned depth;           /* jobs in the FIFO */
         struct job **batch;       /* the transaction in progress */
         struct delivery **items;  /* batch[i]->delivery, as store_submit() wants it */
@@ -78,6 +79,11 @@ void job_unref(struct job *job)
         if (!job || atomic_fetch_sub_explicit(&job->refs, 1, memory_order_acq_rel) != 1)
                 return;
         delivery_clear(&job->delivery);
+        if (job->confirmed) {
+                charge_clear(&job->fetch.charge);
+                free((void *) job->fetch.body);
+                free((void *) job->fetch.error);
+        }
         free(job);
 }
 
@@ -130,12 +136,25 @@ static void commit_batch(struct writer *w, size_t n)
 
         atomic_store(&w->commit_started_ms, started);
         maybe_stall(w);
+        size_t plain = 0;
         for (size_t i = 0; i < n; i++)
-                w->items[i] = &w->batch[i]->delivery;
+                if (!w->batch[i]->confirmed)
+                        w->items[plain++] = &w->batch[i]->delivery;
 
         /* Commits take from well under a millisecond to seconds: microseconds. */
         int64_t t0 = time_monotonic_us();
-        int r = store_submit(w->store, w->items, n);
+        int r = plain > 0 ? store_submit(w->store, w->items, plain) : 0;
+        /* A confirmed delivery is one transaction with its fetch; its
+         * failure is its own (a 503), like a refused delivery's fault. */
+        for (size_t i = 0; i < n; i++) {
+                struct job *job = w->batch[i];
+                if (job->confirmed) {
+                        int c = store_record_confirmed(w->store, &job->delivery, &job->fetch);
+                        job->delivery.fault = c < 0 ? c : 0;
+                        if (c < 0 && plain == 0 && r == 0)
+                                r = c;
+                }
+        }
         int64_t commit_us = time_monotonic_us() - t0;
 
         atomic_store(&w->last_result, r);
@@ -150,8 +169,10 @@ static void commit_batch(struct writer *w, size_t n)
 
         for (size_t i = 0; i < n; i++) {
                 /* A delivery the database refused on its own gets its own fault. */
-                if (job_claim(w->batch[i], JOB_TAKEN))
-                        job_answer(w->batch[i], r < 0 ? r : w->batch[i]->delivery.fault);
+                struct job *job = w->batch[i];
+                int res = job->confirmed || r == 0 ? job->delivery.fault : r;
+                if (job_claim(job, JOB_TAKEN))
+                        job_answer(job, res);
                 job_unref(w->batch[i]);
         }
 }
@@ -414,6 +435,56 @@ static void answer_due(struct writer *w, int64_t now_ms, int result)
                 if (job->deadline_ms <= now_ms && job_claim(job, JOB_TAKEN))
                         job_answer(job, result);
         }
+        for (struct job *job = w->held; job; job = job->held_next)
+                if (job->deadline_ms <= now_ms && job_claim(job, JOB_QUEUED))
+                        job_answer(job, result);
+}
+
+int writer_hold(struct writer *w, struct job *job)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&w->lock);
+        if (w->stopping || w->closed)
+                r = -ESHUTDOWN;
+        else {
+                atomic_store(&job->state, JOB_QUEUED);
+                job_ref(job);
+                job->held_next = w->held;
+                w->held = job;
+        }
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+void writer_release_held(struct writer *w, struct job *job, int result)
+{
+        pthread_mutex_lock(&w->lock);
+        for (struct job **p = &w->held; *p; p = &(*p)->held_next)
+                if (*p == job) {
+                        *p = job->held_next;
+                        break;
+                }
+        if (result == 0 && (w->stopping || w->closed))
+                result = -ESHUTDOWN;
+        else if (result == 0 && w->depth >= w->opts.max_queue)
+                result = -EAGAIN;
+        if (result == 0 && atomic_load(&job->state) == JOB_QUEUED) {
+                job->next = NULL; /* the held reference becomes the queue's */
+                if (w->tail)
+                        w->tail->next = job;
+                else
+                        w->head = job;
+                w->tail = job;
+                w->depth++;
+                pthread_cond_signal(&w->wake);
+                pthread_mutex_unlock(&w->lock);
+                return;
+        }
+        if (job_claim(job, JOB_QUEUED))
+                job_answer(job, result < 0 ? result : -ESHUTDOWN);
+        pthread_mutex_unlock(&w->lock);
+        job_unref(job);
 }
 
 void writer_expire(struct writer *w, int64_t now_ms)

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cashpay/store-api.h"
 #include "cashpay/store.h"
 
 struct writer;
@@ -43,6 +44,13 @@ struct job {
         void (*wake)(struct job *job); /* resumes the HTTP connection */
         void *wake_data;
         struct job *next;              /* queue link, owned by the writer */
+
+        /* confirm = api (§8.4): the charge as the API reported it, recorded
+         * with the delivery by store_record_confirmed(). fetch's charge,
+         * body and error are owned by the job. */
+        bool confirmed;
+        struct api_fetch fetch;
+        struct job *held_next;         /* writer_hold() list, owned by the writer */
 };
 
 /*
@@ -88,6 +96,17 @@ void job_unref(struct job *job);
  * never be woken.
  */
 int writer_submit(struct writer *w, struct job *job);
+
+/*
+ * writer_hold() - @job waits for something else (the API's answer) before
+ * it is queued: from now on its deadline and writer_shutdown() answer it
+ * like a queued job (takes a reference). Returns 0 or -ESHUTDOWN.
+ * writer_release_held() - the wait is over: queue it (@result 0) or, if
+ * the deadline did not answer it already, answer it with @result < 0.
+ * Either way the writer's reference from writer_hold() goes.
+ */
+int writer_hold(struct writer *w, struct job *job);
+void writer_release_held(struct writer *w, struct job *job, int result);
 
 /*
  * writer_post() - queue @task. Tasks are taken until writer_stop() (also
