@@ -156,7 +156,8 @@ static const struct config_key keys[] = {
                  "webhook-timestamp and webhook-signature headers, secrets written "
                  "whsec_BASE64); signature_header, algorithm and encoding are then ignored. "
                  "none: no authentication at all, accepted only together with "
-                 "insecure_no_verify = yes." },
+                 "insecure_no_verify = yes, or with confirm = api (the API, not the body, "
+                 "is believed)." },
         { .section = "webhook", .name = "secret_file", .type = CONFIG_PATH,
           .default_value = "", .max = 180, .reloadable = true, .offset = OFF(webhook.secret_file),
           .doc = "File holding the shared secret, one per line. Any of them verifies, so a "
@@ -244,9 +245,10 @@ static const struct config_key keys[] = {
                  "and changes nothing, and a webhook that could not be confirmed (API "
                  "unreachable) is answered 503 with outcome deferred. With api, verify = none "
                  "is allowed without insecure_no_verify. none: the webhook is believed. "
-                 "auto: api when [cashpay] api_url is set, else none. This cashpayd does "
-                 "not confirm yet: it refuses to start when this comes to api (set none; "
-                 "cashpayctl sync and reconcile still ask the API)." },
+                 "auto: api when [cashpay] api_url is set, else none. A claim the API "
+                 "does not confirm for a charge still INITIATED is fetched again soon "
+                 "(about 5 s), then on the reconciler's schedule; a deferred one is queued "
+                 "for reconciliation. A webhook waits for its fetch within commit_timeout." },
 
         /* [database] */
         { .section = "database", .name = "path", .type = CONFIG_PATH,

@@ -80,21 +80,30 @@ def test_verify_none_needs_insecure_flag_and_warns():
 
 
 def test_api_half_not_served_is_refused():
-    """The daemon does not confirm webhooks or serve the checkout listener
-    yet: a configuration that asks for either is refused by name, at
-    --check-config and at start, rather than believing unsigned webhooks
-    or leaving the merchant's app without its listener."""
+    """The daemon does not serve the checkout listener yet: a configuration
+    that asks for it is refused by name, at --check-config and at start,
+    rather than leaving the merchant's app without its listener. confirm =
+    api (also what auto comes to with api_url set, and with verify = none)
+    is served: an unconfirmable webhook is deferred, never believed."""
     api = {"cashpay.api_url": "http://127.0.0.1:9/v1", "cashpay.public_url": "https://shop.example",
            "cashpay.token_file": "/nonexistent-token", "checkout.listen": ""}
-    for extra, key in [({}, "confirm"), ({"webhook.confirm": "api"}, "confirm"),
-                       ({"webhook.confirm": "api", "webhook.verify": "none"}, "confirm"),
-                       ({"webhook.confirm": "none", "checkout.listen": "127.0.0.1:9181"},
-                        "[checkout] listen")]:
+    d = Daemon({**api, "webhook.confirm": "none", "checkout.listen": "127.0.0.1:9181"},
+               start=False)
+    for args in (["--check-config"], []):
+        r = run("--config", d.config_path, *args)
+        check_eq(r.returncode, 1, f"checkout listen {args}: exit")
+        check("[checkout] listen" in r.stderr and "not served" in r.stderr, r.stderr)
+    for extra in [{}, {"webhook.confirm": "api"},
+                  {"webhook.confirm": "api", "webhook.verify": "none"}]:
         d = Daemon({**api, **extra}, start=False)
-        for args in (["--check-config"], []):
-            r = run("--config", d.config_path, *args)
-            check_eq(r.returncode, 1, f"{extra} {args}: exit")
-            check(key in r.stderr and "not served" in r.stderr, r.stderr)
+        r = run("--config", d.config_path, "--check-config")
+        check_eq(r.returncode, 0, f"{extra} --check-config: {r.stderr}")
+    with Daemon({**api, "webhook.confirm": "api", "webhook.verify": "none"}) as d:
+        status, body = d.post_json({"id": "chg_apiconfirm", "status": "CAPTURED", "amount": 1,
+                                    "currency": "YER", "created": 0}, sign=False)
+        check_eq((status, body), (503, {"outcome": "deferred"}),
+                 "an unsigned webhook the API cannot confirm is deferred")
+        check(not d.query("SELECT 1 FROM orders"), "and changes nothing")
     with Daemon({**api, "webhook.confirm": "none"}) as d:
         status, _ = d.post_json({"id": "chg_apinone", "status": "CAPTURED", "amount": 1,
                                  "currency": "YER", "created": 0})
