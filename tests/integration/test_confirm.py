@@ -10,10 +10,11 @@ does not know is unconfirmed; with the API failing the webhook is answered
 503 deferred with Retry-After and nothing changes. Checked through SQLite.
 """
 import json
+import threading
 import time
 
 from harness import charge, check, check_eq, random_charge_id, run_tests
-from test_reconcile import create, finish, order, start
+from test_reconcile import create, finish, order, start, wait_for
 
 # The reconciler stays out of the way: only the webhooks' fetches run.
 QUIET = {"cashpay.reconcile_after": "3600", "webhook.confirm": "api"}
@@ -111,6 +112,38 @@ def test_failing_api_defers():
         check_eq((status, body), (200, {"outcome": "applied"}), "the retry confirmed")
         check_eq(order(d, cid)["status"], "CAPTURED", "then CAPTURED")
         check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
+def test_hanging_api_within_commit_timeout_and_stop():
+    """A webhook waits for its fetch at most commit_timeout (then 503, not
+    acknowledged); one still waiting at SIGTERM is answered, and the daemon
+    exits cleanly."""
+    d, sim = start(extra={**QUIET, "database.commit_timeout": "1000"})
+    try:
+        cid = create(d, "order-hang")
+        sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch"})
+        t0 = time.monotonic()
+        status, resp_headers, raw = d.post(charge(cid, "CAPTURED"))
+        took = time.monotonic() - t0
+        print(f"   hanging API: answered {status} after {took * 1000:.0f} ms")
+        check_eq(status, 503, "not acknowledged")
+        check("Retry-After" in resp_headers, f"Retry-After: {resp_headers}")
+        check(0.9 < took < 2.5, f"within commit_timeout: {took:.2f} s")
+        check_eq(order(d, cid)["status"], "INITIATED", "nothing changed")
+
+        result = {}
+        worker = threading.Thread(target=lambda: result.update(
+            answer=d.post(charge(cid, "CAPTURED"))[0]))
+        worker.start()
+        wait_for("a fetch hanging at the sim", lambda: sim.control("stats")["api_inflight"] >= 1)
+        t0 = time.monotonic()
+        check_eq(d.stop(), 0, "exit status with a webhook waiting for the API")
+        worker.join(10)
+        check(time.monotonic() - t0 < 5, "stopped without waiting for the API")
+        check_eq(result.get("answer"), 503, "the waiting webhook was answered 503")
+        check_eq(order(d, cid)["status"], "INITIATED", "still INITIATED")
     finally:
         finish(d, sim)
 
