@@ -30,8 +30,9 @@ listen = 127.0.0.1:9180
 
 [webhook]
 secret_file = $dev/webhook.secret
-; The daemon does not confirm webhooks with the API yet (cashpayctl sync
-; and reconcile do); auto would mean api once api_url is set.
+; none here so that the hand-made test webhooks printed below (for charges
+; cashpay-sim never made) are taken as signed; remove it (auto, which means
+; api with api_url set) to have every webhook confirmed with cashpay-sim.
 confirm = none
 
 [database]
@@ -40,8 +41,9 @@ path = $dev/cashpay.db
 [return]
 shop_name = Development Shop
 
-; The CashPay API is cashpay-sim's (OAuth2 client credentials), for
-; cashpayctl api check, sync and reconcile.
+; The CashPay API is cashpay-sim's (OAuth2 client credentials): the daemon
+; fetches stale INITIATED orders and the return page's charge from it, and
+; cashpayctl api check, sync and reconcile use it.
 [cashpay]
 api_url = $sim_url/v1
 public_url = http://127.0.0.1:8080
@@ -108,9 +110,11 @@ cashpayctl talks to the same CashPay API:
 
   ./build/cashpayctl --config dev/cashpayd.conf api check
 
-Lose a webhook and recover the payment from the API: tell CashPay to drop
-webhooks (cashpay-sim --help lists every switch), create and pay a charge
-as above (or without a browser), then fetch it:
+Lose a webhook and see the payment recovered from the API: tell CashPay to
+drop webhooks (cashpay-sim --help lists every switch), then create and pay a
+charge as above. The return page asks the API, so it still says "Payment
+received"; without a browser, cashpayd fetches the stale order itself after
+[cashpay] reconcile_after (300 s), or fetch it now:
 
   curl -sS $sim_url/_sim/config -d '{"webhook_drop":true}'
   curl -sS -X POST $sim_url/_sim/charges/CHARGE_ID/pay
