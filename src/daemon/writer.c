@@ -379,6 +379,19 @@ void writer_stop(struct writer *w)
         writer_release(w);
 }
 
+/* Under the lock: @job, whose reference the queue now owns, joins the FIFO. */
+static void enqueue_locked(struct writer *w, struct job *job)
+{
+        job->next = NULL;
+        if (w->tail)
+                w->tail->next = job;
+        else
+                w->head = job;
+        w->tail = job;
+        w->depth++;
+        pthread_cond_signal(&w->wake);
+}
+
 int writer_submit(struct writer *w, struct job *job)
 {
         int r = 0;
@@ -391,14 +404,7 @@ int writer_submit(struct writer *w, struct job *job)
         else {
                 atomic_store(&job->state, JOB_QUEUED);
                 job_ref(job);
-                job->next = NULL;
-                if (w->tail)
-                        w->tail->next = job;
-                else
-                        w->head = job;
-                w->tail = job;
-                w->depth++;
-                pthread_cond_signal(&w->wake);
+                enqueue_locked(w, job);
         }
         pthread_mutex_unlock(&w->lock);
         return r;
@@ -470,14 +476,7 @@ void writer_release_held(struct writer *w, struct job *job, int result)
         else if (result == 0 && w->depth >= w->opts.max_queue)
                 result = -EAGAIN;
         if (result == 0 && atomic_load(&job->state) == JOB_QUEUED) {
-                job->next = NULL; /* the held reference becomes the queue's */
-                if (w->tail)
-                        w->tail->next = job;
-                else
-                        w->head = job;
-                w->tail = job;
-                w->depth++;
-                pthread_cond_signal(&w->wake);
+                enqueue_locked(w, job); /* the held reference becomes the queue's */
                 pthread_mutex_unlock(&w->lock);
                 return;
         }

@@ -209,8 +209,11 @@ static int failed(struct pg_store *p, const PGresult *res)
         return r < 0 ? r : -EIO;
 }
 
-int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params, int n,
-                 bool binary_last, int last_len, PGresult **ret)
+/* One statement, prepared (named @statement) or not (@sql), with text parameters
+ * but for an optional binary last one; *@ret gets the result on success. */
+static int exec_params(struct pg_store *p, const char *statement, const char *sql,
+                       const char *const *params, int n, bool binary_last, int last_len,
+                       PGresult **ret)
 {
         int lengths[16] = { 0 }, formats[16] = { 0 };
         PGresult *res;
@@ -225,7 +228,8 @@ int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params,
                 lengths[n - 1] = last_len;
                 formats[n - 1] = 1;
         }
-        res = PQexecPrepared(p->conn, name_of(id), n, params, lengths, formats, 0);
+        res = statement ? PQexecPrepared(p->conn, statement, n, params, lengths, formats, 0)
+                        : PQexecParams(p->conn, sql, n, NULL, params, lengths, formats, 0);
         r = pg_errno(p->conn, res);
         if (r < 0) {
                 r = failed(p, res);
@@ -239,34 +243,16 @@ int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params,
         return 0;
 }
 
+int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params, int n,
+                 bool binary_last, int last_len, PGresult **ret)
+{
+        return exec_params(p, name_of(id), NULL, params, n, binary_last, last_len, ret);
+}
+
 int pg_store_query(struct pg_store *p, const char *sql, const char *const *params, int n,
                    bool binary_last, int last_len, PGresult **ret)
 {
-        int lengths[16] = { 0 }, formats[16] = { 0 };
-        PGresult *res;
-        int r;
-
-        r = pg_store_conn(p);
-        if (r < 0)
-                return r;
-        if (n > 16)
-                return -EINVAL;
-        if (binary_last && n > 0) {
-                lengths[n - 1] = last_len;
-                formats[n - 1] = 1;
-        }
-        res = PQexecParams(p->conn, sql, n, NULL, params, lengths, formats, 0);
-        r = pg_errno(p->conn, res);
-        if (r < 0) {
-                r = failed(p, res);
-                PQclear(res);
-                return r;
-        }
-        if (ret)
-                *ret = res;
-        else
-                PQclear(res);
-        return 0;
+        return exec_params(p, NULL, sql, params, n, binary_last, last_len, ret);
 }
 
 int pg_store_exec(struct pg_store *p, const char *sql)

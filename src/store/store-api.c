@@ -164,15 +164,22 @@ static bool fetch_valid(const struct api_fetch *f)
                (f->http_status == 200 && strcmp(f->charge.id, f->charge_id) == 0);
 }
 
+/* What recording fills in, cleared first so a failed call leaves none of a
+ * previous one's results behind. */
+static void fetch_reset_result(struct api_fetch *f)
+{
+        f->id = 0;
+        f->had_order = false;
+        f->transition = (struct transition) { 0 };
+        f->event_id = 0;
+}
+
 int store_record_fetch(struct store *s, struct api_fetch *f)
 {
         char now[TIME_ISO_LEN];
         int r;
 
-        f->id = 0;
-        f->had_order = false;
-        f->transition = (struct transition) { 0 };
-        f->event_id = 0;
+        fetch_reset_result(f);
         if (s->read_only)
                 return -EROFS;
         if (!fetch_valid(f))
@@ -298,10 +305,7 @@ int store_record_confirmed(struct store *s, struct delivery *d, struct api_fetch
         int r;
 
         delivery_reset_result(d);
-        f->id = 0;
-        f->had_order = false;
-        f->transition = (struct transition) { 0 };
-        f->event_id = 0;
+        fetch_reset_result(f);
         if (s->read_only)
                 return -EROFS;
         if (!d->has_charge || f->reason != FETCH_WEBHOOK ||
