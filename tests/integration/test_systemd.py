@@ -580,6 +580,16 @@ def reload_and_wait(d, notify):
     return sent, notify.messages[j][0]
 
 
+def wait_for_requests(clients, counts, least=10, limit=15.0):
+    """Until each client has @least results for which @counts is true, or
+    @limit seconds have passed (the caller's checks then say how many)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if all(sum(1 for r in list(c.results) if counts(r)) >= least for c in clients):
+            return
+        time.sleep(0.05)
+
+
 def write_secrets(d, *secrets):
     # A new file moved into place, as an editor or a deployment tool does.
     with open(d.secret_path + ".new", "w") as f:
@@ -598,10 +608,13 @@ def test_reload_rotated_secret():
         notify.wait_key("READY")
         for c in clients:
             c.start()
-        time.sleep(0.4)
+        # Wait for enough requests on each side of the reload rather than a
+        # fixed time: on a loaded machine one client thread can be starved
+        # for longer than any short sleep.
+        wait_for_requests(clients, lambda r: True)
         write_secrets(d, new)
         hup, ready = reload_and_wait(d, notify)
-        time.sleep(0.4)
+        wait_for_requests(clients, lambda r: r[0] > ready)
         for c in clients:
             c.stopped.set()
             c.join(15)
