@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "cashpay/api.h"
+#include "cashpay/charge-create.h"
 #include "cashpay/checkout.h"
-#include "cashpay/store-api.h"
 #include "cashpay/timeutil.h"
 #include "src/ctl/ctl.h"
 #include "src/ctl/output.h"
@@ -54,97 +54,73 @@ static int create_option(struct ctl *c, int opt, void *ctx)
         }
 }
 
-/* The answer of the one POST, copied off the client's thread. */
-struct answer {
+/* Step 2 of the creation waits here: the client's thread signals. */
+struct wait {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool done;
-        struct api_result res;
-        struct charge charge;
 };
 
-static char *dup_or_null(const char *s)
+static void on_sent(void *data)
 {
-        return s ? strdup(s) : NULL;
+        struct wait *w = data;
+
+        pthread_mutex_lock(&w->lock);
+        w->done = true;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
 }
 
-static void on_created(const struct api_result *r, void *userdata)
+static int print_charge(struct ctl *c, const struct charge_order *o,
+                        const struct charge_result *res)
 {
-        struct answer *a = userdata;
+        bool created = res->answer == CHARGE_ANSWER_CREATED;
 
-        pthread_mutex_lock(&a->lock);
-        a->res = *r;
-        a->res.body = NULL;
-        a->res.charge = (struct charge) { 0 };
-        if (r->has_charge) {
-                a->charge = r->charge;
-                a->charge.description = dup_or_null(r->charge.description);
-                a->charge.transaction_url = dup_or_null(r->charge.transaction_url);
-                a->charge.order_ref = NULL;
-                if (!a->charge.transaction_url)
-                        a->res.has_charge = false; /* out of memory: not a usable answer */
-        }
-        a->done = true;
-        pthread_cond_signal(&a->cond);
-        pthread_mutex_unlock(&a->lock);
-}
-
-static int print_charge(struct ctl *c, const struct create_options *o, const char *charge_id,
-                        const char *url, const char *return_ref, bool created)
-{
         if (c->json)
                 return ctl_printed(output_json(json_pack(
-                        "{s:s, s:s, s:s, s:I, s:s, s:s?, s:s?, s:b}", "charge_id", charge_id,
+                        "{s:s, s:s, s:s, s:I, s:s, s:s?, s:s?, s:b}", "charge_id", res->charge_id,
                         "status", "INITIATED", "order_ref", o->order_ref,
                         "amount", (json_int_t) o->amount, "currency", o->currency,
-                        "transaction_url", url, "return_ref", return_ref[0] ? return_ref : NULL,
+                        "transaction_url", res->transaction_url,
+                        "return_ref", res->return_ref[0] ? res->return_ref : NULL,
                         "created", created), false));
-        printf("%s %s\n", created ? "created" : "already there:", charge_id);
-        printf("transaction_url %s\n", url ? url : "-");
+        printf("%s %s\n", created ? "created" : "already there:", res->charge_id);
+        printf("transaction_url %s\n", res->transaction_url ? res->transaction_url : "-");
         return ctl_printed(output_flush());
 }
 
-/* A verdict that needs no request. */
-static int answer_from_plan(struct ctl *c, const struct create_options *o,
-                            const struct charge_plan *p)
+/* The result, as the operator reads it. */
+static int report(struct ctl *c, const struct charge_order *o, const struct charge_result *res)
 {
-        switch (p->verdict) {
-        case CHARGE_EXISTS:
-                return print_charge(c, o, p->charge_id, p->transaction_url, p->return_ref, false);
-        case CHARGE_ALREADY_PAID:
+        switch (res->answer) {
+        case CHARGE_ANSWER_CREATED:
+        case CHARGE_ANSWER_EXISTS:
+                return print_charge(c, o, res);
+        case CHARGE_ANSWER_ALREADY_PAID:
                 return ctl_fail("order_ref %s is already paid (charge %s)", o->order_ref,
-                                p->charge_id);
-        case CHARGE_ORDER_CHANGED:
-                if (!p->charge_id[0])
+                                res->charge_id);
+        case CHARGE_ANSWER_ORDER_CHANGED:
+                if (!res->charge_id[0])
                         return ctl_fail("order_ref %s has a creation with other terms still "
                                         "pending; retry it with those terms", o->order_ref);
                 return ctl_fail("order_ref %s has an unpaid charge %s with another amount or "
-                                "currency", o->order_ref, p->charge_id);
-        case CHARGE_SEND:
-                break;
+                                "currency", o->order_ref, res->charge_id);
+        case CHARGE_ANSWER_REFUSED:
+                return ctl_fail("CashPay refused the charge (%d): %s", res->cashpay_status,
+                                res->detail);
+        case CHARGE_ANSWER_UNAVAILABLE:
+                return ctl_fail("CashPay could not be asked (%s); run the same command again: "
+                                "it sends the same Idempotency-Key", res->detail);
+        case CHARGE_ANSWER_STORE_FAILED:
+                return ctl_store_error(c, res->store_error, "cannot record the charge");
         }
-        return CTL_CONTINUE;
+        return ctl_fail("unexpected result");
 }
 
-static int build_body(struct ctl *c, const struct create_options *o, const struct charge_plan *p,
-                      char **ret)
-{
-        const struct config *cfg = c->cfg;
-        _cleanup_(freep) char *post = NULL, *redirect = NULL;
-
-        if (asprintf(&post, "%s%s", cfg->cashpay.public_url, cfg->http.webhook_path) < 0 ||
-            asprintf(&redirect, "%s%s?ref=%s", cfg->cashpay.public_url, cfg->http.return_path,
-                     p->return_ref) < 0) {
-                post = redirect = NULL;
-                return -ENOMEM;
-        }
-        return checkout_charge_body(o->order_ref, o->amount, o->currency, o->description, post,
-                                    redirect, cfg->webhook.order_ref_field, ret);
-}
-
-static int send_request(struct ctl *c, const char *body, const char *key, struct answer *a)
+static int send_and_wait(struct ctl *c, struct charge_create *cc)
 {
         _cleanup_(api_client_freep) struct api_client *api = NULL;
+        struct wait w = { .done = false };
         struct api_options opts;
         char err[256];
         int r;
@@ -153,91 +129,45 @@ static int send_request(struct ctl *c, const char *body, const char *key, struct
         r = api_client_new(&opts, &api, err, sizeof(err));
         if (r < 0)
                 return ctl_fail("cannot use the CashPay API: %s", err);
-        r = api_create_charge(api, body, key, on_created, a);
-        if (r < 0)
-                return ctl_fail("cannot ask CashPay: %s", strerror(-r));
-        pthread_mutex_lock(&a->lock);
-        while (!a->done)
-                pthread_cond_wait(&a->cond, &a->lock);
-        pthread_mutex_unlock(&a->lock);
-        return 0;
+        pthread_mutex_init(&w.lock, NULL);
+        pthread_cond_init(&w.cond, NULL);
+        r = charge_create_send(cc, api, on_sent, &w);
+        pthread_mutex_lock(&w.lock);
+        while (r == 0 && !w.done)
+                pthread_cond_wait(&w.cond, &w.lock);
+        pthread_mutex_unlock(&w.lock);
+        pthread_cond_destroy(&w.cond);
+        pthread_mutex_destroy(&w.lock);
+        return r;
 }
 
-/* What CashPay answered, recorded before it is reported. */
-static int settle(struct ctl *c, const struct create_options *o, const struct charge_plan *p,
-                  struct answer *a)
-{
-        char now[TIME_ISO_LEN], next[TIME_ISO_LEN];
-        const struct api_result *res = &a->res;
-        bool refused;
-        int r;
-
-        time_format_iso(time_now_ms(), now);
-        if (res->has_charge) {
-                time_format_iso(time_now_ms() + (int64_t) c->cfg->cashpay.reconcile_after * 1000,
-                                next);
-                r = store_charge_created(c->store, p->request_id, &a->charge, res->http_status,
-                                         now, next);
-                if (r == -EINVAL)
-                        r = store_charge_attempt(c->store, p->request_id, false,
-                                                 res->http_status, "CashPay answered with "
-                                                 "another charge than asked for", now);
-                if (r < 0)
-                        return ctl_store_error(c, r, "cannot record the charge");
-                if (a->charge.status != CHARGE_INITIATED || a->charge.amount != o->amount ||
-                    strcmp(a->charge.currency, o->currency) != 0)
-                        return ctl_fail("CashPay answered with another charge than asked for "
-                                        "(%s); the request stays pending", a->charge.id);
-                return print_charge(c, o, a->charge.id, a->charge.transaction_url, p->return_ref,
-                                    true);
-        }
-        /* a 4xx is CashPay's no; anything else may still have created it */
-        refused = res->error == 0 && res->http_status >= 400 && res->http_status < 500;
-        r = store_charge_attempt(c->store, p->request_id, refused, res->http_status,
-                                 res->detail, now);
-        if (r < 0)
-                return ctl_store_error(c, r, "cannot record the attempt");
-        if (refused)
-                return ctl_fail("CashPay refused the charge (%d): %s", res->http_status,
-                                res->detail);
-        return ctl_fail("CashPay could not be asked (%s); run the same command again: it sends "
-                        "the same Idempotency-Key", res->detail);
-}
-
+/* Plan, send, settle (charge-create.h), each step here in turn. */
 static int create(struct ctl *c, const struct create_options *o)
 {
-        char key[CHECKOUT_KEY_MAX + 1], rref[CHECKOUT_KEY_MAX + 1];
-        struct answer a = { .done = false };
-        _cleanup_(freep) char *body = NULL;
-        struct charge_plan p;
-        struct charge_ask ask = {
-                .order_ref = o->order_ref, .amount = o->amount, .description = o->description,
-                .new_idempotency_key = key, .new_return_ref = rref,
+        const struct config *cfg = c->cfg;
+        const struct charge_order order = {
+                .order_ref = o->order_ref, .amount = o->amount, .currency = o->currency,
+                .description = o->description,
         };
-        int r;
+        const struct charge_urls urls = {
+                .public_url = cfg->cashpay.public_url, .webhook_path = cfg->http.webhook_path,
+                .return_path = cfg->http.return_path,
+                .order_ref_field = cfg->webhook.order_ref_field,
+                .reconcile_after = cfg->cashpay.reconcile_after,
+        };
+        _cleanup_(charge_create_freep) struct charge_create *cc = NULL;
+        int r = charge_create_new(&order, &urls, &cc);
 
-        if (checkout_random_key("cpd_", 16, key, sizeof(key)) < 0 ||
-            checkout_random_key("", 16, rref, sizeof(rref)) < 0)
-                return ctl_fail("no randomness for the keys");
-        snprintf(ask.currency, sizeof(ask.currency), "%s", o->currency);
-        time_format_iso(time_now_ms(), ask.now);
-        r = store_charge_plan(c->store, &ask, &p);
         if (r < 0)
-                return ctl_store_error(c, r, "cannot record the request");
-        r = answer_from_plan(c, o, &p);
-        if (r == CTL_CONTINUE)
-                r = build_body(c, o, &p, &body) < 0 ? ctl_fail("cannot build the request") : 0;
-        pthread_mutex_init(&a.lock, NULL);
-        pthread_cond_init(&a.cond, NULL);
-        if (r == 0 && p.verdict == CHARGE_SEND)
-                r = send_request(c, body, p.idempotency_key, &a);
-        if (r == 0 && p.verdict == CHARGE_SEND)
-                r = settle(c, o, &p, &a);
-        charge_clear(&a.charge);
-        pthread_cond_destroy(&a.cond);
-        pthread_mutex_destroy(&a.lock);
-        charge_plan_clear(&p);
-        return r;
+                return ctl_fail("cannot prepare the request: %s", strerror(-r));
+        if (charge_create_plan(cc, c->store, time_now_ms())) {
+                r = send_and_wait(c, cc);
+                if (r > 0)
+                        return r; /* reported already */
+                if (r == 0) /* else the result says why nothing was sent */
+                        charge_create_settle(cc, c->store, time_now_ms());
+        }
+        return report(c, charge_create_order(cc), charge_create_result(cc));
 }
 
 int ctl_cmd_charge(struct ctl *c, int argc, char **argv)
