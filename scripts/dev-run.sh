@@ -51,10 +51,10 @@ token_url = $sim_url/oauth/token
 client_id = dev-shop
 client_secret_file = $dev/client.secret
 
-; Charges are created with cashpayctl charge create: the daemon does not
-; serve the checkout listener yet.
+; The shop's server asks cashpayd for charges here (POST /charges); on
+; loopback, so no token_file.
 [checkout]
-listen =
+listen = 127.0.0.1:9181
 
 [log]
 level = debug
@@ -83,21 +83,25 @@ grep -q "listening on" "$dev/cashpay-sim.out" || { echo "cashpay-sim did not sta
 
 secret=$(head -n 1 "$dev/webhook.secret")
 cat <<MSG
-cashpayd is starting on http://127.0.0.1:8080 (admin: http://127.0.0.1:9180/metrics)
+cashpayd is starting on http://127.0.0.1:8080 (admin: http://127.0.0.1:9180/metrics,
+checkout listener: http://127.0.0.1:9181/charges)
 database: $dev/cashpay.db
 cashpay-sim, a stand-in CashPay, is on $sim_url (its webhooks are logged below)
 
 Walk through CashPay's guide from another terminal:
 
- 1. Create a charge at CashPay, as the shop's server does; this prints the
-    transaction_url to send the customer to:
+ 1. Create a charge for order 42, as the shop's server does: cashpayd's
+    checkout listener asks CashPay and records the order; this prints the
+    transaction_url to send the customer to (run it twice: the same charge):
 
-  curl -sS $sim_url/v1/charges -H "Authorization: Bearer \$(cat dev/api.token)" \\
-       -H 'Content-Type: application/json' \\
-       -d '{"amount":2000,"currency":"YER","description":"Purchase of a watch",
-            "post_url":"http://127.0.0.1:8080/cashpay/webhook",
-            "redirect_url":"http://127.0.0.1:8080/cashpay/return?charge_id={CHARGE_ID}"}' |
+  curl -sS http://127.0.0.1:9181/charges -H 'Content-Type: application/json' \\
+       -d '{"order_ref":"42","amount":2000,"currency":"YER","description":"Purchase of a watch"}' |
        python3 -c 'import json, sys; print(json.load(sys.stdin)["transaction_url"])'
+
+    or from the command line, the same way:
+
+  ./build/cashpayctl --config dev/cashpayd.conf charge create --order-ref 43 \\
+       --amount 2000 --currency YER --description "Purchase of a watch"
 
  2. Open that URL in a browser and press Pay. CashPay sends your browser to
     the return page and cashpayd the signed webhook at the same time: the

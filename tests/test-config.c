@@ -187,7 +187,7 @@ static void test_table(void)
         const struct config_key *keys = config_keys(&n);
         const struct config_section *sections = config_sections(&n_sections);
 
-        CHECK(n == 62);
+        CHECK(n == 63);
         CHECK(n_sections == 8);
         for (size_t i = 0; i < n; i++) {
                 bool known = false;
@@ -474,6 +474,7 @@ static const struct bad_value bad_values[] = {
         { "cashpay", "reconcile_for", "59", "expected an integer from 60 to 31536000" },
         { "checkout", "listen", "localhost:9181", "" },
         { "checkout", "token_file", "relative/token", "must be an absolute path" },
+        { "checkout", "max_body", "255", "expected a size from 256 to 1048576 bytes" },
 };
 
 static void test_bad_values(void)

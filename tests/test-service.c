@@ -83,6 +83,11 @@ static void test_named(void)
 
         CHECK(listen_fds(&s, err, sizeof(err), 2, "admin:admin") == 0);
         CHECK(s.n_http == 0 && s.n_admin == 2);
+
+        /* The checkout listener's own unit. */
+        CHECK(listen_fds(&s, err, sizeof(err), 2, "checkout:http") == 0);
+        CHECK(s.n_checkout == 1 && s.checkout[0] == 3);
+        CHECK(s.n_http == 1 && s.http[0] == 4 && s.n_admin == 0);
 }
 
 static void test_unnamed(void)

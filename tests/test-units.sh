@@ -6,15 +6,15 @@
 #    most 1.0, and lower still with the socket-activated drop-in;
 #  - systemd-sysusers creates the cashpay user and group from our file.
 #
-# usage: test-units.sh SERVICE SOCKET ADMIN_SOCKET SYSUSERS DROPIN DAEMON
+# usage: test-units.sh SERVICE SOCKET ADMIN_SOCKET CHECKOUT_SOCKET SYSUSERS DROPIN DAEMON
 # SERVICE is the configured unit from the build directory; DAEMON the built
 # cashpayd, which ExecStart= is pointed at so that verify finds a binary.
 set -eu
 
-[ $# -eq 6 ] || { echo "usage: $0 SERVICE SOCKET ADMIN_SOCKET SYSUSERS DROPIN DAEMON" >&2; exit 2; }
-service=$1 socket=$2 admin_socket=$3 sysusers=$4 dropin=$5
+[ $# -eq 7 ] || { echo "usage: $0 SERVICE SOCKET ADMIN_SOCKET CHECKOUT_SOCKET SYSUSERS DROPIN DAEMON" >&2; exit 2; }
+service=$1 socket=$2 admin_socket=$3 checkout_socket=$4 sysusers=$5 dropin=$6
 # ExecStart= needs an absolute path; meson may pass a relative one.
-daemon=$(cd "$(dirname "$6")" && pwd)/$(basename "$6")
+daemon=$(cd "$(dirname "$7")" && pwd)/$(basename "$7")
 max_exposure=1.0
 failures=0
 
@@ -30,7 +30,7 @@ fail() {
 make_unit_dir() {
         mkdir -p "$1"
         sed "s|^ExecStart=[^ ]*/cashpayd |ExecStart=$daemon |" "$service" > "$1/cashpayd.service"
-        cp "$socket" "$admin_socket" "$1/"
+        cp "$socket" "$admin_socket" "$checkout_socket" "$1/"
 }
 
 check_configured() {
@@ -46,7 +46,8 @@ check_configured() {
 check_verify() {
         dir=$1
         out=$(cd "$dir" && systemd-analyze verify --man=no \
-                cashpayd.service cashpayd.socket cashpayd-admin.socket 2>&1) || {
+                cashpayd.service cashpayd.socket cashpayd-admin.socket \
+                cashpayd-checkout.socket 2>&1) || {
                 fail "systemd-analyze verify failed in $dir:"
                 echo "$out" >&2
                 return

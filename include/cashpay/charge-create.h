@@ -99,14 +99,16 @@ int charge_create_send(struct charge_create *cc, struct api_client *api,
                        void (*done)(void *data), void *data);
 
 /* charge_create_cancelled() - the answer of step 2 was -ECANCELED (the
- * client stopping): nothing to settle, the request stays pending. */
+ * client stopping): nothing to settle, the request stays pending, and the
+ * result says UNAVAILABLE. */
 bool charge_create_cancelled(const struct charge_create *cc);
 
 /* charge_create_settle() - step 3: record CashPay's answer, then the result
  * is final. */
 void charge_create_settle(struct charge_create *cc, struct store *s, int64_t now_ms);
 
-/* charge_create_result() - valid after a step that made it final. */
+/* charge_create_result() - final after a step that made it so; before
+ * that it says UNAVAILABLE (never a 2xx that was not recorded). */
 const struct charge_result *charge_create_result(const struct charge_create *cc);
 
 /* charge_create_order() - the order asked for (its copies). */

@@ -25,6 +25,28 @@ bool checkout_order_ref_valid(const char *ref);
 int checkout_validate(const char *order_ref, int64_t amount, const char *currency,
                       const char *description, char *detail, size_t detail_len);
 
+/* A POST /charges body, parsed. */
+struct checkout_request {
+        char order_ref[CHECKOUT_REF_MAX + 1];
+        int64_t amount;
+        char currency[4];
+        char *description;            /* or NULL; malloc'd */
+};
+
+/*
+ * checkout_parse_request() - @len bytes at @body as a POST /charges body:
+ * one JSON object (UTF-8, no duplicate keys) of "order_ref" (string),
+ * "amount" (JSON integer), "currency" (string), optional "description"
+ * (string), and nothing else (a misspelt field is a mistake worth
+ * hearing about, not something to drop); then checkout_validate().
+ * @detail: on -EINVAL, which field and why ("amount must be an integer").
+ * Returns 0, -EINVAL or -ENOMEM. Clear @ret with checkout_request_clear()
+ * in every case.
+ */
+int checkout_parse_request(const void *body, size_t len, struct checkout_request *ret,
+                           char *detail, size_t detail_len);
+void checkout_request_clear(struct checkout_request *r);
+
 /*
  * checkout_charge_body() - the JSON of POST {api_url}/charges:
  * {"amount","currency","description"?,"post_url","redirect_url"} and, with

@@ -141,6 +141,7 @@ struct config {
         struct {
                 struct listen_list listen; /* n == 0: disabled */
                 char *token_file;          /* NULL: no bearer required */
+                size_t max_body;           /* bytes of one POST /charges body */
         } checkout;
 };
 

@@ -74,6 +74,9 @@ int charge_create_new(const struct charge_order *o, const struct charge_urls *u,
                                             .currency = cc->currency,
                                             .description = cc->description };
         cc->reconcile_after = u->reconcile_after;
+        /* Until a step says otherwise: never a 2xx by default. */
+        cc->result.answer = CHARGE_ANSWER_UNAVAILABLE;
+        snprintf(cc->result.detail, sizeof(cc->result.detail), "CashPay was not asked");
         /* Drawn now, not on the store's thread: used only for a new request row. */
         r = checkout_random_key("cpd_", 16, cc->new_key, sizeof(cc->new_key));
         if (r == 0)
@@ -207,6 +210,8 @@ static void on_answer(const struct api_result *r, void *userdata)
                 }
         }
         copy_refusal(cc, r);
+        if (r->error == -ECANCELED) /* nothing to settle: the request stays pending */
+                unavailable(cc, r->error, "stopping before CashPay answered");
         cc->done(cc->done_data);
 }
 

@@ -70,6 +70,83 @@ int checkout_validate(const char *order_ref, int64_t amount, const char *currenc
         return 0;
 }
 
+static const char *const request_fields[] = { "order_ref", "amount", "currency",
+                                               "description" };
+
+static int unknown_field(json_t *root, char *detail, size_t detail_len)
+{
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(root, key, v) {
+                bool known = false;
+                for (size_t i = 0; i < sizeof(request_fields) / sizeof(request_fields[0]); i++)
+                        known |= strcmp(key, request_fields[i]) == 0;
+                if (!known)
+                        return err_set(detail, detail_len, -EINVAL, "unknown field \"%.64s\"",
+                                       key);
+        }
+        return 0;
+}
+
+/* The types of the fields, each named when wrong or missing. */
+static int request_types(json_t *root, char *detail, size_t detail_len)
+{
+        json_t *ref = json_object_get(root, "order_ref"), *amount = json_object_get(root, "amount"),
+               *cur = json_object_get(root, "currency"),
+               *desc = json_object_get(root, "description");
+
+        if (!ref || !json_is_string(ref))
+                return invalid(detail, detail_len, ref ? "order_ref must be a string"
+                                                       : "order_ref is missing");
+        if (!amount || !json_is_integer(amount))
+                return invalid(detail, detail_len, amount ? "amount must be an integer"
+                                                          : "amount is missing");
+        if (!cur || !json_is_string(cur))
+                return invalid(detail, detail_len, cur ? "currency must be a string"
+                                                       : "currency is missing");
+        if (desc && !json_is_string(desc))
+                return invalid(detail, detail_len, "description must be a string");
+        return unknown_field(root, detail, detail_len);
+}
+
+void checkout_request_clear(struct checkout_request *r)
+{
+        free(r->description);
+        r->description = NULL;
+}
+
+int checkout_parse_request(const void *body, size_t len, struct checkout_request *ret,
+                           char *detail, size_t detail_len)
+{
+        _cleanup_(json_decrefp) json_t *root = NULL;
+        json_error_t jerr;
+        const char *ref, *cur, *desc;
+        int r;
+
+        *ret = (struct checkout_request) { 0 };
+        root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        if (!root)
+                return err_set(detail, detail_len, -EINVAL, "not valid JSON: %s", jerr.text);
+        if (!json_is_object(root))
+                return invalid(detail, detail_len, "the body must be a JSON object");
+        r = request_types(root, detail, detail_len);
+        if (r < 0)
+                return r;
+        ref = json_string_value(json_object_get(root, "order_ref"));
+        cur = json_string_value(json_object_get(root, "currency"));
+        desc = json_string_value(json_object_get(root, "description"));
+        ret->amount = json_integer_value(json_object_get(root, "amount"));
+        r = checkout_validate(ref, ret->amount, cur, desc, detail, detail_len);
+        if (r < 0)
+                return r;
+        snprintf(ret->order_ref, sizeof(ret->order_ref), "%s", ref);
+        snprintf(ret->currency, sizeof(ret->currency), "%s", cur);
+        if (desc && !(ret->description = strdup(desc)))
+                return -ENOMEM;
+        return 0;
+}
+
 /* Puts @value at the dotted @path of @root, making the objects on the way. */
 static int set_path(json_t *root, const char *path, json_t *value)
 {

@@ -412,15 +412,21 @@ static const struct config_key keys[] = {
           .default_value = "127.0.0.1:9181", .min = 0, .max = CONFIG_LISTEN_MAX,
           .offset = OFF(checkout.listen),
           .doc = "Addresses of the checkout listener (POST /charges), written as in [http] "
-                 "listen. Empty disables it. Anyone who reaches it can create charges: keep "
-                 "it on loopback or set token_file. This cashpayd does not serve it yet: "
-                 "with [cashpay] api_url set it refuses to start unless listen is empty "
-                 "(cashpayctl charge create creates charges)." },
+                 "listen; used only when [cashpay] api_url is set. Empty disables it. Anyone "
+                 "who reaches it can create charges: keep it on loopback or set token_file." },
         { .section = "checkout", .name = "token_file", .type = CONFIG_PATH,
-          .default_value = "", .max = 180, .offset = OFF(checkout.token_file),
+          .default_value = "", .max = 180, .reloadable = true,
+          .offset = OFF(checkout.token_file),
           .doc = "When set, a file holding the token the merchant's application must send "
-                 "as Authorization: Bearer TOKEN; other requests are answered 401. Empty: no "
+                 "as Authorization: Bearer TOKEN; other requests are answered 401. One token "
+                 "per line, any of them accepted (rotation); re-read on SIGHUP. Empty: no "
                  "token is asked for." },
+        { .section = "checkout", .name = "max_body", .type = CONFIG_SIZE, .unit = "bytes",
+          .default_value = "32768", .min = 256, .max = 1048576, .reloadable = true,
+          .offset = OFF(checkout.max_body),
+          .doc = "Largest POST /charges body accepted; a larger one is answered 413. The "
+                 "fields need a few hundred bytes; a description may have 4096, and six "
+                 "times that as JSON escapes." },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

@@ -22,6 +22,7 @@
 #include "cashpay/log.h"
 #include "cashpay/timeutil.h"
 #include "src/daemon/admin.h"
+#include "src/daemon/checkout.h"
 #include "src/daemon/http.h"
 #include "src/daemon/metrics.h"
 #include "src/daemon/net.h"
@@ -58,6 +59,7 @@ struct daemon {
         bool owns_sockets;            /* bound here, not passed by systemd */
         struct http_server *http;
         struct admin_server *admin;
+        struct checkout_server *checkout; /* [cashpay] api_url and a checkout socket */
         struct reconciler *reconciler; /* [cashpay] api_url set */
         const char *config_path;
         _Atomic int64_t last_commit_ms;
@@ -271,6 +273,14 @@ static int take_sockets(struct daemon *dmn, const struct config *cfg)
                 return r;
         if (s->n_admin == 0 && (r = bind_all(&cfg->admin.listen, s->admin, &s->n_admin)) < 0)
                 return r;
+        /* The checkout listener creates charges: only with the API. */
+        if (s->n_checkout > 0 && !cfg->cashpay.api_url)
+                return log_err_return(-EINVAL, "a checkout socket was passed, but [cashpay] "
+                                      "api_url is not set: there is no API to create charges "
+                                      "with");
+        if (cfg->cashpay.api_url && s->n_checkout == 0 &&
+            (r = bind_all(&cfg->checkout.listen, s->checkout, &s->n_checkout)) < 0)
+                return r;
         if (s->n_http == 0)
                 return log_err_return(-EINVAL, "no listening socket: set [http] listen or use "
                                       "socket activation");
@@ -311,6 +321,13 @@ static int start_serving(struct daemon *dmn, const struct config *cfg)
                         err, sizeof(err));
         if (r < 0)
                 return log_err_return(r, "%s", err);
+        if (dmn->reconciler && dmn->sockets.n_checkout > 0) {
+                r = checkout_start(&dmn->rt, reconciler_api(dmn->reconciler),
+                                   dmn->sockets.checkout, dmn->sockets.n_checkout,
+                                   &dmn->checkout, err, sizeof(err));
+                if (r < 0)
+                        return log_err_return(r, "%s", err);
+        }
         return 0;
 }
 
@@ -319,9 +336,10 @@ static void announce(const struct config *cfg, const struct daemon *dmn)
         if (cfg->webhook.verify == VERIFY_NONE)
                 log_warning("WEBHOOK SIGNATURES ARE NOT VERIFIED (verify = none): anyone who can "
                             "reach this port can mark orders as paid");
-        log_notice("cashpayd %s ready: %zu public and %zu admin listener(s)%s, database %s "
-                   "(schema %d), verification %s",
+        log_notice("cashpayd %s ready: %zu public, %zu admin and %zu checkout listener(s)%s, "
+                   "database %s (schema %d), verification %s",
                    CASHPAY_VERSION, dmn->sockets.n_http, dmn->sockets.n_admin,
+                   dmn->sockets.n_checkout,
                    cfg->http.tls_cert ? " (public ones HTTPS)" : "",
                    cfg->database.backend == DB_BACKEND_SQLITE ? cfg->database.path : "on PostgreSQL",
                    store_schema_version(),
@@ -491,6 +509,7 @@ static uint64_t tick_deadlines(struct daemon *dmn)
         writer_expire(dmn->rt.writer, now);
         http_expire(dmn->http, now);
         admin_expire(dmn->admin, now);
+        checkout_expire(dmn->checkout, now);
         if (sig) {
                 stray_signal = 0;
                 handle_signal(dmn, sig);
@@ -596,8 +615,10 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
 
         service_notify_stopping();
         http_quiesce(dmn->http);
+        checkout_quiesce(dmn->checkout);
         atomic_store(&dmn->rt.draining, true);
         http_release_held(dmn->http); /* a page waiting for the API answers now */
+        checkout_release_held(dmn->checkout); /* and a charge request: 503, retried */
         while (atomic_load(&dmn->rt.in_flight) > 0 && time_monotonic_ms() < give_up) {
                 writer_expire(dmn->rt.writer, time_monotonic_ms());
                 usleep(10 * 1000);
@@ -609,10 +630,14 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
         writer_shutdown(dmn->rt.writer);
         http_stop(dmn->http);
         dmn->http = NULL;
+        checkout_stop(dmn->checkout);
         /* Its last results still go through the writer. */
         reconciler_stop(dmn->reconciler);
         dmn->reconciler = NULL;
         dmn->rt.reconciler = NULL;
+        /* Creations the client answered are recorded by the writer first. */
+        checkout_free(dmn->checkout);
+        dmn->checkout = NULL;
         writer_stop(dmn->rt.writer);
         dmn->rt.writer = NULL;
 }
@@ -621,8 +646,10 @@ static void teardown(struct daemon *dmn)
 {
         admin_stop(dmn->admin);
         http_stop(dmn->http);
+        checkout_stop(dmn->checkout);
         tls_shutdown(); /* no handshake runs any more */
         reconciler_stop(dmn->reconciler);
+        checkout_free(dmn->checkout);
         writer_stop(dmn->rt.writer);
         reader_pool_free(dmn->rt.readers);
         store_free(dmn->store); /* checkpoints the WAL */
@@ -630,6 +657,8 @@ static void teardown(struct daemon *dmn)
                 close(dmn->sockets.http[i]);
         for (size_t i = 0; i < dmn->sockets.n_admin; i++)
                 close(dmn->sockets.admin[i]);
+        for (size_t i = 0; i < dmn->sockets.n_checkout; i++)
+                close(dmn->sockets.checkout[i]);
         settings_free(dmn->rt.settings);
         pthread_rwlock_destroy(&dmn->rt.settings_lock);
         dmn->event = sd_event_unref(dmn->event);

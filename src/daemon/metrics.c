@@ -55,6 +55,13 @@ static counter_t api_count, api_sum_us;
 static counter_t reconciled[_RECONCILED_MAX];
 static _Atomic int64_t initiated_stale;
 static counter_t token_ok, token_failed;
+
+/* ---- the checkout listener: every answer it gives (§8.3) */
+static const unsigned checkout_codes[] = { 200, 201, 400, 401, 404, 405, 409, 413, 415, 500,
+                                           502, 503 };
+#define N_CHECKOUT_CODES (sizeof(checkout_codes) / sizeof(checkout_codes[0]))
+static _Atomic bool checkout_enabled;
+static counter_t checkout_requests[N_CHECKOUT_CODES + 1]; /* last: any other code */
 static _Atomic int64_t token_expires_at_ms;
 
 /* A histogram's buckets: buckets[i] counts values <= bounds[i], the last one the rest. */
@@ -110,6 +117,20 @@ void metrics_count_response(unsigned http_status)
         while (i < N_CODES && response_codes[i] != http_status)
                 i++;
         bump(&responses[i], 1);
+}
+
+void metrics_checkout_enable(void)
+{
+        atomic_store(&checkout_enabled, true);
+}
+
+void metrics_count_checkout(unsigned http_status)
+{
+        size_t i = 0;
+
+        while (i < N_CHECKOUT_CODES && checkout_codes[i] != http_status)
+                i++;
+        bump(&checkout_requests[i], 1);
 }
 
 void metrics_observe_commit(int64_t commit_us, size_t batch_size, int result)
@@ -306,6 +327,20 @@ static void render_api(struct text *t, const struct metrics_gauges *g)
                     (long long) (expires > 0 ? expires / 1000 - g->now : 0));
 }
 
+static void render_checkout(struct text *t)
+{
+        if (!atomic_load(&checkout_enabled))
+                return;
+        put(t, "# HELP cashpayd_checkout_requests_total Answers of the checkout listener "
+               "(POST /charges) by status code.\n"
+               "# TYPE cashpayd_checkout_requests_total counter\n");
+        for (size_t i = 0; i < N_CHECKOUT_CODES; i++)
+                put(t, "cashpayd_checkout_requests_total{code=\"%u\"} %llu\n", checkout_codes[i],
+                    (unsigned long long) read_counter(&checkout_requests[i]));
+        put(t, "cashpayd_checkout_requests_total{code=\"other\"} %llu\n",
+            (unsigned long long) read_counter(&checkout_requests[N_CHECKOUT_CODES]));
+}
+
 static void render_gauges(struct text *t, const struct metrics_gauges *g)
 {
         put(t, "# HELP cashpayd_queue_depth Deliveries waiting for the writer.\n"
@@ -338,6 +373,7 @@ int metrics_render(const struct metrics_gauges *g, char **ret, size_t *ret_len)
         render_counters(&t);
         render_histograms(&t);
         render_api(&t, g);
+        render_checkout(&t);
         render_gauges(&t, g);
         if (t.failed || !t.buf) {
                 free(t.buf);

@@ -43,6 +43,11 @@ void metrics_set_initiated_stale(int64_t n);
  * (Unix ms; 0: no token, INT64_MAX: a token file's, which does not say). */
 void metrics_set_token(uint64_t renewals_ok, uint64_t renewals_failed, int64_t expires_at_ms);
 
+/* The checkout listener (cashpayd_checkout_requests_total{code}); rendered
+ * only once metrics_checkout_enable() was called. */
+void metrics_checkout_enable(void);
+void metrics_count_checkout(unsigned http_status);
+
 /* Totals for STATUS= lines. */
 struct metrics_totals {
         uint64_t deliveries;   /* recorded deliveries, any outcome */

@@ -505,6 +505,11 @@ int reconciler_confirm(struct reconciler *rc, struct job *job)
         return r;
 }
 
+struct api_client *reconciler_api(struct reconciler *rc)
+{
+        return rc->api;
+}
+
 void reconciler_stop(struct reconciler *rc)
 {
         if (!rc)

@@ -68,6 +68,10 @@ int reconciler_fetch_one(struct reconciler *rc, const char *charge_id, int64_t n
 struct job;
 int reconciler_confirm(struct reconciler *rc, struct job *job);
 
+/* reconciler_api() - the daemon's one API client, for the checkout
+ * listener's charge creations; valid until reconciler_stop(). */
+struct api_client *reconciler_api(struct reconciler *rc);
+
 /*
  * reconciler_stop() - stop the client (requests still open are dropped,
  * their orders stay due), wait until the writer has recorded every result

@@ -7,31 +7,23 @@
 
 #include "src/daemon/runtime.h"
 
-/*
- * The configuration language already knows the checkout listener, and
- * cashpayctl acts on it; the daemon itself does not serve it yet. Starting
- * anyway would be worse than refusing: a merchant's app would find no
- * checkout listener. So cashpayd (and its --check-config) names the key to
- * change instead.
- */
-static int check_daemon_supports(const struct config *cfg, char *err, size_t err_len)
+/* The checkout listener's bearer tokens ([checkout] token_file): one per
+ * line, like the webhook secrets, so that a token can be rotated without
+ * downtime (both lines valid until the app uses the new one). */
+static int load_checkout_tokens(struct settings *s, char *err, size_t err_len)
 {
-        if (cfg->cashpay.api_url && cfg->checkout.listen.n > 0)
-                return err_set(err, err_len, -EOPNOTSUPP,
-                               "[checkout] listen is not served by this cashpayd yet: set it "
-                               "empty and create charges with cashpayctl charge create");
-        return 0;
+        const struct config *cfg = s->cfg;
+
+        if (!cfg->cashpay.api_url || cfg->checkout.listen.n == 0 || !cfg->checkout.token_file)
+                return 0;
+        return secrets_load(cfg->checkout.token_file, VERIFY_HMAC, &s->checkout_tokens, err,
+                            err_len);
 }
 
 int settings_new(struct config *cfg, struct settings **ret, char *err, size_t err_len)
 {
-        int r = check_daemon_supports(cfg, err, err_len);
-
-        if (r < 0) {
-                config_free(cfg);
-                return r;
-        }
         struct settings *s = calloc(1, sizeof(*s));
+        int r;
 
         if (!s) {
                 config_free(cfg);
@@ -47,6 +39,11 @@ int settings_new(struct config *cfg, struct settings **ret, char *err, size_t er
                         return r;
                 }
         }
+        r = load_checkout_tokens(s, err, err_len);
+        if (r < 0) {
+                settings_free(s);
+                return r;
+        }
         *ret = s;
         return 0;
 }
@@ -56,6 +53,7 @@ void settings_free(struct settings *s)
         if (!s)
                 return;
         secrets_wipe(&s->secrets);
+        secrets_wipe(&s->checkout_tokens);
         config_free(s->cfg);
         free(s);
 }

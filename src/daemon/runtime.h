@@ -21,10 +21,12 @@ struct settings {
         struct config *cfg;
         struct secret_set secrets;
         struct verify_params verify;
+        struct secret_set checkout_tokens; /* [checkout] token_file; n == 0: none asked for */
 };
 
 struct reader_pool;
 struct reconciler;
+struct checkout_server;
 
 struct runtime {
         pthread_rwlock_t settings_lock;

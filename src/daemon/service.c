@@ -2,9 +2,9 @@
  * service — cashpayd's side of the systemd contract, through libsystemd's
  * sd-daemon rather than hand-written protocol code.
  *
- * Socket activation: the public listener arrives named "http" and the admin
- * listener "admin" (FileDescriptorName=; one name per .socket unit, hence two
- * socket units). Descriptors without a name of their own — "unknown" when
+ * Socket activation: the public listener arrives named "http", the admin
+ * listener "admin" and the checkout listener "checkout" (FileDescriptorName=;
+ * one name per .socket unit, hence a socket unit each). Descriptors without a name of their own — "unknown" when
  * the manager sent none, "" or the socket unit's name ("foo.socket"), which
  * is what systemd sends when FileDescriptorName= is unset — are public
  * listeners. Anything else is a configuration mistake worth refusing to start
@@ -30,7 +30,7 @@
 #define SERVICE_MAX_FDS (sizeof(((struct service_sockets *) 0)->http) / sizeof(int))
 #define STATUS_MAX 512
 
-enum fd_kind { FD_HTTP, FD_ADMIN, FD_UNKNOWN };
+enum fd_kind { FD_HTTP, FD_ADMIN, FD_CHECKOUT, FD_UNKNOWN };
 
 static int ends_with(const char *s, const char *suffix)
 {
@@ -47,6 +47,8 @@ static enum fd_kind classify_name(const char *name)
                 return FD_HTTP;
         if (strcmp(name, SERVICE_FD_NAME_ADMIN) == 0)
                 return FD_ADMIN;
+        if (strcmp(name, SERVICE_FD_NAME_CHECKOUT) == 0)
+                return FD_CHECKOUT;
         return FD_UNKNOWN;
 }
 
@@ -59,29 +61,45 @@ static void free_names(char **names)
         free(names);
 }
 
+/* The list of @kind's descriptors, and its count. */
+static int *kind_list(struct service_sockets *s, enum fd_kind kind, size_t **ret_n)
+{
+        switch (kind) {
+        case FD_ADMIN:
+                *ret_n = &s->n_admin;
+                return s->admin;
+        case FD_CHECKOUT:
+                *ret_n = &s->n_checkout;
+                return s->checkout;
+        default:
+                *ret_n = &s->n_http;
+                return s->http;
+        }
+}
+
 /* Adds @fd to the list of its kind; -EINVAL/-E2BIG with a reason in @err. */
 static int add_fd(struct service_sockets *s, int fd, const char *name, char *err, size_t err_len)
 {
         enum fd_kind kind = classify_name(name);
+        size_t *n;
+        int *list = kind_list(s, kind, &n);
         int r;
 
         if (kind == FD_UNKNOWN)
                 return err_set(err, err_len, -EINVAL,
                                "passed socket %d has unknown FileDescriptorName \"%s\" "
-                               "(expected \"%s\" or \"%s\")", fd, name,
-                               SERVICE_FD_NAME_HTTP, SERVICE_FD_NAME_ADMIN);
+                               "(expected \"%s\", \"%s\" or \"%s\")", fd, name,
+                               SERVICE_FD_NAME_HTTP, SERVICE_FD_NAME_ADMIN,
+                               SERVICE_FD_NAME_CHECKOUT);
         r = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1);
         if (r <= 0)
                 return err_set(err, err_len, r < 0 ? r : -EINVAL,
                                "passed descriptor %d (\"%s\") is not a listening stream socket",
                                fd, name ? name : "");
-        if (kind == FD_HTTP ? s->n_http >= SERVICE_MAX_FDS : s->n_admin >= SERVICE_MAX_FDS)
+        if (*n >= SERVICE_MAX_FDS)
                 return err_set(err, err_len, -E2BIG,
                                "more than %zu passed sockets of one kind", SERVICE_MAX_FDS);
-        if (kind == FD_HTTP)
-                s->http[s->n_http++] = fd;
-        else
-                s->admin[s->n_admin++] = fd;
+        list[(*n)++] = fd;
         return 0;
 }
 

@@ -11,17 +11,20 @@
 
 #define SERVICE_FD_NAME_HTTP "http"
 #define SERVICE_FD_NAME_ADMIN "admin"
+#define SERVICE_FD_NAME_CHECKOUT "checkout"
 
 struct service_sockets {
         int http[16];
         size_t n_http;
         int admin[16];
         size_t n_admin;
+        int checkout[16];
+        size_t n_checkout;
 };
 
 /*
  * service_listen_fds() - sockets passed by systemd, told apart by
- * FileDescriptorName= ("http", "admin"). Descriptors without a name of their
+ * FileDescriptorName= ("http", "admin", "checkout"). Descriptors without a name of their
  * own ("unknown", "", or the default "<unit>.socket") count as http. Every
  * descriptor must be a listening stream socket. $LISTEN_* are unset after.
  * Zero sockets is fine (bind from config); a kind with no socket (no admin

@@ -1,10 +1,11 @@
 """cashpayd's command line and start-up: --version, --help, --check-config,
 a broken config named by file and line, a database from the future."""
+import json
 import os
 import sqlite3
 import subprocess
 
-from harness import Daemon, check, check_eq, run_tests
+from harness import Daemon, check, check_eq, free_port, run_tests
 
 BIN = os.environ.get("CASHPAYD")
 
@@ -79,20 +80,26 @@ def test_verify_none_needs_insecure_flag_and_warns():
         check("NOT VERIFIED" in d.log_text(), "loud warning")
 
 
-def test_api_half_not_served_is_refused():
-    """The daemon does not serve the checkout listener yet: a configuration
-    that asks for it is refused by name, at --check-config and at start,
-    rather than leaving the merchant's app without its listener. confirm =
-    api (also what auto comes to with api_url set, and with verify = none)
-    is served: an unconfirmable webhook is deferred, never believed."""
+def test_api_half_is_served():
+    """The checkout listener is served beside api_url (its token file
+    checked like the webhook secret, at --check-config and at start), and
+    confirm = api (also what auto comes to with api_url set, and with
+    verify = none) is served: an unconfirmable webhook is deferred, never
+    believed."""
     api = {"cashpay.api_url": "http://127.0.0.1:9/v1", "cashpay.public_url": "https://shop.example",
            "cashpay.token_file": "/nonexistent-token", "checkout.listen": ""}
-    d = Daemon({**api, "webhook.confirm": "none", "checkout.listen": "127.0.0.1:9181"},
-               start=False)
+    port = free_port()
+    d = Daemon({**api, "webhook.confirm": "none", "checkout.listen": f"127.0.0.1:{port}",
+                "checkout.token_file": "/nonexistent-checkout-token"}, start=False)
     for args in (["--check-config"], []):
         r = run("--config", d.config_path, *args)
-        check_eq(r.returncode, 1, f"checkout listen {args}: exit")
-        check("[checkout] listen" in r.stderr and "not served" in r.stderr, r.stderr)
+        check_eq(r.returncode, 1, f"missing checkout token file {args}: exit")
+        check("/nonexistent-checkout-token" in r.stderr, r.stderr)
+    with Daemon({**api, "webhook.confirm": "none", "checkout.listen": f"127.0.0.1:{port}"}) as d:
+        status, _, body = d.request("POST", "/charges", b"{", {"Content-Type": "application/json"},
+                                    port=port)
+        check_eq((status, json.loads(body)["error"]), (400, "invalid_request"),
+                 "the checkout listener answers")
     for extra in [{}, {"webhook.confirm": "api"},
                   {"webhook.confirm": "api", "webhook.verify": "none"}]:
         d = Daemon({**api, **extra}, start=False)
