@@ -333,14 +333,18 @@ static int start_serving(struct daemon *dmn, const struct config *cfg)
 
 static void announce(const struct config *cfg, const struct daemon *dmn)
 {
+        char checkout[64] = "";
+
         if (cfg->webhook.verify == VERIFY_NONE)
                 log_warning("WEBHOOK SIGNATURES ARE NOT VERIFIED (verify = none): anyone who can "
                             "reach this port can mark orders as paid");
-        log_notice("cashpayd %s ready: %zu public, %zu admin and %zu checkout listener(s)%s, "
-                   "database %s (schema %d), verification %s",
+        if (dmn->checkout)
+                snprintf(checkout, sizeof(checkout), ", %zu checkout listener(s)",
+                         dmn->sockets.n_checkout);
+        log_notice("cashpayd %s ready: %zu public and %zu admin listener(s)%s%s, database %s "
+                   "(schema %d), verification %s",
                    CASHPAY_VERSION, dmn->sockets.n_http, dmn->sockets.n_admin,
-                   dmn->sockets.n_checkout,
-                   cfg->http.tls_cert ? " (public ones HTTPS)" : "",
+                   cfg->http.tls_cert ? " (public ones HTTPS)" : "", checkout,
                    cfg->database.backend == DB_BACKEND_SQLITE ? cfg->database.path : "on PostgreSQL",
                    store_schema_version(),
                    config_verify_scheme_name(cfg->webhook.verify));

@@ -283,6 +283,52 @@ def test_socket_activation_unknown_name_refused():
         d.close()
 
 
+def test_socket_activation_checkout():
+    """The checkout listener passed as "checkout" (with api_url set) creates
+    charges; its configured port stays unbound. Without api_url a passed
+    checkout socket is refused by name."""
+    from test_reconcile import Sim
+    http_port, checkout_port = free_port(), free_port()
+    d = ServiceDaemon(start=False)
+    sim = Sim(d)
+    configured = free_port()
+    d.write_config({**d.base_config,
+                    "cashpay.api_url": f"http://127.0.0.1:{sim.port}/v1",
+                    "cashpay.public_url": f"http://127.0.0.1:{http_port}",
+                    "cashpay.token_file": sim.token_file, "webhook.confirm": "none",
+                    "checkout.listen": f"127.0.0.1:{configured}"})
+    d.wrapper = socket_activate([f"127.0.0.1:{http_port}", f"127.0.0.1:{checkout_port}"],
+                                names=["http", "checkout"])
+    try:
+        d.start(wait=False)
+        d.wait_log(f"127.0.0.1:{checkout_port}")
+        body = json.dumps({"order_ref": "sock-1", "amount": 100, "currency": "YER"}).encode()
+        status, _, raw = d.request("POST", "/charges", body,
+                                   {"Content-Type": "application/json"}, port=checkout_port)
+        check_eq(status, 201, f"a charge through the passed socket: {raw!r}")
+        check_eq(json.loads(raw)["order_ref"], "sock-1", "the answer")
+        check(refuses(configured), "[checkout] listen is not used")
+        check("1 checkout listener(s)" in d.log_text(), d.log_text())
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        d.close()
+        sim.stop()
+
+    port = free_port()
+    d = ServiceDaemon(start=False)
+    d.wrapper = socket_activate([f"127.0.0.1:{port}"], names=["checkout"])
+    try:
+        d.start(wait=False)
+        d.wait_log(f"127.0.0.1:{port}")
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        check_eq(d.proc.wait(20), 1, "exit status")
+        check("a checkout socket was passed, but [cashpay] api_url is not set" in d.log_text(),
+              d.log_text())
+    finally:
+        d.close()
+
+
 def accepts_connections(sock):
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
 
@@ -864,6 +910,7 @@ if __name__ == "__main__":
         test_socket_activation_named,
         test_socket_activation_unnamed,
         test_socket_activation_unknown_name_refused,
+        test_socket_activation_checkout,
         test_passed_sockets_survive_stop,
         test_notify_protocol,
         test_no_ready_when_start_fails,
