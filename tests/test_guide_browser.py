@@ -4,7 +4,8 @@
 The real daemon with [cashpay] api_url at cashpay-sim and confirm = api;
 headless Chromium driven over the DevTools protocol (cdplib.py):
 
-- the app creates a charge; the browser opens its transaction_url at the
+- the merchant's app creates a charge (POST /charges on the checkout
+  listener, with its bearer); the browser opens its transaction_url at the
   simulator, presses Pay with the mouse, is sent to the daemon's return
   page (redirect_url, ?ref=) and sees "Payment received"; the webhook is
   confirmed with the API and the order is CAPTURED;
@@ -20,10 +21,10 @@ state colour (as test_page_browser.py does). CASHPAYD_SCREENSHOT_DIR, when
 set, keeps the pictures there; otherwise they go with the test's
 temporary directory. A missing browser is a failure, not a skip.
 """
+import http.client
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -31,26 +32,50 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "integration"))
 sys.path.insert(0, HERE)
 
-from harness import check, check_eq, run_tests  # noqa: E402
-from test_reconcile import CTL, finish, order, start, wait_for  # noqa: E402
+from harness import check, check_eq, free_port, run_tests  # noqa: E402
+from test_reconcile import finish, order, start, wait_for  # noqa: E402
 from cdplib import Browser  # noqa: E402
 import test_page_browser as pictures  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="guide-browser-")
 SHOTS = os.environ.get("CASHPAYD_SCREENSHOT_DIR") or TMP
 
+# The merchant's app authenticates to the checkout listener ([checkout] token_file).
+APP_TOKEN = "guide-app-token-Vb81"
+APP_TOKEN_FILE = os.path.join(TMP, "app.token")
+with open(APP_TOKEN_FILE, "w") as f:
+    f.write(APP_TOKEN + "\n")
+
 # The webhooks' fetches and the return page's only: no reconciler sweep.
 API = {"cashpay.reconcile_after": "3600", "webhook.confirm": "api"}
 
 
+def start_guide(extra=None):
+    """The daemon with its checkout listener (the app's bearer required)
+    and the simulator beside it."""
+    port = free_port()
+    d, sim = start(extra={**API, "checkout.listen": f"127.0.0.1:{port}",
+                          "checkout.token_file": APP_TOKEN_FILE, **(extra or {})})
+    d.checkout_port = port
+    return d, sim
+
+
 def create_charge(d, ref, amount=2000):
-    """Step 1 of the guide, as the merchant's app: a charge for @ref."""
-    proc = subprocess.run([CTL, "--config", d.config_path, "--json", "charge", "create",
-                           "--order-ref", ref, "--amount", str(amount), "--currency", "YER",
-                           "--description", "Purchase of a watch"],
-                          capture_output=True, timeout=30)
-    check_eq(proc.returncode, 0, proc.stderr.decode())
-    created = json.loads(proc.stdout)
+    """Step 1 of the guide, as the merchant's app: POST /charges."""
+    body = json.dumps({"order_ref": ref, "amount": amount, "currency": "YER",
+                       "description": "Purchase of a watch"})
+    conn = http.client.HTTPConnection("127.0.0.1", d.checkout_port, timeout=30)
+    try:
+        conn.request("POST", "/charges", body=body,
+                     headers={"Content-Type": "application/json",
+                              "Authorization": "Bearer " + APP_TOKEN})
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    check_eq(resp.status, 201, f"POST /charges: {raw[:300]!r}")
+    created = json.loads(raw)
+    check_eq((created["order_ref"], created["status"]), (ref, "INITIATED"), "the new charge")
     check(created["transaction_url"] and created["return_ref"], created)
     return created
 
@@ -98,7 +123,7 @@ def events(d, cid):
 
 
 def test_paid_with_the_webhook():
-    d, sim = start(extra=API)
+    d, sim = start_guide()
     try:
         sim.control("config", {"webhook_drop": False})
         created = create_charge(d, "guide-paid")
@@ -130,7 +155,7 @@ def test_paid_with_the_webhook():
 
 
 def test_paid_with_the_webhook_dropped():
-    d, sim = start(extra=API)
+    d, sim = start_guide()
     try:
         created = create_charge(d, "guide-dropped")
         cid = created["charge_id"]
@@ -156,7 +181,7 @@ def test_paid_with_the_webhook_dropped():
 
 
 def test_forged_webhook_for_an_unpaid_charge():
-    d, sim = start(extra={**API, "webhook.verify": "none"})
+    d, sim = start_guide({"webhook.verify": "none"})
     try:
         created = create_charge(d, "guide-forged")
         cid = created["charge_id"]
