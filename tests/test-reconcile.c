@@ -1,5 +1,6 @@
 /*
- * Unit tests of reconcile.h: the doubling timetable and its cutoffs.
+ * Unit tests of reconcile.h: the doubling timetable, the looks after an
+ * unconfirmed claim, and the cutoffs.
  */
 #include <string.h>
 
@@ -25,6 +26,40 @@ static void test_doubling(void)
         CHECK_EQ_INT(reconcile_next_ms(seen, seen - 50 * S, 300), seen + 250 * S);
 }
 
+static void test_recheck(void)
+{
+        int64_t claim = 1764000000000, now = claim;
+        int64_t want[] = { 5000, 30000, 120000 };
+
+        /* at the contract's scale: about 5 s, 30 s and 2 min after the claim */
+        for (size_t i = 0; i < 3; i++) {
+                now = reconcile_recheck_ms(claim, now, 300);
+                CHECK_EQ_INT(now - claim, want[i]);
+        }
+        CHECK_EQ_INT(reconcile_recheck_ms(claim, now, 300), 0);
+        /* a late look goes on with the next one still ahead, not a missed one */
+        CHECK_EQ_INT(reconcile_recheck_ms(claim, claim + 31 * S, 300), claim + 120 * S);
+        /* a longer reconcile_after keeps them, a shorter one shrinks them */
+        CHECK_EQ_INT(reconcile_recheck_ms(claim, claim, 3600), claim + 5 * S);
+        CHECK_EQ_INT(reconcile_recheck_ms(claim, claim, 12), claim + 200);
+        CHECK_EQ_INT(reconcile_recheck_ms(claim, claim + 200, 12), claim + 1200);
+        CHECK_EQ_INT(reconcile_recheck_ms(claim, claim + 1200, 12), claim + 4800);
+        CHECK_EQ_INT(reconcile_recheck_ms(claim, claim + 4800, 12), 0);
+}
+
+static void test_plan(void)
+{
+        int64_t seen = 1764000000000, claim = seen + 10 * S;
+
+        /* no claim: the doubling schedule */
+        CHECK_EQ_INT(reconcile_plan_ms(seen, -1, seen + 20 * S, 300), seen + 320 * S);
+        /* within the looks after a claim: the next look */
+        CHECK_EQ_INT(reconcile_plan_ms(seen, claim, claim + 6 * S, 300), claim + 30 * S);
+        /* all three past: the doubling schedule goes on */
+        CHECK_EQ_INT(reconcile_plan_ms(seen, claim, claim + 121 * S, 300),
+                     claim + 121 * S + 300 * S);
+}
+
 static void test_cutoffs(void)
 {
         char untouched[TIME_ISO_LEN], given_up[TIME_ISO_LEN];
@@ -37,6 +72,8 @@ static void test_cutoffs(void)
 int main(void)
 {
         test_doubling();
+        test_recheck();
+        test_plan();
         test_cutoffs();
         return check_summary();
 }

@@ -2,7 +2,9 @@
  * reconcile — when the reconciler looks at an INITIATED order (CONTRACT
  * §8.5): first once it is untouched for reconcile_after, then at doubling
  * intervals, at most an hour apart, until reconcile_for after it was first
- * seen. Pure: times in, times out.
+ * seen. A claim the API did not confirm (§8.4) is looked at sooner: about
+ * 5 s, 30 s and 2 min after it, then the doubling schedule goes on. Pure:
+ * times in, times out.
  */
 #pragma once
 
@@ -18,6 +20,29 @@
  * least @after_s, at most an hour.
  */
 int64_t reconcile_next_ms(int64_t first_seen_ms, int64_t now_ms, unsigned after_s);
+
+/*
+ * The looks after an unconfirmed claim, in ms after it, at reconcile_after
+ * = RECHECK_SCALE_S; a shorter reconcile_after shrinks them in proportion
+ * (a test's 12 s gives 0.2 s, 1.2 s, 4.8 s), a longer one keeps them.
+ */
+#define RECHECK_SCALE_S 300u
+#define RECHECK_LOOKS 3
+extern const int64_t reconcile_recheck_offsets_ms[RECHECK_LOOKS];
+
+/*
+ * reconcile_recheck_ms() - the first look after an unconfirmed claim at
+ * @claimed_ms that is later than @now_ms, or 0 when all three are past.
+ */
+int64_t reconcile_recheck_ms(int64_t claimed_ms, int64_t now_ms, unsigned after_s);
+
+/*
+ * reconcile_plan_ms() - after a look at @now_ms at an order first seen at
+ * @first_seen_ms, when the next one is due: the next look of an unconfirmed
+ * claim at @claimed_ms (< 0: none), else reconcile_next_ms().
+ */
+int64_t reconcile_plan_ms(int64_t first_seen_ms, int64_t claimed_ms, int64_t now_ms,
+                          unsigned after_s);
 
 /*
  * reconcile_cutoffs() - the arguments of store_due_orders() at @now_ms:

@@ -91,6 +91,8 @@ struct due_order {
         char charge_id[CHARGE_ID_MAX + 1];
         char first_seen_at[TIME_ISO_LEN];
         char next_check_at[TIME_ISO_LEN]; /* "" when never checked */
+        /* the latest webhook claim the API did not confirm (§8.4), or "" */
+        char claimed_at[TIME_ISO_LEN];
 };
 
 /*
@@ -98,6 +100,7 @@ struct due_order {
  * next_check_at at or before @now, or (never checked) updated at or before
  * @untouched_before; either way first seen at or after @first_seen_after
  * (older ones are given up). Soonest first, at most @max into @ret.
+ * claimed_at is filled by SQLite only (PostgreSQL leaves it "").
  * @ret_n: how many. Returns 0 or a negative errno.
  */
 int store_due_orders(struct store *s, const char *now, const char *untouched_before,

@@ -246,9 +246,10 @@ static const struct config_key keys[] = {
                  "unreachable) is answered 503 with outcome deferred. With api, verify = none "
                  "is allowed without insecure_no_verify. none: the webhook is believed. "
                  "auto: api when [cashpay] api_url is set, else none. A claim the API "
-                 "does not confirm for a charge still INITIATED is fetched again soon "
-                 "(about 5 s), then on the reconciler's schedule; a deferred one is queued "
-                 "for reconciliation. A webhook waits for its fetch within commit_timeout." },
+                 "does not confirm for a charge still INITIATED is fetched again about 5 s, "
+                 "30 s and 2 min after it (shorter when reconcile_after is below 300 s), "
+                 "then on the reconciler's schedule; a deferred one is queued for "
+                 "reconciliation. A webhook waits for its fetch within commit_timeout." },
 
         /* [database] */
         { .section = "database", .name = "path", .type = CONFIG_PATH,
@@ -400,7 +401,9 @@ static const struct config_key keys[] = {
           .offset = OFF(cashpay.reconcile_after),
           .doc = "An INITIATED order untouched this long is fetched from the API, then again "
                  "at doubling intervals (at most an hour apart) until it is CAPTURED or "
-                 "FAILED or reconcile_for has passed." },
+                 "FAILED or reconcile_for has passed. Below 300 it also shrinks the looks "
+                 "after an unconfirmed webhook (about 5 s, 30 s, 2 min) in proportion, "
+                 "for tests." },
         { .section = "cashpay", .name = "reconcile_for", .type = CONFIG_UINT,
           .unit = "seconds", .default_value = "259200", .min = 60, .max = 86400 * 365,
           .offset = OFF(cashpay.reconcile_for),

@@ -394,13 +394,15 @@ static int sweep(struct ctl *c, const struct due_order *due, size_t n)
                 return ctl_fail("out of memory");
         r = start_client(c, &api);
         for (size_t i = 0; i < n && r == 0; i++) {
-                int64_t seen;
+                int64_t seen, claimed;
 
                 snprintf(slots[i].charge_id, sizeof(slots[i].charge_id), "%s", due[i].charge_id);
                 slots[i].reason = FETCH_RECONCILE;
                 if (time_parse_iso(due[i].first_seen_at, &seen) < 0)
                         seen = time_now_ms();
-                time_format_iso(reconcile_next_ms(seen, time_now_ms(),
+                if (!due[i].claimed_at[0] || time_parse_iso(due[i].claimed_at, &claimed) < 0)
+                        claimed = -1;
+                time_format_iso(reconcile_plan_ms(seen, claimed, time_now_ms(),
                                                   c->cfg->cashpay.reconcile_after),
                                 slots[i].next_check_at);
         }

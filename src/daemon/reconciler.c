@@ -16,8 +16,9 @@
 #include "src/daemon/metrics.h"
 #include "src/daemon/reconciler.h"
 
-/* Sweeps come at least this often, and as often as reconcile_after when
- * that is shorter; after a full sweep the rest follow at once. */
+/* Sweeps come at least this often, and as often as the first look after
+ * an unconfirmed claim when that is shorter (a shrunk reconcile_after);
+ * after a full sweep the rest follow at once. */
 #define SWEEP_EVERY_MS INT64_C(5000)
 #define SWEEP_AGAIN_MS INT64_C(200)
 /* Charges the return page fetched lately (at most once per `refresh` s
@@ -210,7 +211,7 @@ drop:
 static void start_fetch(struct reconciler *rc, const struct sweep *s, const struct due_order *d)
 {
         struct fetch *f = calloc(1, sizeof(*f));
-        int64_t seen;
+        int64_t seen, claimed;
 
         if (!f)
                 return;
@@ -220,7 +221,9 @@ static void start_fetch(struct reconciler *rc, const struct sweep *s, const stru
         time_format_iso(s->now_ms, f->requested_at);
         if (time_parse_iso(d->first_seen_at, &seen) < 0)
                 seen = s->now_ms;
-        time_format_iso(reconcile_next_ms(seen, s->now_ms, s->after_s), f->next_check_at);
+        if (!d->claimed_at[0] || time_parse_iso(d->claimed_at, &claimed) < 0)
+                claimed = -1;
+        time_format_iso(reconcile_plan_ms(seen, claimed, s->now_ms, s->after_s), f->next_check_at);
         pthread_mutex_lock(&rc->lock);
         rc->pending++;
         pthread_mutex_unlock(&rc->lock);
@@ -318,7 +321,7 @@ uint64_t reconciler_tick(struct reconciler *rc)
         unsigned after = st->cfg->cashpay.reconcile_after, max = st->cfg->cashpay.max_inflight;
         struct sweep *s = NULL;
         struct api_stats as;
-        int64_t every = (int64_t) after * 1000;
+        int64_t every = reconcile_recheck_ms(0, -1, after); /* the first look's offset */
 
         if (every > SWEEP_EVERY_MS)
                 every = SWEEP_EVERY_MS;
@@ -414,15 +417,20 @@ int reconciler_fetch_one(struct reconciler *rc, const char *charge_id, int64_t n
 struct confirm {
         struct reconciler *rc;
         struct job *job;
+        unsigned after_s;          /* reconcile_after when the webhook came */
 };
 
-/* A claim the API does not confirm (yet) for a charge still INITIATED is
- * looked at again soon: CashPay may have sent the webhook before its API
- * caught up. The reconciler's own schedule follows. */
-#define CONFIRM_AGAIN_MS INT64_C(5000)
-
-static int copy_result(struct api_fetch *a, const struct api_result *r, const struct charge *claim)
+static bool same_terms(const struct charge *a, const struct charge *b)
 {
+        return a->status == b->status && a->amount == b->amount &&
+               strcmp(a->currency, b->currency) == 0;
+}
+
+static int copy_result(struct api_fetch *a, const struct api_result *r, const struct delivery *d,
+                       unsigned after_s)
+{
+        int64_t claimed;
+
         a->http_status = r->http_status;
         a->has_charge = r->has_charge;
         a->duration_ms = r->duration_ms;
@@ -447,8 +455,17 @@ static int copy_result(struct api_fetch *a, const struct api_result *r, const st
             (r->charge.transaction_url && !a->charge.transaction_url) ||
             (r->charge.order_ref && !a->charge.order_ref))
                 return -ENOMEM;
-        if (r->charge.status == CHARGE_INITIATED && claim->status != CHARGE_INITIATED)
-                time_format_iso(time_now_ms() + CONFIRM_AGAIN_MS, a->next_check_at);
+        /* A claim the API does not confirm is looked at again after about
+         * 5 s, 30 s and 2 min (§8.4): CashPay may have sent the webhook
+         * before its API caught up. The first look is planned here, the
+         * sweeps plan the others (store_due_orders() gives the claim's
+         * time, received_at); the store keeps it only for an order still
+         * INITIATED. */
+        if (!same_terms(&r->charge, &d->charge)) {
+                if (time_parse_iso(d->received_at, &claimed) < 0)
+                        claimed = time_now_ms();
+                time_format_iso(reconcile_recheck_ms(claimed, claimed, after_s), a->next_check_at);
+        }
         return 0;
 }
 
@@ -462,7 +479,7 @@ static void on_confirm_fetched(const struct api_result *r, void *userdata)
 
         if (r->error != -ECANCELED) {
                 job->confirmed = true; /* job_unref() frees what was copied */
-                res = copy_result(&job->fetch, r, &job->delivery.charge);
+                res = copy_result(&job->fetch, r, &job->delivery, cf->after_s);
         }
         writer_release_held(rc->rt->writer, job, res);
         job_unref(job);
@@ -470,7 +487,7 @@ static void on_confirm_fetched(const struct api_result *r, void *userdata)
         done_one(rc);
 }
 
-int reconciler_confirm(struct reconciler *rc, struct job *job)
+int reconciler_confirm(struct reconciler *rc, struct job *job, unsigned after_s)
 {
         struct confirm *cf = calloc(1, sizeof(*cf));
         struct api_fetch *a = &job->fetch;
@@ -480,6 +497,7 @@ int reconciler_confirm(struct reconciler *rc, struct job *job)
                 return -ENOMEM;
         cf->rc = rc;
         cf->job = job;
+        cf->after_s = after_s;
         a->reason = FETCH_WEBHOOK;
         snprintf(a->charge_id, sizeof(a->charge_id), "%s", job->delivery.charge.id);
         time_format_iso(time_now_ms(), a->requested_at);

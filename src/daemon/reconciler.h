@@ -62,11 +62,13 @@ int reconciler_fetch_one(struct reconciler *rc, const char *charge_id, int64_t n
  * (confirm = api, §8.4; api_fetches reason 'webhook'). The job is held by
  * the writer meanwhile (its deadline runs); the answer is copied into
  * job->fetch and the job queued, and the writer records delivery and fetch
- * together. Returns 0, or -ENOMEM / -ESHUTDOWN: then nothing was held and
- * the caller answers the job itself.
+ * together. A claim the API does not confirm is looked at again, at the
+ * looks reconcile.h scales by @after_s (reconcile_after). Returns 0, or
+ * -ENOMEM / -ESHUTDOWN: then nothing was held and the caller answers the
+ * job itself.
  */
 struct job;
-int reconciler_confirm(struct reconciler *rc, struct job *job);
+int reconciler_confirm(struct reconciler *rc, struct job *job, unsigned after_s);
 
 /* reconciler_api() - the daemon's one API client, for the checkout
  * listener's charge creations; valid until reconciler_stop(). */

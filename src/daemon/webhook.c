@@ -322,7 +322,8 @@ static enum MHD_Result enqueue_webhook(struct MHD_Connection *conn, const struct
          * then the writer records both; the answer comes after that commit. */
         if (job->delivery.has_charge && config_confirm_api(s->cfg)) {
                 MHD_suspend_connection(conn);
-                r = req->rt->reconciler ? reconciler_confirm(req->rt->reconciler, job)
+                r = req->rt->reconciler ? reconciler_confirm(req->rt->reconciler, job,
+                                                            s->cfg->cashpay.reconcile_after)
                                         : -ESHUTDOWN; /* never believed unconfirmed */
                 if (r < 0) {
                         job->result = r;

@@ -363,12 +363,17 @@ int store_due_orders(struct store *s, const char *now, const char *untouched_bef
         if (s->pg)
                 return pg_store_due_orders(s->pg, now, untouched_before, first_seen_after, ret,
                                            max, ret_n);
-        r = store_prepare(s, "SELECT charge_id, first_seen_at, next_check_at FROM ("
+        /* The claim's time only for the rows taken, on webhook_deliveries_charge_idx. */
+        r = store_prepare(s, "SELECT charge_id, first_seen_at, next_check_at, "
+                             "(SELECT max(w.received_at) FROM webhook_deliveries w "
+                             "WHERE w.charge_id = due.charge_id AND w.outcome = 'unconfirmed') "
+                             "FROM (SELECT * FROM ("
                              "SELECT charge_id, first_seen_at, next_check_at, next_check_at AS due "
                              "FROM orders WHERE " DUE_WHERE_CHECKED " UNION ALL "
                              "SELECT charge_id, first_seen_at, next_check_at, updated_at AS due "
                              "FROM orders WHERE " DUE_WHERE_UNCHECKED
-                             ") ORDER BY due, charge_id LIMIT ?4", &st);
+                             ") ORDER BY due, charge_id LIMIT ?4) AS due "
+                             "ORDER BY due.due, due.charge_id", &st);
         if (r < 0)
                 return r;
         r = bind_due(st, now, untouched_before, first_seen_after);
@@ -382,6 +387,7 @@ int store_due_orders(struct store *s, const char *now, const char *untouched_bef
                 store_column_text_copy(st, 0, d->charge_id, sizeof(d->charge_id));
                 store_column_text_copy(st, 1, d->first_seen_at, sizeof(d->first_seen_at));
                 store_column_text_copy(st, 2, d->next_check_at, sizeof(d->next_check_at));
+                store_column_text_copy(st, 3, d->claimed_at, sizeof(d->claimed_at));
         }
         return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_errno_from_sqlite(rc);
 }

@@ -7,7 +7,10 @@ charge (order_events source 'api' naming the delivery and the fetch); a
 forged unsigned one under verify = none claiming CAPTURED for an unpaid
 charge is answered 200 unconfirmed and changes nothing; a charge CashPay
 does not know is unconfirmed; with the API failing the webhook is answered
-503 deferred with Retry-After and nothing changes. Checked through SQLite.
+503 deferred with Retry-After and nothing changes; an unconfirmed claim is
+fetched again at the three looks (about 5 s, 30 s, 2 min after it, shrunk
+here by a short reconcile_after), and an API that catches up in between is
+recorded. Checked through SQLite.
 """
 import json
 import threading
@@ -15,6 +18,8 @@ import time
 
 from harness import charge, check, check_eq, random_charge_id, run_tests
 from test_reconcile import create, finish, order, start, wait_for
+
+import datetime
 
 # The reconciler stays out of the way: only the webhooks' fetches run.
 QUIET = {"cashpay.reconcile_after": "3600", "webhook.confirm": "api"}
@@ -144,6 +149,74 @@ def test_hanging_api_within_commit_timeout_and_stop():
         check(time.monotonic() - t0 < 5, "stopped without waiting for the API")
         check_eq(result.get("answer"), 503, "the waiting webhook was answered 503")
         check_eq(order(d, cid)["status"], "INITIATED", "still INITIATED")
+    finally:
+        finish(d, sim)
+
+
+def iso_ms(text):
+    return round(datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
+
+
+def sim_gets(sim):
+    return sim.control("stats")["charge_fetches"]
+
+
+def test_unconfirmed_claim_is_looked_at_three_times():
+    """reconcile_after = 12 s shrinks the looks to 0.2 s, 1.2 s and 4.8 s
+    after the claim (12/300 of 5 s, 30 s, 2 min); then the doubling schedule,
+    at least reconcile_after later. Bounds below are lower ones only: a look
+    is never early, however slow the machine."""
+    d, sim = start(reconcile_after=12, extra={"webhook.confirm": "api"})
+    try:
+        cid = create(d, "order-looks")
+        sim.control("stats/reset", {})  # from here on, this charge's fetches only
+        status, body = d.post_json(charge(cid, "CAPTURED"))
+        check_eq((status, body), (200, {"outcome": "unconfirmed"}), "the claim is unconfirmed")
+        claimed = iso_ms(d.query("SELECT received_at FROM webhook_deliveries "
+                                 "WHERE charge_id = ?", cid)[0]["received_at"])
+
+        def looks():
+            return d.query("SELECT requested_at, status FROM api_fetches WHERE charge_id = ? "
+                           "AND reason = 'reconcile' ORDER BY id", cid)
+
+        # Each look is planned at its exact offset from the claim (what is
+        # planned, not when it ran): every next_check_at seen while the
+        # looks go on is one of the three.
+        planned = set()
+
+        def three_looks():
+            planned.add(iso_ms(order(d, cid)["next_check_at"]) - claimed)
+            return len(looks()) >= 3
+        wait_for("three looks", three_looks, timeout=60)
+        planned.discard(iso_ms(order(d, cid)["next_check_at"]) - claimed)  # after the third
+        check(planned and planned <= {200, 1200, 4800}, f"planned at the looks: {planned}")
+        got = looks()[:3]
+        for i, (least, row) in enumerate(zip([200, 1200, 4800], got)):
+            check(iso_ms(row["requested_at"]) - claimed >= least - 1,
+                  f"look {i + 1} not before {least} ms after the claim: {row['requested_at']}")
+            check_eq(row["status"], "INITIATED", f"look {i + 1} saw INITIATED")
+        check(sim_gets(sim) >= 4, "the sim was asked for the charge four times "
+              f"(webhook and three looks): {sim_gets(sim)}")
+        o = order(d, cid)
+        check_eq(o["status"], "INITIATED", "still INITIATED")
+        third = iso_ms(got[2]["requested_at"])
+        if len(looks()) == 3:
+            check(iso_ms(o["next_check_at"]) - third >= 12000 - 1,
+                  f"then the doubling schedule: {o['next_check_at']} after {got[2]['requested_at']}")
+
+        # An API that catches up between the looks is recorded by the next one.
+        late = create(d, "order-late")
+        status, body = d.post_json(charge(late, "CAPTURED"))
+        check_eq(body, {"outcome": "unconfirmed"}, "unconfirmed at first")
+        sim.control(f"charges/{late}/set", {"status": "CAPTURED"})
+        wait_for("the order CAPTURED", lambda: order(d, late)["status"] == "CAPTURED", timeout=60)
+        ev = d.query("SELECT source, fetch_id FROM order_events WHERE charge_id = ? AND "
+                     "to_status = 'CAPTURED'", late)
+        check_eq(len(ev), 1, "one CAPTURED event")
+        check_eq(d.query("SELECT reason FROM api_fetches WHERE id = ?", ev[0]["fetch_id"]),
+                 [{"reason": "reconcile"}], "recorded by a look, source api")
+        check_eq(ev[0]["source"], "api", "source api")
+        check_eq(d.stop(), 0, "exit status")
     finally:
         finish(d, sim)
 
