@@ -84,10 +84,57 @@ static void test_random_key(void)
         CHECK_EQ_INT(checkout_random_key("", 33, a, sizeof(a)), -EINVAL);
 }
 
+/* One body through checkout_parse_request(): 0, or the detail's fragment. */
+static void check_parse(const char *body, const char *fragment)
+{
+        struct checkout_request r;
+        char detail[200] = "";
+        int ret = checkout_parse_request(body, strlen(body), &r, detail, sizeof(detail));
+
+        if (!fragment)
+                CHECK_EQ_INT(ret, 0);
+        else
+                CHECK(ret == -EINVAL && strstr(detail, fragment));
+        checkout_request_clear(&r);
+}
+
+static void test_parse_request(void)
+{
+        struct checkout_request r;
+        char detail[200];
+        const char *ok = "{\"order_ref\":\"42\",\"amount\":2000,\"currency\":\"YER\","
+                         "\"description\":\"Purchase of a watch\"}";
+
+        CHECK_EQ_INT(checkout_parse_request(ok, strlen(ok), &r, detail, sizeof(detail)), 0);
+        CHECK(strcmp(r.order_ref, "42") == 0 && r.amount == 2000);
+        CHECK(strcmp(r.currency, "YER") == 0 && strcmp(r.description, "Purchase of a watch") == 0);
+        checkout_request_clear(&r);
+        check_parse("{\"order_ref\":\"a\",\"amount\":1,\"currency\":\"YER\"}", NULL);
+        check_parse("", "not valid JSON");
+        check_parse("[]", "JSON object");
+        check_parse("7", "JSON object");
+        check_parse("{\"order_ref\":\"a\",\"amount\":1,\"amount\":2,\"currency\":\"YER\"}",
+                    "duplicate");
+        check_parse("{\"amount\":1,\"currency\":\"YER\"}", "order_ref is missing");
+        check_parse("{\"order_ref\":\"a\",\"amount\":1.0,\"currency\":\"YER\"}",
+                    "amount must be an integer");
+        check_parse("{\"order_ref\":\"a\",\"amount\":\"1\",\"currency\":\"YER\"}",
+                    "amount must be an integer");
+        check_parse("{\"order_ref\":\"a\",\"amount\":1,\"currency\":1}",
+                    "currency must be a string");
+        check_parse("{\"order_ref\":\"a\",\"amount\":1,\"currency\":\"YER\",\"description\":null}",
+                    "description must be a string");
+        check_parse("{\"order_ref\":\"a\",\"amount\":1,\"currency\":\"YER\",\"x\":1}",
+                    "unknown field \"x\"");
+        check_parse("{\"order_ref\":\"a\",\"amount\":0,\"currency\":\"YER\"}",
+                    "amount must be an integer from 1");
+}
+
 int main(void)
 {
         test_validate();
         test_body();
         test_random_key();
+        test_parse_request();
         return check_summary();
 }

@@ -383,6 +383,31 @@ def test_sigterm_with_a_held_request():
         finish(d, sim)
 
 
+def test_held_requests_are_bounded():
+    """At most max_inflight requests wait for CashPay; one more is answered
+    503 at once, and the waiting ones 503 at SIGTERM."""
+    d, sim = start_checkout(extra={"cashpay.max_inflight": "2", "cashpay.request_timeout": "20"})
+    try:
+        sim.control("config", {"api_fault": "hang", "hang_ms": 30000, "api_fault_on": "create"})
+        results = {}
+        workers = [threading.Thread(target=lambda ref=ref: results.update(
+            {ref: post(d, order_body(ref, 100))})) for ref in ("order-h1", "order-h2")]
+        for w in workers:
+            w.start()
+        wait_for("two creates hanging at the sim",
+                 lambda: sim.control("stats")["api_inflight"] >= 2)
+        status, headers, doc = post(d, order_body("order-h3", 100))
+        check_eq((status, doc), (503, {"error": "cashpay_unavailable"}), "the third, at once")
+        check(headers.get("Retry-After"), "with Retry-After")
+        check_eq(requests_of(d, "order-h3"), [], "and nothing recorded for it")
+        check_eq(d.stop(), 0, "exit status")
+        for w in workers:
+            w.join(10)
+        check_eq(sorted(r[0] for r in results.values()), [503, 503], "the held ones at SIGTERM")
+    finally:
+        finish(d, sim)
+
+
 if __name__ == "__main__":
     run_tests([
         test_created_then_repeats_and_conflicts,
@@ -394,4 +419,5 @@ if __name__ == "__main__":
         test_parallel_requests_make_one_charge,
         test_webhook_before_the_201,
         test_sigterm_with_a_held_request,
+        test_held_requests_are_bounded,
     ])
