@@ -566,9 +566,33 @@ static void test_failure_state(void)
         charge_clear(NULL);
 }
 
+/* A copy owns its strings: the original can go first. */
+static void test_copy(void)
+{
+        static const char body[] = "{\"id\":\"chg_copy1\",\"status\":\"INITIATED\",\"amount\":5,"
+                                   "\"currency\":\"YER\",\"created\":1,\"description\":\"d\","
+                                   "\"transaction_url\":\"https://pay.example/x\","
+                                   "\"metadata\":{\"order_id\":\"42\"}}";
+        struct charge c = { 0 }, copy = { 0 };
+        char err[128];
+
+        CHECK_EQ_INT(charge_parse(body, sizeof(body) - 1, "metadata.order_id", &c, err,
+                                  sizeof(err)), 0);
+        CHECK_EQ_INT(charge_copy(&copy, &c), 0);
+        CHECK(copy.description != c.description && copy.order_ref != c.order_ref);
+        charge_clear(&c);
+        CHECK_STR(copy.id, "chg_copy1");
+        CHECK(copy.amount == 5 && copy.status == CHARGE_INITIATED);
+        CHECK_STR(copy.description, "d");
+        CHECK_STR(copy.transaction_url, "https://pay.example/x");
+        CHECK_STR(copy.order_ref, "42");
+        charge_clear(&copy);
+}
+
 int main(void)
 {
         test_valid();
+        test_copy();
         test_amount();
         test_currency();
         test_id();

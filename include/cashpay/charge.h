@@ -47,6 +47,14 @@ int charge_parse(const void *body, size_t len, const char *order_ref_field,
 /* charge_clear() - free what charge_parse() allocated; safe on a zeroed struct. */
 void charge_clear(struct charge *c);
 
+/*
+ * charge_copy() - @src into @dst with copies of its strings, for a charge
+ * that must outlive the buffer it was parsed from (an API answer handed to
+ * another thread). Returns 0 or -ENOMEM; either way @dst owns what it holds
+ * (free with charge_clear()).
+ */
+int charge_copy(struct charge *dst, const struct charge *src);
+
 /* charge_id_valid() - "chg_" + 1..128 of [A-Za-z0-9_-]. */
 bool charge_id_valid(const char *id);
 

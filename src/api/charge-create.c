@@ -196,18 +196,11 @@ static void on_answer(const struct api_result *r, void *userdata)
         cc->res.body = NULL;
         cc->res.body_len = 0;
         cc->res.charge = (struct charge) { 0 };
-        if (r->has_charge) {
-                cc->charge = r->charge;
-                cc->charge.description = dup_or_null(r->charge.description);
-                cc->charge.transaction_url = dup_or_null(r->charge.transaction_url);
-                cc->charge.order_ref = NULL;
-                if (!cc->charge.transaction_url ||
-                    (r->charge.description && !cc->charge.description)) {
-                        /* out of memory: not a usable answer, the retry replays it */
-                        cc->res.has_charge = false;
-                        cc->res.error = -ENOMEM;
-                        snprintf(cc->res.detail, sizeof(cc->res.detail), "out of memory");
-                }
+        if (r->has_charge && charge_copy(&cc->charge, &r->charge) < 0) {
+                /* out of memory: not a usable answer, the retry replays it */
+                cc->res.has_charge = false;
+                cc->res.error = -ENOMEM;
+                snprintf(cc->res.detail, sizeof(cc->res.detail), "out of memory");
         }
         copy_refusal(cc, r);
         if (r->error == -ECANCELED) /* nothing to settle: the request stays pending */

@@ -460,6 +460,24 @@ int charge_parse(const void *body, size_t len, const char *order_ref_field,
         return r;
 }
 
+static bool copy_string(char **dst, const char *src)
+{
+        *dst = src ? strdup(src) : NULL;
+        return *dst || !src;
+}
+
+int charge_copy(struct charge *dst, const struct charge *src)
+{
+        bool ok;
+
+        *dst = *src;
+        dst->description = dst->transaction_url = dst->order_ref = NULL;
+        ok = copy_string(&dst->description, src->description);
+        ok &= copy_string(&dst->transaction_url, src->transaction_url);
+        ok &= copy_string(&dst->order_ref, src->order_ref);
+        return ok ? 0 : -ENOMEM;
+}
+
 void charge_clear(struct charge *c)
 {
         if (!c)

@@ -100,11 +100,6 @@ static void fetch_free(struct fetch *f)
         free(f);
 }
 
-static char *dup_or_null(const char *s)
-{
-        return s ? strdup(s) : NULL;
-}
-
 static enum reconciled classify(const struct fetch *f)
 {
         if (f->res.has_charge)
@@ -190,16 +185,8 @@ static void on_fetched(const struct api_result *r, void *userdata)
         f->res.charge = (struct charge) { 0 };
         if (r->body_len && (f->body = malloc(r->body_len)))
                 memcpy(f->body, r->body, r->body_len);
-        if (r->has_charge) {
-                f->charge = r->charge;
-                f->charge.description = dup_or_null(r->charge.description);
-                f->charge.transaction_url = dup_or_null(r->charge.transaction_url);
-                f->charge.order_ref = dup_or_null(r->charge.order_ref);
-                if ((r->charge.description && !f->charge.description) ||
-                    (r->charge.transaction_url && !f->charge.transaction_url) ||
-                    (r->charge.order_ref && !f->charge.order_ref))
-                        goto drop; /* out of memory: the next sweep asks again */
-        }
+        if (r->has_charge && charge_copy(&f->charge, &r->charge) < 0)
+                goto drop; /* out of memory: the next sweep asks again */
         f->task.run = record_run;
         if (writer_post(rc->rt->writer, &f->task) == 0)
                 return;
@@ -447,13 +434,7 @@ static int copy_result(struct api_fetch *a, const struct api_result *r, const st
                                   ? "no such charge at CashPay" : r->detail);
                 return a->error ? 0 : -ENOMEM;
         }
-        a->charge = r->charge;
-        a->charge.description = dup_or_null(r->charge.description);
-        a->charge.transaction_url = dup_or_null(r->charge.transaction_url);
-        a->charge.order_ref = dup_or_null(r->charge.order_ref);
-        if ((r->charge.description && !a->charge.description) ||
-            (r->charge.transaction_url && !a->charge.transaction_url) ||
-            (r->charge.order_ref && !a->charge.order_ref))
+        if (charge_copy(&a->charge, &r->charge) < 0)
                 return -ENOMEM;
         /* A claim the API does not confirm is looked at again after about
          * 5 s, 30 s and 2 min (§8.4): CashPay may have sent the webhook
