@@ -33,7 +33,6 @@
 
 #define MAX_LISTENERS 16
 #define CHARGES_PATH "/charges"
-#define RETRY_AFTER_SECONDS "5"
 /* A hold waits for the POST (and a token request before it) and two
  * commits: past that the merchant's app hears 503 and retries, and the
  * creation still records whatever CashPay answers. */
@@ -93,24 +92,16 @@ static const char stopping_body[] = "{\"error\":\"unavailable\",\"detail\":\"shu
 
 /* ---- answers ------------------------------------------------------------ */
 
+/* Every answer: JSON, Retry-After with a 503, counted as the checkout's. */
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *json,
                              bool close, const char *allow)
 {
-        struct MHD_Response *resp = MHD_create_response_from_buffer(
-                strlen(json), (void *) json, MHD_RESPMEM_MUST_COPY);
-        enum MHD_Result ret;
+        enum MHD_Result ret = http_reply(conn, status, &(struct http_reply) {
+                .content_type = "application/json", .body = json, .len = strlen(json),
+                .close = close, .allow = allow,
+                .retry_after = status == MHD_HTTP_SERVICE_UNAVAILABLE,
+        });
 
-        if (!resp)
-                return MHD_NO;
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-        if (close)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-        if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
-        if (allow)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-        ret = MHD_queue_response(conn, status, resp);
-        MHD_destroy_response(resp);
         if (ret == MHD_YES)
                 metrics_count_checkout(status);
         return ret;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "src/daemon/http.h"
 #include "src/daemon/runtime.h"
 
 enum route { ROUTE_WEBHOOK, ROUTE_OTHER };
@@ -31,24 +32,7 @@ struct request {
 
 /* ---- replies (http-reply.c) --------------------------------------------- */
 
-/*
- * Every answer of the listener is one http_reply(): a status and what goes
- * with it. The body is copied. The response is counted in the metrics once
- * it is queued. Returns what the access handler returns (MHD_NO when the
- * response could not be built or queued: libmicrohttpd closes).
- */
-struct http_reply {
-        const char *content_type; /* NULL: no Content-Type */
-        const void *body;
-        size_t len;
-        bool close;               /* Connection: close */
-        bool retry_after;         /* Retry-After (503) */
-        bool security_headers;    /* page_security_headers() (pages, status) */
-        const char *allow;        /* Allow (405) */
-        const char *location;     /* Location (303) */
-};
-enum MHD_Result http_reply(struct MHD_Connection *conn, unsigned status,
-                           const struct http_reply *r);
+/* Every answer of the listener is one http_reply() (http.h). */
 
 /* http_reply_json() - a JSON body (NUL-terminated). */
 enum MHD_Result http_reply_json(struct MHD_Connection *conn, unsigned status, const char *json);

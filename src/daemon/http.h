@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <microhttpd.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,13 +41,32 @@ void http_release_held(struct http_server *srv);
 /* http_stop() - stop the MHD daemons (closing idle connections). NULL-safe. */
 void http_stop(struct http_server *srv);
 
-/* Shared with admin.c: a response with a copied body and a Content-Type. */
-struct MHD_Connection;
+/*
+ * Shared with admin.c and checkout.c: every answer is one http_reply(), a
+ * status and what goes with it. The body is copied. The response is counted
+ * in the metrics once it is queued. Returns what the access handler returns
+ * (MHD_NO when the response could not be built or queued: libmicrohttpd
+ * closes).
+ */
+struct http_reply {
+        const char *content_type; /* NULL: no Content-Type */
+        const void *body;
+        size_t len;
+        bool close;               /* Connection: close */
+        bool retry_after;         /* Retry-After (503) */
+        bool security_headers;    /* page_security_headers() (pages, status) */
+        const char *allow;        /* Allow (405) */
+        const char *location;     /* Location (303) */
+};
+enum MHD_Result http_reply(struct MHD_Connection *conn, unsigned status,
+                           const struct http_reply *r);
+
+/* http_respond() - a response with a copied body and a Content-Type. */
 int http_respond(struct MHD_Connection *conn, unsigned status, const char *content_type,
                  const void *body, size_t len);
 
 /*
- * Shared with admin.c: request deadlines (deadline.h) on a listener.
+ * Shared with admin.c and checkout.c: request deadlines (deadline.h) on a listener.
  * http_track_connection() is the body of an MHD_OPTION_NOTIFY_CONNECTION
  * callback: a new connection is tracked in @list, due @timeout_ms from now;
  * a @closed one is forgotten. http_connection_deadline() is that entry (NULL
