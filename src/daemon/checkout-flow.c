@@ -73,7 +73,7 @@ static void hold_unref(struct checkout_hold *h)
 }
 
 /* Under fl->lock: answer @h with @status and @body (taken), unless an
- * answer went out already; the creation's reference goes either way. */
+ * answer went out already. The references stay as they are. */
 static void hold_answer(struct checkout_flows *fl, struct checkout_hold *h, unsigned status,
                         char *body, bool close)
 {
@@ -97,8 +97,8 @@ static void hold_answer(struct checkout_flows *fl, struct checkout_hold *h, unsi
 }
 
 /* Under fl->lock: a fixed answer (deadline, shutdown). */
-static void hold_answer_static(struct checkout_flows *fl, struct checkout_hold *h, const char *body,
-                               bool close)
+static void hold_answer_static(struct checkout_flows *fl, struct checkout_hold *h,
+                               const char *body, bool close)
 {
         char *copy = strdup(body);
 

@@ -76,7 +76,8 @@ static enum MHD_Result reply_invalid(struct MHD_Connection *conn, const char *de
         _cleanup_(freep) char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
         if (!text)
-                return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, CHECKOUT_UNAVAILABLE_BODY, false, NULL);
+                return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, CHECKOUT_UNAVAILABLE_BODY,
+                             false, NULL);
         return reply(conn, MHD_HTTP_BAD_REQUEST, text, false, NULL);
 }
 
