@@ -516,6 +516,46 @@ static void test_confirmed_webhooks(void)
         store_free(s);
 }
 
+/* Several confirmed webhooks in one transaction: one refused on its own
+ * leaves nothing behind, the others are committed. */
+static void test_confirmed_batch(void)
+{
+        const char *path = fresh_path();
+        struct store *s = open_store(path);
+        sqlite3 *db = raw_open(path);
+        struct delivery d[3] = {
+                claim("chg_b1", CHARGE_INITIATED, 500, NULL),
+                claim("chg_b2", CHARGE_CAPTURED, 500, NULL),
+                claim("chg_b3", CHARGE_CAPTURED, 700, NULL),
+        };
+        struct api_fetch f[3] = {
+                confirm_fetch("chg_b1", CHARGE_INITIATED, 500),
+                confirm_fetch("chg_bX", CHARGE_CAPTURED, 500), /* another charge */
+                confirm_fetch("chg_b3", CHARGE_CAPTURED, 700),
+        };
+        struct delivery *dp[3] = { &d[0], &d[1], &d[2] };
+        struct api_fetch *fp[3] = { &f[0], &f[1], &f[2] };
+        int faults[3] = { 1, 1, 1 };
+
+        CHECK_EQ_INT(store_record_confirmed_batch(s, dp, fp, 3, faults), 0);
+        CHECK_EQ_INT(faults[0], 0);
+        CHECK_EQ_INT(faults[1], -EINVAL);
+        CHECK_EQ_INT(faults[2], 0);
+        CHECK_EQ_INT(d[0].outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d[2].outcome, OUTCOME_APPLIED);
+        CHECK(d[0].id > 0 && d[2].id > 0 && d[1].id == 0 && f[1].id == 0);
+        CHECK_STR(q_text(db, "SELECT group_concat(charge_id || status, ',') FROM "
+                             "(SELECT * FROM orders ORDER BY charge_id)"),
+                  "chg_b1INITIATED,chg_b3CAPTURED");
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries"), 2);
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM api_fetches"), 2);
+        CHECK_EQ_INT(store_record_confirmed_batch(s, dp, fp, 0, faults), 0);
+        for (size_t i = 0; i < 3; i++)
+                delivery_clear(&d[i]);
+        sqlite3_close(db);
+        store_free(s);
+}
+
 /* ---- the reconciler's queue --------------------------------------------- */
 
 static void add_order(sqlite3 *db, const char *id, const char *status, const char *seen,
@@ -567,6 +607,23 @@ static void test_due_orders(void)
         CHECK_EQ_INT(store_due_orders(s, NOW, "2026-12-01T09:55:00.000Z",
                                       "2026-11-28T10:00:00.000Z", ids, 1, &n), 0);
         CHECK_EQ_INT(n, 1);
+        CHECK_STR(ids[0].claimed_at, "");
+
+        /* the latest claim the API did not confirm comes with its order */
+        CHECK_EQ_INT(raw_exec(db, "INSERT INTO webhook_deliveries (received_at, remote_addr, "
+                                  "charge_id, claimed_status, outcome, http_status) VALUES "
+                                  "('2026-12-01T09:58:00.000Z', '127.0.0.1', 'chg_due_checked', "
+                                  "'CAPTURED', 'unconfirmed', 200), "
+                                  "('2026-12-01T09:58:30.000Z', '127.0.0.1', 'chg_due_checked', "
+                                  "'CAPTURED', 'unconfirmed', 200), "
+                                  "('2026-12-01T09:59:00.000Z', '127.0.0.1', 'chg_due_checked', "
+                                  "'INITIATED', 'applied', 200)"), SQLITE_OK);
+        CHECK_EQ_INT(store_due_orders(s, NOW, "2026-12-01T09:55:00.000Z",
+                                      "2026-11-28T10:00:00.000Z", ids, 8, &n), 0);
+        CHECK_EQ_INT(n, 2);
+        CHECK_STR(ids[0].claimed_at, "");
+        CHECK_STR(ids[1].charge_id, "chg_due_checked");
+        CHECK_STR(ids[1].claimed_at, "2026-12-01T09:58:30.000Z");
         sqlite3_close(db);
         store_free(s);
 }
@@ -780,6 +837,7 @@ int main(void)
         test_fetch_through_state_machine();
         test_fetch_failures_not_truth();
         test_confirmed_webhooks();
+        test_confirmed_batch();
         test_due_orders();
         test_return_ref_lookup();
         test_charge_plan_lifecycle();

@@ -86,6 +86,17 @@ int store_record_fetch(struct store *s, struct api_fetch *f);
  */
 int store_record_confirmed(struct store *s, struct delivery *d, struct api_fetch *f);
 
+/*
+ * store_record_confirmed_batch() - store_record_confirmed() for @n pairs
+ * @d[i], @f[i] in one transaction (one commit for all), each pair in its
+ * own savepoint: a pair refused on its own (-EINVAL, -E2BIG) gets that in
+ * @ret[i] and leaves nothing behind, the others are committed. Returns 0
+ * once committed (@ret[i] then 0 or a pair's fault), or a negative errno
+ * when nothing was recorded (every @ret[i] is that errno too).
+ */
+int store_record_confirmed_batch(struct store *s, struct delivery *const *d,
+                                 struct api_fetch *const *f, size_t n, int *ret);
+
 /* An order the reconciler should fetch. */
 struct due_order {
         char charge_id[CHARGE_ID_MAX + 1];

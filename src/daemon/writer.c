@@ -42,6 +42,10 @@ struct writer {
         unsigned depth;           /* jobs in the FIFO */
         struct job **batch;       /* the transaction in progress */
         struct delivery **items;  /* batch[i]->delivery, as store_submit() wants it */
+        /* the confirmed ones (confirm = api), as store_record_confirmed_batch() wants them */
+        struct delivery **confirmed;
+        struct api_fetch **fetches;
+        int *faults;
         size_t batch_n;           /* guarded by lock */
         struct writer_task *tasks, *tasks_tail; /* FIFO, guarded by lock */
 
@@ -136,24 +140,31 @@ static void commit_batch(struct writer *w, size_t n)
 
         atomic_store(&w->commit_started_ms, started);
         maybe_stall(w);
-        size_t plain = 0;
-        for (size_t i = 0; i < n; i++)
-                if (!w->batch[i]->confirmed)
-                        w->items[plain++] = &w->batch[i]->delivery;
+        size_t plain = 0, confirmed = 0;
+        for (size_t i = 0; i < n; i++) {
+                struct job *job = w->batch[i];
+                if (!job->confirmed) {
+                        w->items[plain++] = &job->delivery;
+                } else {
+                        w->confirmed[confirmed] = &job->delivery;
+                        w->fetches[confirmed++] = &job->fetch;
+                }
+        }
 
         /* Commits take from well under a millisecond to seconds: microseconds. */
         int64_t t0 = time_monotonic_us();
         int r = plain > 0 ? store_submit(w->store, w->items, plain) : 0;
-        /* A confirmed delivery is one transaction with its fetch; its
-         * failure is its own (a 503), like a refused delivery's fault. */
-        for (size_t i = 0; i < n; i++) {
-                struct job *job = w->batch[i];
-                if (job->confirmed) {
-                        int c = store_record_confirmed(w->store, &job->delivery, &job->fetch);
-                        job->delivery.fault = c < 0 ? c : 0;
-                        if (c < 0 && plain == 0 && r == 0)
-                                r = c;
-                }
+        /* Confirmed deliveries, each with its fetch, in a second transaction
+         * of their own (one commit for all of them, as for plain ones); the
+         * failure of one is its own (a 503), like a refused delivery's fault. */
+        if (confirmed > 0) {
+                int c = store_record_confirmed_batch(w->store, w->confirmed, w->fetches,
+                                                     confirmed, w->faults);
+                for (size_t i = 0, k = 0; i < n; i++)
+                        if (w->batch[i]->confirmed)
+                                w->batch[i]->delivery.fault = w->faults[k++];
+                if (c < 0 && plain == 0 && r == 0)
+                        r = c;
         }
         int64_t commit_us = time_monotonic_us() - t0;
 
@@ -325,6 +336,9 @@ static void writer_release(struct writer *w)
 {
         free(w->batch);
         free(w->items);
+        free(w->confirmed);
+        free(w->fetches);
+        free(w->faults);
         free(w);
 }
 DEFINE_FREEP(struct writer, writer_release)
@@ -344,7 +358,10 @@ int writer_start(struct store *store, const struct writer_options *opts,
         w->cb_data = cb_data;
         w->batch = calloc(w->opts.max_batch, sizeof(*w->batch));
         w->items = calloc(w->opts.max_batch, sizeof(*w->items));
-        if (!w->batch || !w->items)
+        w->confirmed = calloc(w->opts.max_batch, sizeof(*w->confirmed));
+        w->fetches = calloc(w->opts.max_batch, sizeof(*w->fetches));
+        w->faults = calloc(w->opts.max_batch, sizeof(*w->faults));
+        if (!w->batch || !w->items || !w->confirmed || !w->fetches || !w->faults)
                 return -ENOMEM;
         atomic_init(&w->wal_limit, opts->wal_limit_bytes ? opts->wal_limit_bytes : INT64_MAX);
         atomic_init(&w->keep_rejected_days, opts->keep_rejected_days);

@@ -2,9 +2,11 @@
  * store-api — the API half's writes and reads: fetched charges through the
  * state machine, charge creation requests, the reconciler's queue.
  *
- * These run far less often than store_submit() (one per fetch or per
- * checkout request, never per webhook batch), so they prepare their
- * statements per call instead of widening the hot path's cache.
+ * Most run far less often than store_submit() (one per fetch or per
+ * checkout request), so they prepare their statements per call. The three
+ * a confirmed webhook runs (with confirm = api, one per webhook) are in the
+ * handle's statement cache instead, and confirmed webhooks are recorded in
+ * batches, one commit for many, as store_submit() records plain ones.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -60,14 +62,11 @@ static int bind_fetch_body(sqlite3_stmt *st, int idx, const struct api_fetch *f)
 
 static int insert_fetch(struct store *s, struct api_fetch *f)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         const struct charge *c = f->has_charge ? &f->charge : NULL;
+        sqlite3_stmt *st;
         int r;
 
-        r = store_prepare(s, "INSERT INTO api_fetches (charge_id, requested_at, reason, "
-                             "delivery_id, http_status, status, amount, currency, body, error, "
-                             "duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                          &st);
+        r = store_stmt(s, STMT_API_FETCH_INSERT, &st);
         if (r < 0)
                 return r;
         if ((r = store_bind_text_or_null(st, 1, f->charge_id)) < 0 ||
@@ -80,8 +79,10 @@ static int insert_fetch(struct store *s, struct api_fetch *f)
             (r = store_bind_text_or_null(st, 8, c ? c->currency : NULL)) < 0 ||
             (r = bind_fetch_body(st, 9, f)) < 0 ||
             (r = store_bind_text_or_null(st, 10, c ? NULL : f->error)) < 0 ||
-            (r = bind_int64(st, 11, f->duration_ms < 0 ? 0 : f->duration_ms)) < 0)
+            (r = bind_int64(st, 11, f->duration_ms < 0 ? 0 : f->duration_ms)) < 0) {
+                store_reset(st);
                 return r;
+        }
         r = store_stmt_done(st);
         if (r >= 0)
                 f->id = sqlite3_last_insert_rowid(s->db);
@@ -92,12 +93,10 @@ static int insert_event(struct store *s, const char *charge_id, const char *from
                         const char *to, const char *source, int64_t delivery_id,
                         int64_t fetch_id, const char *now, int64_t *ret_id)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st;
         int r;
 
-        r = store_prepare(s, "INSERT INTO order_events (charge_id, from_status, to_status, "
-                             "delivery_id, recorded_at, source, fetch_id) "
-                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &st);
+        r = store_stmt(s, STMT_API_EVENT_INSERT, &st);
         if (r < 0)
                 return r;
         if ((r = store_bind_text_or_null(st, 1, charge_id)) < 0 ||
@@ -106,8 +105,10 @@ static int insert_event(struct store *s, const char *charge_id, const char *from
             (r = bind_int64_or_null(st, 4, delivery_id)) < 0 ||
             (r = store_bind_text_or_null(st, 5, now)) < 0 ||
             (r = store_bind_text_or_null(st, 6, source)) < 0 ||
-            (r = bind_int64_or_null(st, 7, fetch_id)) < 0)
+            (r = bind_int64_or_null(st, 7, fetch_id)) < 0) {
+                store_reset(st);
                 return r;
+        }
         r = store_stmt_done(st);
         if (r >= 0)
                 *ret_id = sqlite3_last_insert_rowid(s->db);
@@ -117,18 +118,19 @@ static int insert_event(struct store *s, const char *charge_id, const char *from
 /* next_check_at for an order still INITIATED ("" keeps it). */
 static int set_next_check(struct store *s, const char *charge_id, const char *when)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st;
         int r;
 
         if (!when[0])
                 return 0;
-        r = store_prepare(s, "UPDATE orders SET next_check_at = ?2 "
-                             "WHERE charge_id = ?1 AND status = 'INITIATED'", &st);
+        r = store_stmt(s, STMT_API_NEXT_CHECK, &st);
         if (r < 0)
                 return r;
         if ((r = store_bind_text_or_null(st, 1, charge_id)) < 0 ||
-            (r = store_bind_text_or_null(st, 2, when)) < 0)
+            (r = store_bind_text_or_null(st, 2, when)) < 0) {
+                store_reset(st);
                 return r;
+        }
         return store_stmt_done(st);
 }
 
@@ -299,35 +301,113 @@ static int record_confirmed(struct store *s, struct delivery *d, struct api_fetc
         return r;
 }
 
-int store_record_confirmed(struct store *s, struct delivery *d, struct api_fetch *f)
+static bool confirmed_valid(const struct delivery *d, const struct api_fetch *f)
 {
-        char now[TIME_ISO_LEN];
+        return d->has_charge && f->reason == FETCH_WEBHOOK &&
+               strcmp(d->charge.id, f->charge_id) == 0 && fetch_valid(f);
+}
+
+/* Failures that retrying cannot cure: they cost this pair, not the batch
+ * (as store_submit() treats a delivery). */
+static bool pair_fault(int r)
+{
+        return r == -EINVAL || r == -E2BIG;
+}
+
+static int run_savepoint(struct store *s, enum store_stmt id)
+{
+        sqlite3_stmt *st;
+        int r = store_stmt(s, id, &st);
+
+        return r < 0 ? r : store_stmt_done(st);
+}
+
+/* One pair in its own savepoint: 0 when recorded or refused on its own
+ * (@fault set), a negative errno when the whole batch must be given up. */
+static int record_confirmed_isolated(struct store *s, struct delivery *d, struct api_fetch *f,
+                                     const char *now, int *fault)
+{
         int r;
 
-        delivery_reset_result(d);
-        fetch_reset_result(f);
-        if (s->read_only)
-                return -EROFS;
-        if (!d->has_charge || f->reason != FETCH_WEBHOOK ||
-            strcmp(d->charge.id, f->charge_id) != 0 || !fetch_valid(f))
-                return -EINVAL;
-        if (s->pg)
-                return -EOPNOTSUPP;
-        r = store_check_file(s);
+        *fault = 0;
+        if (!confirmed_valid(d, f)) {
+                *fault = -EINVAL;
+                return 0;
+        }
+        r = run_savepoint(s, STMT_SAVEPOINT);
         if (r < 0)
                 return r;
-        r = store_begin_immediate(s);
-        if (r < 0)
-                return r;
-        time_format_iso(time_now_ms(), now);
         r = record_confirmed(s, d, f, now);
         if (r >= 0)
-                r = store_commit(s);
+                return run_savepoint(s, STMT_RELEASE);
+        if (!pair_fault(r))
+                return r;
+        delivery_reset_result(d);
+        fetch_reset_result(f);
+        *fault = r;
+        r = run_savepoint(s, STMT_ROLLBACK_TO);
+        return r < 0 ? r : run_savepoint(s, STMT_RELEASE);
+}
+
+int store_record_confirmed_batch(struct store *s, struct delivery *const *d,
+                                 struct api_fetch *const *f, size_t n, int *ret)
+{
+        char now[TIME_ISO_LEN];
+        size_t i;
+        int r = 0;
+
+        for (i = 0; i < n; i++) {
+                delivery_reset_result(d[i]);
+                fetch_reset_result(f[i]);
+                ret[i] = 0;
+        }
+        if (n == 0)
+                return 0;
+        if (s->read_only)
+                r = -EROFS;
+        else if (s->pg)
+                r = -EOPNOTSUPP;
+        if (r == 0)
+                r = store_check_file(s);
+        if (r == 0)
+                r = store_begin_immediate(s);
+        if (r < 0)
+                goto fail;
+        /* read once the lock is held: times then only grow from batch to batch */
+        time_format_iso(time_now_ms(), now);
+        for (i = 0; i < n && r >= 0; i++)
+                r = record_confirmed_isolated(s, d[i], f[i], now, &ret[i]);
+        if (r >= 0)
+                r = store_commit(s); /* rolls back itself when it fails */
         else
                 store_rollback(s);
-        if (r >= 0 && d->http_status >= 400 && s->rejected_rows >= 0)
-                s->rejected_rows++; /* a deferred row is pruned like a rejected one */
+        if (r < 0)
+                goto fail;
+        for (i = 0; i < n; i++)
+                if (ret[i] == 0 && d[i]->http_status >= 400 && s->rejected_rows >= 0)
+                        s->rejected_rows++; /* a deferred row is pruned like a rejected one */
+        return 0;
+fail:
+        for (i = 0; i < n; i++) {
+                delivery_reset_result(d[i]);
+                fetch_reset_result(f[i]);
+                ret[i] = r;
+        }
         return r;
+}
+
+int store_record_confirmed(struct store *s, struct delivery *d, struct api_fetch *f)
+{
+        int fault, r;
+
+        /* refused before anything is tried, as it always was */
+        if (!confirmed_valid(d, f)) {
+                delivery_reset_result(d);
+                fetch_reset_result(f);
+                return s->read_only ? -EROFS : -EINVAL;
+        }
+        r = store_record_confirmed_batch(s, &d, &f, 1, &fault);
+        return r < 0 ? r : fault;
 }
 
 /* ---- the reconciler's queue ----------------------------------------------- */

@@ -39,6 +39,9 @@ enum store_stmt {
         STMT_REJECTED_TRIM,        /* delete rejected rows up to that one */
         STMT_REJECTED_PRUNE,       /* delete rejected rows older than a time */
         STMT_REJECTED_PRUNE_COUNT, /* count them (dry run) */
+        STMT_API_FETCH_INSERT,     /* an api_fetches row (store-api.c) */
+        STMT_API_EVENT_INSERT,     /* an order_events row naming its fetch */
+        STMT_API_NEXT_CHECK,       /* next_check_at of an INITIATED order */
         _STMT_MAX,
 };
 

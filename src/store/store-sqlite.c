@@ -73,6 +73,15 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_REJECTED_PRUNE_COUNT] =
                 "SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries"
                 " WHERE " REJECTED " AND received_at < ?1 LIMIT ?2)",
+        [STMT_API_FETCH_INSERT] =
+                "INSERT INTO api_fetches (charge_id, requested_at, reason, delivery_id, "
+                "http_status, status, amount, currency, body, error, duration_ms) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        [STMT_API_EVENT_INSERT] =
+                "INSERT INTO order_events (charge_id, from_status, to_status, delivery_id, "
+                "recorded_at, source, fetch_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        [STMT_API_NEXT_CHECK] =
+                "UPDATE orders SET next_check_at = ?2 WHERE charge_id = ?1 AND status = 'INITIATED'",
 };
 
 int store_errno_from_sqlite(int rc)
