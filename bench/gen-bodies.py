@@ -2,6 +2,7 @@
 """Write signed CashPay webhook requests for the load generator.
 
 Usage: gen-bodies.py --secret SECRET --count N [--prefix P] OUT
+       gen-bodies.py --secret SECRET --charges LIST OUT
 
 Each line of OUT is "SIGNATURE<TAB>BODY": the hex HMAC-SHA256 of the body
 (what cashpayd expects in X-CashPay-Signature by default) and a charge
@@ -14,6 +15,10 @@ hundreds of connections run at once (if it does, the INITIATED is
 answered "stale", which is still a committed 200).
 
 N is the number of lines (requests); it is rounded up to an even number.
+
+With --charges, LIST is cashpay-sim's GET /_sim/charges answer: one line per
+charge, claiming exactly what the simulator holds (the charge object as its
+API returns it), so that a confirm = api daemon finds every claim confirmed.
 """
 import argparse
 import hashlib
@@ -48,13 +53,23 @@ def order(pairs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--secret", required=True)
-    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--count", type=int)
+    ap.add_argument("--charges")
     ap.add_argument("--prefix", default="b")
     ap.add_argument("out")
     args = ap.parse_args()
-    if args.count < 2:
-        sys.exit("gen-bodies: --count must be at least 2")
     key = args.secret.encode()
+    if args.charges:
+        with open(args.charges) as f:
+            listed = json.load(f)["charges"]
+        with open(args.out, "w") as f:
+            for c in listed:
+                raw = json.dumps(c["charge"], separators=(",", ":"))
+                sig = hmac.new(key, raw.encode(), hashlib.sha256).hexdigest()
+                f.write(f"{sig}\t{raw}\n")
+        return
+    if args.count is None or args.count < 2:
+        sys.exit("gen-bodies: --count must be at least 2")
     pairs = (args.count + 1) // 2
     with open(args.out, "w") as f:
         for n, status in order(pairs):
