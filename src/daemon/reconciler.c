@@ -18,9 +18,13 @@
 
 /* Sweeps come at least this often, and as often as the first look after
  * an unconfirmed claim when that is shorter (a shrunk reconcile_after);
- * after a full sweep the rest follow at once. */
+ * after a full sweep the rest follow once it is recorded. */
 #define SWEEP_EVERY_MS INT64_C(5000)
 #define SWEEP_AGAIN_MS INT64_C(200)
+/* With a backlog, how often the main loop asks whether the sweep before is
+ * done: at 64 fetches of 20-40 ms a sweep, a 200 ms pace would cap the
+ * backlog near 300 orders/s (10,000 stale orders took 35 s). */
+#define SWEEP_BACKLOG_MS INT64_C(20)
 /* Charges the return page fetched lately (at most once per `refresh` s
  * each); the oldest is forgotten first, so a flood of distinct charges
  * costs at most some extra fetches, never memory. */
@@ -38,6 +42,10 @@ struct reconciler {
         pthread_mutex_t lock;
         pthread_cond_t idle;
         unsigned pending;     /* the sweep task, and fetches not yet recorded */
+        /* of those, the sweep's own (the task and its fetches): the next
+         * sweep waits for these only, not for webhooks' or return pages'
+         * fetches, which under steady load are never all done at once */
+        unsigned sweep_pending;
         bool sweeping;        /* a sweep is handing fetches to the client */
         bool stopping;
         /* set on the writer's thread, read by the main loop */
@@ -74,12 +82,19 @@ static void fetch_free(struct fetch *f);
 static struct log_ratelimit fetch_error_log = LOG_RATELIMIT_INIT(5, 60000);
 static struct log_ratelimit store_error_log = LOG_RATELIMIT_INIT(5, 60000);
 
-static void done_one(struct reconciler *rc)
+static void done_one_of(struct reconciler *rc, bool sweep)
 {
         pthread_mutex_lock(&rc->lock);
         rc->pending--;
+        if (sweep)
+                rc->sweep_pending--;
         pthread_cond_broadcast(&rc->idle);
         pthread_mutex_unlock(&rc->lock);
+}
+
+static void done_one(struct reconciler *rc)
+{
+        done_one_of(rc, false);
 }
 
 /* A fetch's end, recorded or not: its waiter told, then the count. */
@@ -87,10 +102,12 @@ static void fetch_done(struct fetch *f)
 {
         struct reconciler *rc = f->rc;
 
+        bool sweep = f->reason == FETCH_RECONCILE;
+
         if (f->done)
                 f->done(f->done_data);
         fetch_free(f);
-        done_one(rc);
+        done_one_of(rc, sweep);
 }
 
 static void fetch_free(struct fetch *f)
@@ -213,10 +230,11 @@ static void start_fetch(struct reconciler *rc, const struct sweep *s, const stru
         time_format_iso(reconcile_plan_ms(seen, claimed, s->now_ms, s->after_s), f->next_check_at);
         pthread_mutex_lock(&rc->lock);
         rc->pending++;
+        rc->sweep_pending++;
         pthread_mutex_unlock(&rc->lock);
         if (api_fetch_charge(rc->api, f->charge_id, on_fetched, f) < 0) {
                 fetch_free(f);
-                done_one(rc);
+                done_one_of(rc, true);
         }
 }
 
@@ -268,7 +286,7 @@ static void sweep_run(struct store *store, struct writer_task *task)
 out:
         free(due);
         free(s);
-        done_one(rc);
+        done_one_of(rc, true);
 }
 
 static void on_attempt(const char *endpoint, int http_status, int64_t duration_us, void *data)
@@ -317,9 +335,11 @@ uint64_t reconciler_tick(struct reconciler *rc)
         api_client_stats(rc->api, &as);
         metrics_set_token(as.token_renewals_ok, as.token_renewals_failed, as.token_expires_at_ms);
         pthread_mutex_lock(&rc->lock);
-        bool busy = rc->pending > 0 || rc->stopping || rc->unsupported;
-        if (!busy && (s = calloc(1, sizeof(*s))))
+        bool busy = rc->sweep_pending > 0 || rc->stopping || rc->unsupported;
+        if (!busy && (s = calloc(1, sizeof(*s)))) {
                 rc->pending++;
+                rc->sweep_pending++;
+        }
         pthread_mutex_unlock(&rc->lock);
         if (s) {
                 *s = (struct sweep) {
@@ -329,12 +349,15 @@ uint64_t reconciler_tick(struct reconciler *rc)
                 };
                 if (writer_post(rc->rt->writer, &s->task) < 0) {
                         free(s);
-                        done_one(rc);
+                        done_one_of(rc, true);
                 }
         }
         runtime_settings_release(rc->rt);
-        /* A sweep still running is looked at again soon; a full one goes on. */
-        if (busy || rc->full)
+        /* A backlog (the last sweep was full) goes on as soon as the sweep
+         * before is recorded; a sweep still running is looked at again soon. */
+        if (rc->full)
+                return (uint64_t) SWEEP_BACKLOG_MS * 1000;
+        if (busy)
                 return (uint64_t) SWEEP_AGAIN_MS * 1000;
         return (uint64_t) every * 1000;
 }
