@@ -150,6 +150,132 @@ static void make_initiated(struct store *s, const char *id, const char *next_che
         CHECK_EQ_INT(store_record_fetch(s, &f), 0);
 }
 
+static struct delivery claim(const char *id, enum charge_status status, int64_t amount,
+                             const char *message_id)
+{
+        struct delivery d = { .has_charge = true };
+
+        snprintf(d.received_at, sizeof(d.received_at), NOW);
+        snprintf(d.remote_addr, sizeof(d.remote_addr), "127.0.0.1");
+        d.charge = make_charge(id, status, amount);
+        d.message_id = message_id ? strdup(message_id) : NULL;
+        d.body = (uint8_t *) strdup("{\"claimed\":true}");
+        d.body_len = strlen((char *) d.body);
+        return d;
+}
+
+static struct api_fetch confirm_fetch(const char *id, enum charge_status status, int64_t amount)
+{
+        struct api_fetch f = fetched(id, status, amount);
+
+        f.reason = FETCH_WEBHOOK;
+        return f;
+}
+
+/* §8.4: the delivery and its fetch in one transaction, on both engines. */
+static void test_confirmed_webhooks(struct store *s)
+{
+        struct order_record o;
+        struct delivery d;
+        struct api_fetch f;
+
+        d = claim("chg_conf1", CHARGE_CAPTURED, 500, "msg_conf1");
+        f = confirm_fetch("chg_conf1", CHARGE_CAPTURED, 500);
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d.http_status, 200);
+        CHECK(d.id > 0 && f.id > 0 && f.event_id > 0 && d.event_id == f.event_id);
+        CHECK_EQ_INT(f.delivery_id, d.id);
+        CHECK_EQ_INT(status_of(s, "chg_conf1"), CHARGE_CAPTURED);
+        delivery_clear(&d);
+
+        /* the same message id again: duplicate, no event */
+        d = claim("chg_conf1", CHARGE_CAPTURED, 500, "msg_conf1");
+        f = confirm_fetch("chg_conf1", CHARGE_CAPTURED, 500);
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_DUPLICATE);
+        CHECK(f.id > 0);
+        CHECK_EQ_INT(f.event_id, 0);
+        delivery_clear(&d);
+
+        /* a forged claim: the API's INITIATED charge is what is recorded */
+        d = claim("chg_conf2", CHARGE_CAPTURED, 500, NULL);
+        f = confirm_fetch("chg_conf2", CHARGE_INITIATED, 500);
+        snprintf(f.next_check_at, sizeof(f.next_check_at), LATER);
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_UNCONFIRMED);
+        CHECK_EQ_INT(d.http_status, 200);
+        CHECK(f.event_id > 0);
+        CHECK_EQ_INT(store_get_order(s, "chg_conf2", &o), 0);
+        CHECK_EQ_INT(o.status, CHARGE_INITIATED);
+        CHECK_STR(o.next_check_at, LATER);
+        order_record_clear(&o);
+        delivery_clear(&d);
+
+        /* 404: unconfirmed, nothing else */
+        d = claim("chg_conf3", CHARGE_CAPTURED, 500, NULL);
+        f = (struct api_fetch) { .reason = FETCH_WEBHOOK, .http_status = 404,
+                                 .error = "no such charge at CashPay" };
+        snprintf(f.charge_id, sizeof(f.charge_id), "chg_conf3");
+        snprintf(f.requested_at, sizeof(f.requested_at), NOW);
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_UNCONFIRMED);
+        CHECK_EQ_INT(d.http_status, 200);
+        CHECK_EQ_INT(status_of(s, "chg_conf3"), NO_ORDER);
+        delivery_clear(&d);
+
+        /* no answer: deferred (503), the INITIATED order due at once */
+        d = claim("chg_conf2", CHARGE_CAPTURED, 500, NULL);
+        f = (struct api_fetch) { .reason = FETCH_WEBHOOK, .error = "timed out" };
+        snprintf(f.charge_id, sizeof(f.charge_id), "chg_conf2");
+        snprintf(f.requested_at, sizeof(f.requested_at), NOW);
+        CHECK_EQ_INT(store_record_confirmed(s, &d, &f), 0);
+        CHECK_EQ_INT(d.outcome, OUTCOME_DEFERRED);
+        CHECK_EQ_INT(d.http_status, 503);
+        CHECK_EQ_INT(store_get_order(s, "chg_conf2", &o), 0);
+        CHECK_EQ_INT(o.status, CHARGE_INITIATED);
+        /* the time of recording (the clock's, not the test's NOW) */
+        CHECK(o.next_check_at[0] && strcmp(o.next_check_at, LATER) != 0,
+              "deferred: due at once, not %s", o.next_check_at);
+        order_record_clear(&o);
+        delivery_clear(&d);
+}
+
+/* A claim given back is due again at once; one a fetch replaced is not
+ * touched. SQLite claims nothing: the order is due throughout. */
+static void test_release_due(struct store *s)
+{
+        struct due_order d[4];
+        size_t n = 0;
+
+        make_initiated(s, "chg_rel1", PAST);
+        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, d, 4, &n), 0);
+        CHECK_EQ_INT(n, 1);
+        CHECK_STR(d[0].charge_id, "chg_rel1");
+        CHECK(on_pg ? d[0].claimed_until[0] != '\0' : d[0].claimed_until[0] == '\0');
+        size_t again = 99;
+        struct due_order e[4];
+        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, e, 4, &again), 0);
+        CHECK_EQ_INT(again, on_pg ? 0 : 1);
+        CHECK_EQ_INT(store_release_due(s, &d[0]), 0);
+        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, e, 4, &again), 0);
+        CHECK_EQ_INT(again, 1);
+        CHECK_STR(e[0].next_check_at, PAST); /* what it was before the claim */
+
+        /* claimed, then fetched: the release leaves the fetch's time */
+        if (on_pg) {
+                struct api_fetch f = fetched("chg_rel1", CHARGE_INITIATED, 100);
+                struct order_record o;
+
+                snprintf(f.next_check_at, sizeof(f.next_check_at), LATER);
+                CHECK_EQ_INT(store_record_fetch(s, &f), 0);
+                CHECK_EQ_INT(store_release_due(s, &e[0]), 0);
+                CHECK_EQ_INT(store_get_order(s, "chg_rel1", &o), 0);
+                CHECK_STR(o.next_check_at, LATER);
+                order_record_clear(&o);
+        }
+}
+
 static void test_due_orders(struct store *s)
 {
         struct due_order d[8];
@@ -458,6 +584,8 @@ int main(int argc, char **argv)
         struct store *s = open_store();
         test_fetch_through_state_machine(s);
         test_due_orders(s);
+        test_confirmed_webhooks(s);
+        test_release_due(s);
         test_charge_plan_lifecycle(s);
         test_charge_refused(s);
         store_free(s);

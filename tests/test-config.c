@@ -751,7 +751,7 @@ static void test_rules(void)
                          "overlaps [http] listen '[::]:8080'"));
 }
 
-/* backend = postgresql: a server to talk to, and no API features yet. */
+/* backend = postgresql: a server to talk to; the API features with it. */
 static void test_rules_database(void)
 {
         struct config *cfg = NULL;
@@ -759,11 +759,15 @@ static void test_rules_database(void)
         CHECK(fails_with("[database]\n\nbackend = postgresql\n", 3,
                          "backend = postgresql needs url"));
         CHECK(fails_with("[database]\nurl = host=db1\n", 2, "url is for backend = postgresql"));
-        CHECK(fails_with("[cashpay]\napi_url = http://127.0.0.1:1/v1\ntoken_file = /run/t\n"
-                         "public_url = https://shop.example\n"
-                         "[database]\nbackend = postgresql\nurl = host=db1\n", 6,
-                         "api_url (confirming, reconciling, creating charges) is not supported "
-                         "with [database] backend = postgresql"));
+        CHECK(loads("[cashpay]\napi_url = http://127.0.0.1:1/v1\ntoken_file = /run/t\n"
+                    "public_url = https://shop.example\n"
+                    "[database]\nbackend = postgresql\nurl = host=db1\n", &cfg));
+        if (cfg) {
+                CHECK(cfg->database.backend == DB_BACKEND_POSTGRESQL);
+                CHECK_STR(cfg->cashpay.api_url, "http://127.0.0.1:1/v1");
+        }
+        config_free(cfg);
+        cfg = NULL;
         CHECK(loads("[database]\nbackend = postgresql\n"
                     "url = host=db1,db2 dbname=cashpay target_session_attrs=read-write\n"
                     "password_file = /run/db-password\n", &cfg));

@@ -81,8 +81,9 @@ int store_record_fetch(struct store *s, struct api_fetch *f);
  * - anything else (no answer, 5xx, 401): deferred (503), and an INITIATED
  *   order is due for reconciliation at once.
  * Fills the result halves of both. Returns 0, -EINVAL (no claim, another
- * charge, a fetch store_record_fetch() would refuse), -EOPNOTSUPP on
- * PostgreSQL, -EROFS or an errno as for store_submit().
+ * charge, a fetch store_record_fetch() would refuse), -EROFS or an errno
+ * as for store_submit(). On PostgreSQL the order's row is locked first, so
+ * one charge's deliveries at several instances are decided one at a time.
  */
 int store_record_confirmed(struct store *s, struct delivery *d, struct api_fetch *f);
 
@@ -92,7 +93,11 @@ int store_record_confirmed(struct store *s, struct delivery *d, struct api_fetch
  * own savepoint: a pair refused on its own (-EINVAL, -E2BIG) gets that in
  * @ret[i] and leaves nothing behind, the others are committed. Returns 0
  * once committed (@ret[i] then 0 or a pair's fault), or a negative errno
- * when nothing was recorded (every @ret[i] is that errno too).
+ * when nothing was recorded (every @ret[i] is that errno too). On
+ * PostgreSQL each pair is a transaction of its own (holding several
+ * orders' row locks at once could deadlock with another instance): a
+ * failure there is that pair's alone, in @ret[i], and 0 is returned when
+ * any pair was recorded or refused on its own.
  */
 int store_record_confirmed_batch(struct store *s, struct delivery *const *d,
                                  struct api_fetch *const *f, size_t n, int *ret);
@@ -104,6 +109,9 @@ struct due_order {
         char next_check_at[TIME_ISO_LEN]; /* "" when never checked */
         /* the latest webhook claim the API did not confirm (§8.4), or "" */
         char claimed_at[TIME_ISO_LEN];
+        /* PostgreSQL: the lease this instance holds on the order until its
+         * fetch is recorded (next_check_at now), or "" (SQLite) */
+        char claimed_until[TIME_ISO_LEN];
 };
 
 /*
@@ -111,12 +119,20 @@ struct due_order {
  * next_check_at at or before @now, or (never checked) updated at or before
  * @untouched_before; either way first seen at or after @first_seen_after
  * (older ones are given up). Soonest first, at most @max into @ret.
- * claimed_at is filled by SQLite only (PostgreSQL leaves it "").
+ * On PostgreSQL what is returned is claimed: its next_check_at moves a
+ * lease ahead (claimed_until), so other instances skip it until the fetch
+ * is recorded or store_release_due() gives it back.
  * @ret_n: how many. Returns 0 or a negative errno.
  */
 int store_due_orders(struct store *s, const char *now, const char *untouched_before,
                      const char *first_seen_after, struct due_order *ret, size_t max,
                      size_t *ret_n);
+
+/* store_release_due() - a claimed order @d that will not be fetched (the
+ * instance is stopping) is due again at once for any instance: its
+ * next_check_at goes back to what it was, unless something recorded since
+ * replaced the lease. A no-op on SQLite. 0 or a negative errno. */
+int store_release_due(struct store *s, const struct due_order *d);
 
 /* store_count_due() - how many store_due_orders() would give without a cap
  * (cashpayd_orders_initiated_stale). 0 or a negative errno. */

@@ -186,12 +186,9 @@ static int check_cashpay(const struct rule_ctx *c)
         return check_token_source(c);
 }
 
-/*
- * PostgreSQL needs a server to talk to. The store functions of the API
- * features (fetches, charge requests, reconciliation) exist on both
- * backends, but the daemon's use of them (the reconciler) has been run end
- * to end on SQLite only: refuse the combination until it is shown.
- */
+/* PostgreSQL needs a server to talk to; the API features run on both
+ * backends (on PostgreSQL the reconciler's queue is shared out among the
+ * instances, see pg-api.c). */
 static int check_database(const struct rule_ctx *c)
 {
         const struct config *cfg = c->cfg;
@@ -206,11 +203,6 @@ static int check_database(const struct rule_ctx *c)
                 return rule_fail(c, &cfg->database.backend, NULL,
                                  "[database] backend = postgresql needs url (a libpq "
                                  "connection string)");
-        if (cfg->cashpay.api_url)
-                return rule_fail(c, &cfg->cashpay.api_url, &cfg->database.backend,
-                                 "[cashpay] api_url (confirming, reconciling, creating charges) "
-                                 "is not supported with [database] backend = postgresql yet; "
-                                 "unset api_url or use backend = sqlite");
         return 0;
 }
 

@@ -72,6 +72,7 @@ struct fetch {
         char charge_id[CHARGE_ID_MAX + 1];
         char requested_at[TIME_ISO_LEN];
         char next_check_at[TIME_ISO_LEN];
+        struct due_order due;      /* FETCH_RECONCILE: the claim, given back when stopping */
         struct api_result res;     /* body and charge below, owned */
         struct charge charge;
         uint8_t *body;
@@ -189,14 +190,32 @@ static void record_run(struct store *store, struct writer_task *task)
         fetch_done(f);
 }
 
+/* On the writer's thread, while stopping: a claimed order this instance
+ * will not fetch is due again at once for the other instances (PostgreSQL;
+ * SQLite claims nothing). Without this it would wait out the lease. */
+static void release_run(struct store *store, struct writer_task *task)
+{
+        struct fetch *f = (struct fetch *) task;
+        int r = store_release_due(store, &f->due);
+
+        if (r < 0 && log_rate_ok(&store_error_log))
+                log_warning("could not give back the claim on %s: %s (due again after "
+                            "its lease)", f->charge_id, store_strerror(r));
+        fetch_done(f);
+}
+
 /* On the client's thread: copy, hand to the writer, never wait. */
 static void on_fetched(const struct api_result *r, void *userdata)
 {
         struct fetch *f = userdata;
         struct reconciler *rc = f->rc;
 
-        if (r->error == -ECANCELED) /* stopping: the order stays due */
+        if (r->error == -ECANCELED) { /* stopping: the order stays due */
+                f->task.run = release_run;
+                if (f->due.claimed_until[0] && writer_post(rc->rt->writer, &f->task) == 0)
+                        return;
                 goto drop;
+        }
         f->res = *r;
         f->res.body = NULL;
         f->res.charge = (struct charge) { 0 };
@@ -221,6 +240,7 @@ static void start_fetch(struct reconciler *rc, const struct sweep *s, const stru
                 return;
         f->rc = rc;
         f->reason = FETCH_RECONCILE;
+        f->due = *d;
         snprintf(f->charge_id, sizeof(f->charge_id), "%s", d->charge_id);
         time_format_iso(s->now_ms, f->requested_at);
         if (time_parse_iso(d->first_seen_at, &seen) < 0)

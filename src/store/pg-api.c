@@ -11,8 +11,9 @@
  * claims what it returns by moving next_check_at a lease ahead in the same
  * statement (rows another instance is claiming at that moment are skipped:
  * FOR UPDATE SKIP LOCKED). A second instance asking a moment later finds
- * them not due; the fetch's own next_check_at then replaces the lease, and
- * an instance that dies or stops before fetching delays the order by the lease.
+ * them not due; the fetch's own next_check_at then replaces the lease. An
+ * instance that stops before fetching gives its claims back
+ * (pg_store_release_due()); one that dies delays them by the lease.
  *
  * Charge creation: the partial unique index charge_requests_pending_idx
  * allows one pending request per order_ref. store_charge_plan() locks that
@@ -189,6 +190,117 @@ int pg_store_record_fetch(struct pg_store *p, struct api_fetch *f)
         }
 }
 
+/* ---- webhooks confirmed with the API (§8.4) ------------------------------------ */
+
+static bool same_terms(const struct charge *a, const struct charge *b)
+{
+        return a->status == b->status && a->amount == b->amount &&
+               strcmp(a->currency, b->currency) == 0;
+}
+
+/* As decide_confirmed() in store-api.c, under the order's row lock, and
+ * with the API's charge already written (insert races decided again, as a
+ * webhook's are): true in *ran when the state machine ran. */
+static int confirm_decide_apply(struct pg_store *p, struct delivery *d, struct api_fetch *f,
+                                const char *now, bool *ran)
+{
+        struct order_view view;
+        bool seen;
+        int r = 0;
+
+        *ran = false;
+        d->http_status = 200;
+        for (int attempt = 0; attempt < RETRIES; attempt++) {
+                /* the row first: a delivery of the same message at another
+                 * instance has committed when the lock is ours */
+                r = pg_read_view(p, f->charge_id, &view);
+                if (r >= 0)
+                        r = pg_message_seen(p, delivery_message_id(d), &seen);
+                if (r < 0)
+                        return r;
+                if (seen) {
+                        d->outcome = OUTCOME_DUPLICATE;
+                        d->transition = (struct transition) { .outcome = OUTCOME_DUPLICATE,
+                                                              .reason = "message id already "
+                                                                        "recorded" };
+                        return 0;
+                }
+                if (!f->has_charge) {
+                        bool not_found = f->http_status == 404;
+                        d->outcome = not_found ? OUTCOME_UNCONFIRMED : OUTCOME_DEFERRED;
+                        d->http_status = not_found ? 200 : 503;
+                        return 0;
+                }
+                f->had_order = d->had_order = view.exists;
+                f->previous = d->previous = view.status;
+                f->transition = state_decide(&view, &f->charge);
+                d->transition = f->transition;
+                d->outcome = same_terms(&f->charge, &d->charge) ? f->transition.outcome
+                                                                 : OUTCOME_UNCONFIRMED;
+                r = pg_apply_transition(p, &f->transition, &f->charge, now);
+                if (r != 0)
+                        break;
+        }
+        if (r < 0)
+                return r;
+        *ran = r > 0;
+        return r > 0 ? 0 : -EBUSY;
+}
+
+static int record_confirmed_once(struct pg_store *p, struct delivery *d, struct api_fetch *f,
+                                 const char *(*error)(const struct delivery *,
+                                                      const struct api_fetch *))
+{
+        char now[TIME_ISO_LEN];
+        bool ran;
+        int r;
+
+        delivery_reset_result(d);
+        f->id = f->event_id = 0;
+        f->had_order = false;
+        f->transition = (struct transition) { 0 };
+        r = pg_store_exec(p, "BEGIN");
+        if (r < 0)
+                return r;
+        time_format_iso(time_now_ms(), now);
+        r = confirm_decide_apply(p, d, f, now, &ran);
+        if (r >= 0)
+                r = pg_insert_delivery(p, d, d->charge.id, charge_status_name(d->charge.status),
+                                       error(d, f));
+        f->delivery_id = d->id;
+        if (r >= 0)
+                r = insert_fetch(p, f);
+        if (r >= 0 && d->outcome == OUTCOME_DEFERRED) /* queued for reconciliation */
+                r = set_next_check(p, f->charge_id, now);
+        if (r >= 0 && ran && f->transition.change_status)
+                r = insert_event(p, f->charge_id,
+                                 f->had_order ? charge_status_name(f->previous) : NULL,
+                                 charge_status_name(f->charge.status), "api", d->id, f->id, now,
+                                 &f->event_id);
+        d->event_id = f->event_id;
+        if (r >= 0 && ran)
+                r = set_next_check(p, f->charge_id, f->next_check_at);
+        return finish(p, r);
+}
+
+int pg_store_record_confirmed(struct pg_store *p, struct delivery *d, struct api_fetch *f,
+                              const char *(*error)(const struct delivery *d,
+                                                   const struct api_fetch *f))
+{
+        int r;
+
+        if (p->read_only)
+                return -EROFS;
+        for (int attempt = 0;; attempt++) {
+                r = record_confirmed_once(p, d, f, error);
+                if (r != -EBUSY || attempt + 1 >= RETRIES)
+                        break;
+        }
+        if (r >= 0 && d->http_status >= 400 && p->rejected_rows >= 0)
+                p->rejected_rows++; /* a deferred row is pruned like a rejected one */
+        return r;
+}
+
 /* ---- the reconciler's queue ------------------------------------------------- */
 
 #define DUE_WHERE \
@@ -217,9 +329,14 @@ int pg_store_due_orders(struct pg_store *p, const char *now, const char *untouch
                               "claimed AS (UPDATE orders o SET next_check_at = "
                               "$1::timestamptz + " DUE_LEASE " FROM due "
                               "WHERE o.charge_id = due.charge_id "
-                              "RETURNING o.charge_id, o.first_seen_at, due.previous, due.due) "
+                              "RETURNING o.charge_id, o.first_seen_at, due.previous, due.due, "
+                              "o.next_check_at AS lease) "
                               "SELECT charge_id, " PG_ISO("first_seen_at") ", "
-                              PG_ISO("previous") " FROM claimed ORDER BY due, charge_id",
+                              PG_ISO("previous") ", " PG_ISO("lease") ", "
+                              /* the latest claim the API did not confirm, as on SQLite */
+                              "(SELECT " PG_ISO("max(w.received_at)") " FROM webhook_deliveries w "
+                              "WHERE w.charge_id = claimed.charge_id AND w.outcome = 'unconfirmed') "
+                              "FROM claimed ORDER BY due, charge_id",
                            params, 4, false, 0, &res);
         if (r < 0)
                 return r;
@@ -229,8 +346,23 @@ int pg_store_due_orders(struct pg_store *p, const char *now, const char *untouch
                 copy_val(res, row, 0, d->charge_id, sizeof(d->charge_id));
                 copy_val(res, row, 1, d->first_seen_at, sizeof(d->first_seen_at));
                 copy_val(res, row, 2, d->next_check_at, sizeof(d->next_check_at));
+                copy_val(res, row, 3, d->claimed_until, sizeof(d->claimed_until));
+                copy_val(res, row, 4, d->claimed_at, sizeof(d->claimed_at));
         }
         return 0;
+}
+
+/* The lease is ours while next_check_at is still exactly it: a fetch
+ * recorded since (here or, after the lease, elsewhere) has replaced it. */
+int pg_store_release_due(struct pg_store *p, const char *charge_id, const char *claimed_until,
+                         const char *previous)
+{
+        const char *params[] = { charge_id, claimed_until, time_or_null(previous) };
+
+        return pg_store_query(p, "UPDATE orders SET next_check_at = $3::timestamptz "
+                                 "WHERE charge_id = $1 AND status = 'INITIATED' "
+                                 "AND next_check_at = $2::timestamptz",
+                              params, 3, false, 0, NULL);
 }
 
 int pg_store_count_due(struct pg_store *p, const char *now, const char *untouched_before,

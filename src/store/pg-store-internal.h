@@ -69,5 +69,11 @@ int pg_read_view(struct pg_store *p, const char *charge_id, struct order_view *v
 int pg_apply_transition(struct pg_store *p, const struct transition *t, const struct charge *c,
                         const char *now);
 
+/* pg_message_seen() - whether a delivery with @message_id (NULL: none) is
+ * recorded; pg_insert_delivery() - its row, d->id set (pg-submit.c). */
+int pg_message_seen(struct pg_store *p, const char *message_id, bool *ret);
+int pg_insert_delivery(struct pg_store *p, struct delivery *d, const char *charge_id,
+                       const char *claimed, const char *error);
+
 /* The time columns as the SQLite store spells them: ISO-8601 UTC with ms. */
 #define PG_ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"

@@ -39,6 +39,12 @@ int64_t pg_store_rejected_rows(struct pg_store *p);
  * own argument checks. Errors as there, plus -ECONNRESET and -ETIMEDOUT.
  * pg_store_due_orders() claims what it returns (see pg-api.c). */
 int pg_store_record_fetch(struct pg_store *p, struct api_fetch *f);
+/* @error: the delivery's error column, as store-api.c words it for @d's outcome. */
+int pg_store_record_confirmed(struct pg_store *p, struct delivery *d, struct api_fetch *f,
+                              const char *(*error)(const struct delivery *d,
+                                                   const struct api_fetch *f));
+int pg_store_release_due(struct pg_store *p, const char *charge_id, const char *claimed_until,
+                         const char *previous);
 int pg_store_due_orders(struct pg_store *p, const char *now, const char *untouched_before,
                         const char *first_seen_after, struct due_order *ret, size_t max,
                         size_t *ret_n);

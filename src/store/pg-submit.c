@@ -33,7 +33,7 @@
 /* A deadlock or serialisation failure is retried this often before a 503. */
 #define BUSY_RETRIES 3
 
-static int message_seen(struct pg_store *p, const char *message_id, bool *ret)
+int pg_message_seen(struct pg_store *p, const char *message_id, bool *ret)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *params[] = { message_id };
@@ -114,7 +114,7 @@ int pg_apply_transition(struct pg_store *p, const struct transition *t, const st
         return 1;
 }
 
-static int insert_delivery(struct pg_store *p, struct delivery *d, const char *charge_id,
+int pg_insert_delivery(struct pg_store *p, struct delivery *d, const char *charge_id,
                            const char *claimed, const char *error)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
@@ -145,7 +145,7 @@ static int decide_and_apply(struct pg_store *p, struct delivery *d, const char *
         for (int attempt = 0; attempt < 3; attempt++) {
                 r = pg_read_view(p, d->charge.id, &view);
                 if (r >= 0)
-                        r = message_seen(p, delivery_message_id(d), &seen);
+                        r = pg_message_seen(p, delivery_message_id(d), &seen);
                 if (r < 0)
                         return r;
                 if (seen) {
@@ -172,7 +172,7 @@ static int record_accepted(struct pg_store *p, struct delivery *d, const char *n
                 return r;
         d->outcome = d->transition.outcome;
         d->http_status = 200;
-        return insert_delivery(p, d, d->charge.id, charge_status_name(d->charge.status),
+        return pg_insert_delivery(p, d, d->charge.id, charge_status_name(d->charge.status),
                                d->outcome == OUTCOME_APPLIED ? NULL : d->transition.reason);
 }
 
@@ -202,7 +202,7 @@ static int record(struct pg_store *p, struct delivery *d, const char *now)
                 return -EINVAL;
         d->outcome = d->rejected_as;
         d->http_status = status;
-        r = insert_delivery(p, d, d->charge.id[0] ? d->charge.id : NULL, NULL, d->error);
+        r = pg_insert_delivery(p, d, d->charge.id[0] ? d->charge.id : NULL, NULL, d->error);
         if (r >= 0 && p->rejected_rows >= 0)
                 p->rejected_rows++;
         return r;

@@ -349,6 +349,32 @@ static int record_confirmed_isolated(struct store *s, struct delivery *d, struct
         return r < 0 ? r : run_savepoint(s, STMT_RELEASE);
 }
 
+/* PostgreSQL: a transaction per pair, each locking its order's row; one
+ * for the batch would hold several rows at once, in arrival order, which
+ * another instance's batch could be locking the other way round. */
+static int pg_confirmed_each(struct store *s, struct delivery *const *d,
+                             struct api_fetch *const *f, size_t n, int *ret)
+{
+        int first = 0;
+        bool any = false;
+
+        for (size_t i = 0; i < n; i++) {
+                int r = confirmed_valid(d[i], f[i])
+                        ? pg_store_record_confirmed(s->pg, d[i], f[i], confirmed_error)
+                        : -EINVAL;
+
+                if (r < 0) {
+                        delivery_reset_result(d[i]);
+                        fetch_reset_result(f[i]);
+                }
+                ret[i] = r < 0 ? r : 0;
+                any |= r >= 0 || pair_fault(r);
+                if (r < 0 && !pair_fault(r) && first == 0)
+                        first = r;
+        }
+        return any ? 0 : first;
+}
+
 int store_record_confirmed_batch(struct store *s, struct delivery *const *d,
                                  struct api_fetch *const *f, size_t n, int *ret)
 {
@@ -366,7 +392,7 @@ int store_record_confirmed_batch(struct store *s, struct delivery *const *d,
         if (s->read_only)
                 r = -EROFS;
         else if (s->pg)
-                r = -EOPNOTSUPP;
+                return pg_confirmed_each(s, d, f, n, ret);
         if (r == 0)
                 r = store_check_file(s);
         if (r == 0)
@@ -470,6 +496,15 @@ int store_due_orders(struct store *s, const char *now, const char *untouched_bef
                 store_column_text_copy(st, 3, d->claimed_at, sizeof(d->claimed_at));
         }
         return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_errno_from_sqlite(rc);
+}
+
+int store_release_due(struct store *s, const struct due_order *d)
+{
+        if (!s->pg || !d->claimed_until[0])
+                return 0; /* SQLite claims nothing: one instance per file */
+        if (s->read_only)
+                return -EROFS;
+        return pg_store_release_due(s->pg, d->charge_id, d->claimed_until, d->next_check_at);
 }
 
 int store_count_due(struct store *s, const char *now, const char *untouched_before,
