@@ -294,7 +294,8 @@ static const struct config_key keys[] = {
                  "the server named by url, which several cashpayd instances on several hosts "
                  "may share; path, synchronous and wal_warn_bytes then do not apply "
                  "(durability is the server's synchronous_commit). With postgresql, "
-                 "[cashpay] api_url must stay unset and cashpayctl cannot be used yet." },
+                 "reconciliation is shared out among the instances, and cashpayctl runs "
+                 "charge, sync and reconcile only (query the database with psql)." },
         { .section = "database", .name = "url", .type = CONFIG_STRING,
           .default_value = "", .max = 1024, .offset = OFF(database.url),
           .doc = "With backend = postgresql: a libpq connection string, key=value "

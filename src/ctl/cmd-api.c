@@ -436,6 +436,10 @@ int ctl_cmd_reconcile(struct ctl *c, int argc, char **argv)
                 return r;
         if (!c->cfg->cashpay.api_url)
                 return ctl_fail("[cashpay] api_url is not set: cashpayd does not use the API");
+        /* There the list is a claim (shared out among instances): no dry run. */
+        if (dry_run && c->cfg->database.backend == DB_BACKEND_POSTGRESQL)
+                return ctl_fail("reconcile --dry-run is not available with [database] backend "
+                                "= postgresql: listing the due orders claims them");
         due = calloc(RECONCILE_SWEEP_MAX, sizeof(*due));
         if (!due)
                 return ctl_fail("out of memory");

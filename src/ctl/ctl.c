@@ -190,6 +190,16 @@ int ctl_store_error(struct ctl *c, int r, const char *what)
         }
 }
 
+bool ctl_command_on_postgresql(const struct ctl *c)
+{
+        static const char *const on_pg[] = { "charge", "sync", "reconcile" };
+
+        for (size_t i = 0; c->command && i < sizeof(on_pg) / sizeof(on_pg[0]); i++)
+                if (strcmp(c->command->name, on_pg[i]) == 0)
+                        return true;
+        return false;
+}
+
 int ctl_open_store(struct ctl *c, enum ctl_store_mode mode)
 {
         struct store_options opts;
@@ -199,12 +209,20 @@ int ctl_open_store(struct ctl *c, enum ctl_store_mode mode)
         r = ctl_load_config(c);
         if (r != 0)
                 return r;
-        /* Its listing, fulfilment and migration queries exist for SQLite only. */
-        if (c->cfg->database.backend != DB_BACKEND_SQLITE)
-                return ctl_fail("cashpayctl does not support [database] backend = postgresql "
-                                "yet: query the database with psql (see the README); cashpayd "
-                                "migrates it at start");
+        bool pg = c->cfg->database.backend == DB_BACKEND_POSTGRESQL;
+        /* The API commands go through store-api.h, which both engines serve;
+         * the listing, fulfilment and migration queries exist for SQLite only. */
+        if (pg && !ctl_command_on_postgresql(c))
+                return ctl_fail("cashpayctl %s does not support [database] backend = "
+                                "postgresql yet: query the database with psql (see the "
+                                "README); cashpayd migrates it at start", c->command->name);
+        if (pg && c->db_path)
+                return ctl_fail("--db names an SQLite file; this configuration has "
+                                "[database] backend = postgresql");
         opts = (struct store_options) {
+                .backend = c->cfg->database.backend,
+                .url = c->cfg->database.url,
+                .password_file = c->cfg->database.password_file,
                 .path = c->cfg->database.path,
                 .synchronous = c->cfg->database.synchronous,
                 .busy_timeout_ms = c->cfg->database.busy_timeout,

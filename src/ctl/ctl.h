@@ -106,6 +106,10 @@ int ctl_parse_uint(const char *s, unsigned long long min, unsigned long long max
 /* ctl_load_config() - fill c->cfg (--db alone: defaults). 0 or exit 1. */
 int ctl_load_config(struct ctl *c);
 
+/* ctl_command_on_postgresql() - whether the command runs on backend =
+ * postgresql (those going through store-api.h only). */
+bool ctl_command_on_postgresql(const struct ctl *c);
+
 /* ctl_open_store() - load the config and open the database. 0 or exit 1. */
 int ctl_open_store(struct ctl *c, enum ctl_store_mode mode);
 

@@ -226,8 +226,8 @@ def test_server_crash_under_load_loses_nothing_acknowledged():
 
 
 def test_cashpayctl_refuses_postgresql_clearly():
-    """cashpayctl's queries exist for SQLite only: it must say so, not
-    open some SQLite file at [database] path instead."""
+    """cashpayctl's listing queries exist for SQLite only: it must say so,
+    not open some SQLite file at [database] path instead."""
     import os
     import subprocess
     db, daemons = instances(1)
