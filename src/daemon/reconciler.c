@@ -561,7 +561,8 @@ void reconciler_stop(struct reconciler *rc)
         while (rc->sweeping)
                 pthread_cond_wait(&rc->idle, &rc->lock);
         pthread_mutex_unlock(&rc->lock);
-        /* Fetches still open end with -ECANCELED, and are dropped. */
+        /* Fetches still open end with -ECANCELED: a sweep's claim is given
+         * back through the writer (still running), then each is dropped. */
         api_client_free(rc->api);
         pthread_mutex_lock(&rc->lock);
         while (rc->pending > 0)
