@@ -325,9 +325,59 @@ class PgServer:
     def execute(self, sql, db=DB_NAME):
         self.psql(sql, db=db)
 
+    def session(self, db=DB_NAME, application_name="cashpayd-test"):
+        """A psql kept open (Session): one connection across statements,
+        e.g. to hold a lock while the daemon runs into it."""
+        return Session(self, db, application_name)
+
     def _database_exists(self):
         out = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'", db="postgres")
         return out.strip() == "1"
+
+
+class Session:
+    """One psql process over the private socket, statements fed through
+    its stdin; run() waits for each to finish. Closing ends the process
+    (its transaction, and the locks held in it, go with the connection)."""
+
+    def __init__(self, server, db, application_name):
+        argv = [os.path.join(server.bindir, "psql"), "-X", "-q", "-A", "-t",
+                "-v", "ON_ERROR_STOP=1", "-h", server.sockdir, "-p", str(server.port),
+                "-U", "postgres", "-d", db]
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PGAPPNAME": application_name}
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
+        self._n = 0
+
+    def run(self, sql):
+        """@sql, then the lines it printed, once psql echoes a marker after
+        it (a statement that blocks blocks this too: meson's timeout bounds it)."""
+        self._n += 1
+        marker = f"--done {self._n}--"
+        self.proc.stdin.write(sql.rstrip().rstrip(";") + ";\n\\echo " + marker + "\n")
+        self.proc.stdin.flush()
+        lines = []
+        for line in self.proc.stdout:
+            if line.strip() == marker:
+                return lines
+            lines.append(line)
+        raise AssertionError(f"psql session ended: {''.join(lines)}")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 _TIMESTAMPTZ = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
