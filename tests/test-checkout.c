@@ -110,7 +110,9 @@ static void test_parse_request(void)
         CHECK(strcmp(r.currency, "YER") == 0 && strcmp(r.description, "Purchase of a watch") == 0);
         checkout_request_clear(&r);
         check_parse("{\"order_ref\":\"a\",\"amount\":1,\"currency\":\"YER\"}", NULL);
-        check_parse("", "not valid JSON");
+        check_parse("", "empty body");
+        check_parse("{", "invalid JSON at line 1");
+        check_parse("{\"order_ref\":\"\xff\",\"amount\":1,\"currency\":\"YER\"}", "invalid UTF-8");
         check_parse("[]", "JSON object");
         check_parse("7", "JSON object");
         check_parse("{\"order_ref\":\"a\",\"amount\":1,\"amount\":2,\"currency\":\"YER\"}",
@@ -126,6 +128,13 @@ static void test_parse_request(void)
                     "description must be a string");
         check_parse("{\"order_ref\":\"a\",\"amount\":1,\"currency\":\"YER\",\"x\":1}",
                     "unknown field \"x\"");
+        /* a name that could not be quoted whole in the JSON answer is
+         * described, never cut in the middle of a UTF-8 character */
+        check_parse("{\"order_ref\":\"a\",\"amount\":1,\"currency\":\"YER\",\"xxxxxxxxxxxxxxxx"
+                    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\xc3\xa9\":1}",
+                    "unknown field (a name of 65 bytes)");
+        check_parse("{\"order_ref\":\"a\",\"amount\":1,\"currency\":\"YER\",\"a\\nb\":1}",
+                    "unknown field (a name of 3 bytes)");
         check_parse("{\"order_ref\":\"a\",\"amount\":0,\"currency\":\"YER\"}",
                     "amount must be an integer from 1");
 }

@@ -44,6 +44,19 @@ struct charge {
 int charge_parse(const void *body, size_t len, const char *order_ref_field,
                  struct charge *ret, char *err, size_t err_len);
 
+/*
+ * charge_json_object() - @body (@len bytes) as one JSON object by the
+ * payload rules' JSON checks: not empty, nested at most CHARGE_MAX_DEPTH,
+ * UTF-8, no duplicate keys, no NUL in strings. For other JSON bodies the
+ * daemon takes in (POST /charges), so that all of them meet one parser.
+ * @err: on -EINVAL, why, naming a line and column, never the input's bytes
+ * (it may be sent back). @ret: a new reference, json_decref() it.
+ * Returns 0, -EINVAL or -ENOMEM.
+ */
+struct json_t;
+int charge_json_object(const void *body, size_t len, struct json_t **ret, char *err,
+                       size_t err_len);
+
 /* charge_clear() - free what charge_parse() allocated; safe on a zeroed struct. */
 void charge_clear(struct charge *c);
 

@@ -35,9 +35,9 @@ struct checkout_request {
 
 /*
  * checkout_parse_request() - @len bytes at @body as a POST /charges body:
- * one JSON object (UTF-8, no duplicate keys) of "order_ref" (string),
- * "amount" (JSON integer), "currency" (string), optional "description"
- * (string), and nothing else (a misspelt field is a mistake worth
+ * one JSON object (charge_json_object(): the webhook's JSON rules) of
+ * "order_ref" (string), "amount" (JSON integer), "currency" (string),
+ * optional "description" (string), and nothing else (a misspelt field is a mistake worth
  * hearing about, not something to drop); then checkout_validate().
  * @detail: on -EINVAL, which field and why ("amount must be an integer").
  * Returns 0, -EINVAL or -ENOMEM. Clear @ret with checkout_request_clear()

@@ -73,6 +73,23 @@ int checkout_validate(const char *order_ref, int64_t amount, const char *currenc
 static const char *const request_fields[] = { "order_ref", "amount", "currency",
                                                "description" };
 
+/*
+ * The detail goes back to the app inside a JSON string: a name is quoted
+ * only when it is short printable ASCII, since cutting a longer UTF-8 one
+ * could leave half a character that no JSON string may hold.
+ */
+static int unknown_field_named(const char *key, char *detail, size_t detail_len)
+{
+        size_t n = strlen(key);
+        bool plain = n <= 64;
+
+        for (const char *c = key; plain && *c; c++)
+                plain = *c >= 0x20 && *c < 0x7f && *c != '"' && *c != '\\';
+        if (plain)
+                return err_set(detail, detail_len, -EINVAL, "unknown field \"%s\"", key);
+        return err_set(detail, detail_len, -EINVAL, "unknown field (a name of %zu bytes)", n);
+}
+
 static int unknown_field(json_t *root, char *detail, size_t detail_len)
 {
         const char *key;
@@ -83,8 +100,7 @@ static int unknown_field(json_t *root, char *detail, size_t detail_len)
                 for (size_t i = 0; i < sizeof(request_fields) / sizeof(request_fields[0]); i++)
                         known |= strcmp(key, request_fields[i]) == 0;
                 if (!known)
-                        return err_set(detail, detail_len, -EINVAL, "unknown field \"%.64s\"",
-                                       key);
+                        return unknown_field_named(key, detail, detail_len);
         }
         return 0;
 }
@@ -120,16 +136,13 @@ int checkout_parse_request(const void *body, size_t len, struct checkout_request
                            char *detail, size_t detail_len)
 {
         _cleanup_(json_decrefp) json_t *root = NULL;
-        json_error_t jerr;
         const char *ref, *cur, *desc;
         int r;
 
         *ret = (struct checkout_request) { 0 };
-        root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-        if (!root)
-                return err_set(detail, detail_len, -EINVAL, "not valid JSON: %s", jerr.text);
-        if (!json_is_object(root))
-                return invalid(detail, detail_len, "the body must be a JSON object");
+        r = charge_json_object(body, len, &root, detail, detail_len);
+        if (r < 0)
+                return r;
         r = request_types(root, detail, detail_len);
         if (r < 0)
                 return r;

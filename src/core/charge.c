@@ -246,6 +246,14 @@ static int load_object(const char *p, size_t len, json_t **ret, const struct err
         return 0;
 }
 
+int charge_json_object(const void *body, size_t len, json_t **ret, char *err, size_t err_len)
+{
+        const struct err_dest d = { err, err_len };
+
+        *ret = NULL;
+        return load_object(body, len, ret, &d);
+}
+
 static int parse_id(json_t *root, struct charge *c, const struct err_dest *d)
 {
         json_t *v = json_object_get(root, "id");

@@ -149,7 +149,7 @@ def test_failed_order_gets_a_new_charge():
 
 
 BAD_BODIES = [
-    (b"{", "not valid JSON"),
+    (b"{", "invalid JSON at line 1"),
     (b"[1]", "JSON object"),
     (b'"order"', "JSON object"),
     (b'{"order_ref":"a","order_ref":"b","amount":1,"currency":"YER"}', "duplicate"),
@@ -177,8 +177,10 @@ BAD_BODIES = [
     (b'{"order_ref":"","amount":1,"currency":"YER"}', "order_ref must be 1 to 128"),
     (json.dumps(order_body("r" * 129, 1)).encode(), "order_ref must be 1 to 128"),
     (b'{"order_ref":"a","amount":1,"currency":"YER","ammount":2}', 'unknown field "ammount"'),
-    (b'{"order_ref":"a\\u0000b","amount":1,"currency":"YER"}', "not valid JSON"),
-    (b'{"order_ref":"\xff","amount":1,"currency":"YER"}', "not valid JSON"),
+    (b'{"order_ref":"a\\u0000b","amount":1,"currency":"YER"}', "NUL character"),
+    (b'{"order_ref":"\xff","amount":1,"currency":"YER"}', "invalid UTF-8"),
+    (("{\"order_ref\":\"a\",\"amount\":1,\"currency\":\"YER\",\"" + "x" * 63 + "\u00e9\":1}").encode(),
+     "unknown field (a name of 65 bytes)"),
 ]
 
 
