@@ -13,6 +13,11 @@ was already there) is in orders with that charge_id and order_ref, and the
 order_events chains hold. After a last round without a kill every
 order_ref has exactly one charge, at the simulator and in orders.
 
+The same with `cashpayctl charge create`, which runs the same steps in a
+process of its own: two drivers run it for a fixed set of order_refs, each
+run SIGKILLed at a random moment of its life unless it finished first, the
+daemon running beside it; the same invariants.
+
 Reconciliation: many INITIATED orders whose charges the simulator has
 captured or failed (their webhooks dropped), some left unpaid; the daemon
 with reconcile_after = 1 and few API requests at once is killed at random
@@ -23,20 +28,22 @@ ended. In the end every order is what the simulator says.
 
 API_CRASH_ROUNDS (default 20), API_CRASH_SEED set the run.
 """
+import contextlib
 import http.client
 import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
-from harness import check, check_eq, free_port, run_tests  # noqa: E402
+from harness import check, check_eq, end_group, free_port, run_tests, spawn  # noqa: E402
 from hostile import port_open  # noqa: E402
-from test_reconcile import finish, start, wait_for  # noqa: E402
+from test_reconcile import CTL, finish, start, wait_for  # noqa: E402
 
 ROUNDS = int(os.environ.get("API_CRASH_ROUNDS", "20"))
 SEED = int(os.environ.get("API_CRASH_SEED", str(random.randrange(1 << 32))))
@@ -151,13 +158,15 @@ def kill(d):
 class Creation:
     """What the drivers were told, shared by them."""
 
-    def __init__(self):
+    def __init__(self, refs=REFS):
+        self.refs = refs
         self.lock = threading.Lock()
         self.acked = {}        # ref -> charge_id answered with
         self.answers = {}      # HTTP status (None: no answer) -> count
         self.requests = 0
         self.double_asks = 0   # a ref asked again after its charge was acknowledged
         self.problems = []     # what the drivers saw that must not happen
+        self.failures = {}     # cashpayctl's message when it failed -> count
 
     def note(self, ref, status, body):
         with self.lock:
@@ -173,7 +182,7 @@ class Creation:
 
     def todo(self):
         with self.lock:
-            return [r for r in REFS if r not in self.acked]
+            return [r for r in self.refs if r not in self.acked]
 
 
 def driver(d, creation, stop, rng):
@@ -272,6 +281,95 @@ def test_charge_creation_under_sigkill():
         finish(d, sim)
 
 
+# cashpayctl charge create does the same steps in a process of its own:
+# that process is what gets killed, at any moment of its run.
+CTL_REFS = [f"ctl-order-{i:03d}" for i in range(30)]
+CTL_RUNS = 300  # at most, killed or not
+
+
+def ctl_create(d, ref, kill_after=None):
+    """cashpayctl --json charge create for @ref, SIGKILLed after
+    @kill_after seconds if still running: (0, its answer) or (None, None)."""
+    proc = spawn([CTL, "--config", d.config_path, "--json", "charge", "create",
+                  "--order-ref", ref, "--amount", "2000", "--currency", "YER",
+                  "--description", "crash test"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=kill_after if kill_after is not None else 60)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        end_group(proc.pid)
+        return "killed", None
+    end_group(proc.pid)
+    if proc.returncode != 0:
+        return proc.returncode, {"stderr": err.decode(errors="replace").strip()}
+    doc = json.loads(out)
+    return (201 if doc["created"] else 200), doc
+
+
+def ctl_driver(d, creation, rng, budget, kills):
+    while True:
+        todo = creation.todo()
+        with creation.lock:
+            if not todo or budget[0] <= 0:
+                return
+            budget[0] -= 1
+        ref = rng.choice(todo[:4])
+        status, doc = ctl_create(d, ref, kill_after=rng.uniform(0, 0.3))
+        if status == "killed":
+            with creation.lock:
+                kills[0] += 1
+            status = None
+        if status not in (200, 201, None):
+            with creation.lock:
+                why = (doc or {}).get("stderr", "")
+                creation.failures[why] = creation.failures.get(why, 0) + 1
+        creation.note(ref, status, doc)
+
+
+def test_ctl_charge_creation_under_sigkill():
+    rng = random.Random(SEED + 2)
+    d, sim = start_daemon()
+    creation = Creation(CTL_REFS)
+    try:
+        up(d)  # the daemon runs beside it, as in production
+        sim.control("config", {"api_latency_ms": 150})
+        budget, kills = [CTL_RUNS], [0]
+        threads = [threading.Thread(target=ctl_driver, args=(d, creation, random.Random(
+            rng.random()), budget, kills)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+            check(not t.is_alive(), "a driver did not finish")
+        check_creations(d, sim, creation)
+        for ref in CTL_REFS:  # without kills: every ref gets its charge, once
+            for _ in range(2):
+                status, doc = ctl_create(d, ref)
+                creation.note(ref, status, doc)
+            check_eq(status, 200, f"{ref} asked again")
+        by_ref = check_creations(d, sim, creation)
+        check_eq(sorted(by_ref), sorted(CTL_REFS), "every order_ref has its charge")
+        rows = d.query("SELECT order_ref, count(*) AS n FROM orders GROUP BY order_ref")
+        check_eq({r["order_ref"]: r["n"] for r in rows}, {ref: 1 for ref in CTL_REFS},
+                 "one order per order_ref")
+        check(not d.query("SELECT 1 FROM charge_requests WHERE state != 'created'"),
+              "no request left pending or refused")
+        stats = sim.control("stats")
+        replays = sum(n - 1 for n in stats["creates_by_idempotency_key"].values())
+        print(f"   seed {SEED + 2}: {CTL_RUNS - budget[0]} cashpayctl runs, {kills[0]} killed; "
+              f"answers {dict(sorted(creation.answers.items(), key=str))}; the simulator: "
+              f"{stats['charge_creates']} creates, {stats['charges_created']} charges, "
+              f"{replays} replays of a key; failures {creation.failures}", flush=True)
+        check_eq(stats["charges_created"], len(CTL_REFS), "charges created at the simulator")
+        check(kills[0] > 0 and replays > 0, "no kill cut a creation off")
+        check_eq(d.stop(), 0, "clean stop")
+    finally:
+        finish(d, sim)
+
+
 # ------------------------------------------------------------ reconciliation
 
 def fetch_in_flight(sim, timeout):
@@ -357,4 +455,5 @@ def test_reconciliation_under_sigkill():
 
 
 if __name__ == "__main__":
-    run_tests([test_charge_creation_under_sigkill, test_reconciliation_under_sigkill])
+    run_tests([test_charge_creation_under_sigkill, test_ctl_charge_creation_under_sigkill,
+               test_reconciliation_under_sigkill])
