@@ -2,7 +2,9 @@
 concurrent, shuffled load for the same charges: every acknowledged delivery
 is stored, every order's event chain is valid (each from_status is the
 previous to_status), final statuses are what the state machine says, and a
-webhook-id repeated at several instances at once is applied once."""
+webhook-id repeated at several instances at once is applied once. With
+api_url: the reconciler's due orders shared out between instances (each
+charge fetched once), and a stopping instance's claims given back."""
 import base64
 import concurrent.futures
 import hashlib
@@ -225,6 +227,169 @@ def test_server_crash_under_load_loses_nothing_acknowledged():
             d.__exit__(None, None, None)
 
 
+def with_api(daemons, sim, extra=None):
+    """api_url to @sim for every instance, reconcile_after 1 s; the first
+    started and stopped once, so that the database is migrated for
+    cashpayctl."""
+    for d in daemons:
+        d.write_config({
+            **d.base_config,
+            "cashpay.api_url": f"http://127.0.0.1:{sim.port}/v1",
+            "cashpay.public_url": f"http://127.0.0.1:{d.port}",
+            "cashpay.token_file": sim.token_file,
+            "cashpay.reconcile_after": "1",
+            "webhook.confirm": "none",
+            "checkout.listen": "",
+            **(extra or {}),
+        })
+    daemons[0].start()
+    check_eq(daemons[0].stop(), 0, "exit status of the migrating start")
+
+
+def create_charges(daemons, n, prefix):
+    """@n charges created with cashpayctl charge create (at the sim and in
+    the database, INITIATED), through the instances' configurations in turn."""
+    import os
+    import subprocess
+
+    def create(i):
+        r = subprocess.run([os.environ["CASHPAYCTL"], "--config", daemons[i % len(daemons)].config_path,
+                            "--json", "charge", "create", "--order-ref", f"{prefix}-{i}",
+                            "--amount", str(1000 + i), "--currency", "YER"],
+                           capture_output=True, text=True, timeout=60)
+        check_eq(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)["charge_id"]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(create, range(n)))
+    check_eq(len(set(ids)), n, "distinct charges created")
+    return ids
+
+
+def test_two_instances_reconcile_each_order_once():
+    """Two instances with api_url on one database and one cashpay-sim, 220
+    stale INITIATED orders whose webhooks were lost: the sweeps share the
+    due orders out (claimed with SKIP LOCKED), so the sim is asked for each
+    charge exactly once, every order ends as CashPay says, and every api
+    event names the fetch that caused it."""
+    from test_reconcile import Sim, wait_for
+    n_orders = 220
+    db, daemons = instances(2, start=False)
+    sim = Sim(daemons[0])
+    passed = False
+    try:
+        # small sweeps of slow fetches: both instances are sweeping while
+        # the other still has claims open
+        with_api(daemons, sim, {"cashpay.max_inflight": "8"})
+        sim.control("config", {"webhook_drop": True, "api_latency_ms": 50})
+        ids = create_charges(daemons, n_orders, "two")
+        expected = {}
+        for i, cid in enumerate(ids):
+            paid = i % 3 != 0
+            sim.control(f"charges/{cid}/{'pay' if paid else 'decline'}", {})
+            expected[cid] = "CAPTURED" if paid else "FAILED"
+        check(sim.control("stats")["webhooks"]["dropped"] >= n_orders, "the webhooks were lost")
+        sim.control("stats/reset", {})
+
+        started = time.monotonic()
+        for d in daemons:
+            d.start(wait=False)
+        for d in daemons:
+            d.wait_ready()
+
+        def settled():
+            rows = PG.query("SELECT count(*) AS n FROM orders WHERE status = 'INITIATED'", db=db)
+            return rows[0]["n"] == 0
+        wait_for("every order reconciled", settled, timeout=120)
+        took = time.monotonic() - started
+
+        orders = {o["charge_id"]: o["status"] for o in PG.query(
+            "SELECT charge_id, status FROM orders", db=db)}
+        check_eq(orders, expected, "final statuses as CashPay says")
+        fetched = sim.control("stats")["fetches_by_charge"]
+        twice = {c: n for c, n in fetched.items() if n != 1}
+        check_eq(twice, {}, "charges not fetched exactly once")
+        check_eq(set(fetched), set(ids), "every charge fetched")
+        events = PG.query("SELECT e.charge_id, e.to_status, f.charge_id AS fetched, f.reason, "
+                          "f.status FROM order_events e LEFT JOIN api_fetches f "
+                          "ON f.id = e.fetch_id WHERE e.source = 'api'", db=db)
+        check_eq(len(events), n_orders, "one api event per order")
+        for e in events:
+            check_eq((e["fetched"], e["reason"], e["status"]),
+                     (e["charge_id"], "reconcile", e["to_status"]),
+                     f"the fetch named by {e['charge_id']}'s api event")
+        fetch_rows = PG.query("SELECT count(*) AS n FROM api_fetches", db=db)[0]["n"]
+        check_eq(fetch_rows, n_orders, "api_fetches rows")
+        check_chains(db)
+        shares = []
+        for d in daemons:
+            _, _, body = d.admin("/metrics")
+            total = 0
+            for line in body.decode().splitlines():
+                if line.startswith("cashpayd_reconciled_total{"):
+                    total += float(line.rsplit(" ", 1)[1])
+            shares.append(int(total))
+        check_eq(sum(shares), n_orders, f"orders reconciled by the instances ({shares})")
+        for d in daemons:
+            check_eq(d.stop(), 0, "exit status")
+        print(f"     {n_orders} stale orders reconciled by two instances in {took:.1f}s: "
+              f"{sum(fetched.values())} GETs at the sim, {shares} per instance", flush=True)
+        passed = True
+    finally:
+        sim.stop()
+        for d in daemons:
+            if passed:
+                d.__exit__(None, None, None)
+            else:
+                d.kill_tree()
+                d.close(passed=False)
+
+
+def test_stopping_instance_gives_its_claims_back():
+    """An instance stopped (SIGTERM) while its sweep's fetches hang gives
+    the claimed orders back: none keeps the ten-minute lease, and the other
+    instance reconciles them all at once."""
+    from test_reconcile import Sim, wait_for
+    db, daemons = instances(2, start=False)
+    a, b = daemons
+    sim = Sim(a)
+    passed = False
+    try:
+        with_api(daemons, sim, {"cashpay.max_inflight": "4", "cashpay.request_timeout": "60"})
+        sim.control("config", {"webhook_drop": True})
+        ids = create_charges(daemons, 12, "release")
+        for cid in ids:
+            sim.control(f"charges/{cid}/pay", {})
+        sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch", "hang_ms": 120000})
+        a.start()
+
+        def leased():
+            return PG.query("SELECT count(*) AS n FROM orders WHERE next_check_at > "
+                            "now() + interval '5 minutes'", db=db)[0]["n"]
+        wait_for("a sweep's claims with their fetches hanging",
+                 lambda: leased() > 0 and sim.control("stats")["api_inflight"] > 0, timeout=30)
+        claimed = leased()
+        check_eq(a.stop(), 0, "exit status of the stopped instance")
+        check_eq(leased(), 0, f"claims left after the stop (of {claimed})")
+        sim.control("config", {"api_fault": "none"})
+        b.start()
+        wait_for("every order reconciled by the other instance", lambda: PG.query(
+            "SELECT count(*) AS n FROM orders WHERE status = 'CAPTURED'", db=db)[0]["n"] == len(ids),
+            timeout=60)
+        check_eq(b.stop(), 0, "exit status")
+        print(f"     {claimed} claims given back at SIGTERM, taken by the other instance",
+              flush=True)
+        passed = True
+    finally:
+        sim.stop()
+        for d in daemons:
+            if passed:
+                d.__exit__(None, None, None)
+            else:
+                d.kill_tree()
+                d.close(passed=False)
+
+
 def test_cashpayctl_refuses_postgresql_clearly():
     """cashpayctl's listing queries exist for SQLite only: it must say so,
     not open some SQLite file at [database] path instead."""
@@ -250,6 +415,8 @@ def main():
             test_three_instances_shuffled_load,
             test_message_id_repeated_at_every_instance_at_once,
             test_server_crash_under_load_loses_nothing_acknowledged,
+            test_two_instances_reconcile_each_order_once,
+            test_stopping_instance_gives_its_claims_back,
             test_cashpayctl_refuses_postgresql_clearly,
         ])
 
