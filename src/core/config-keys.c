@@ -246,9 +246,10 @@ static const struct config_key keys[] = {
                  "unreachable) is answered 503 with outcome deferred. With api, verify = none "
                  "is allowed without insecure_no_verify. none: the webhook is believed. "
                  "auto: api when [cashpay] api_url is set, else none. A claim the API "
-                 "does not confirm for a charge still INITIATED is fetched again about 5 s, "
-                 "30 s and 2 min after it (shorter when reconcile_after is below 300 s), "
-                 "then on the reconciler's schedule; a deferred one is queued for "
+                 "does not confirm for a charge still INITIATED (or a CAPTURED claim the API "
+                 "answers FAILED) is fetched again about 5 s, 30 s and 2 min after it "
+                 "(shorter when reconcile_after is below 300 s), then an INITIATED one on "
+                 "the reconciler's schedule; a deferred one is queued for "
                  "reconciliation. A webhook waits for its fetch within commit_timeout." },
 
         /* [database] */

@@ -35,6 +35,22 @@ struct recent {
         int64_t at_ms;
 };
 
+/* A claim of CAPTURED the API answered FAILED (§8.4): a later CAPTURED is
+ * still applied (FAILED -> CAPTURED), so the charge gets the three looks
+ * an INITIATED one gets. The reconciler's queue in the database holds
+ * INITIATED orders only, so these looks are kept here: at most
+ * RECHECK_MAX at once (the oldest claim forgotten first), lost at a
+ * restart (README, "Using the CashPay API"). */
+#define RECHECK_MAX 256
+
+struct recheck {
+        char charge_id[CHARGE_ID_MAX + 1]; /* "" when the slot is free */
+        int64_t claimed_ms;
+        int64_t due_ms;                    /* the next look */
+        unsigned after_s;                  /* reconcile_after, the looks' scale */
+        bool in_flight;
+};
+
 struct reconciler {
         struct runtime *rt;
         struct api_client *api;
@@ -52,6 +68,7 @@ struct reconciler {
         _Atomic bool full;    /* the last sweep took as many orders as it could */
         _Atomic bool unsupported; /* the store cannot list due orders (PostgreSQL) */
         struct recent recent[RECENT_MAX]; /* under lock */
+        struct recheck rechecks[RECHECK_MAX]; /* under lock */
 };
 
 struct sweep {
@@ -67,6 +84,7 @@ struct fetch {
         struct writer_task task;   /* first */
         struct reconciler *rc;
         enum fetch_reason reason;
+        bool recheck;              /* one of the looks of rc->rechecks */
         void (*done)(void *data);  /* after the record (or the drop), or NULL */
         void *done_data;
         char charge_id[CHARGE_ID_MAX + 1];
@@ -98,13 +116,16 @@ static void done_one(struct reconciler *rc)
         done_one_of(rc, false);
 }
 
+static void recheck_done(struct reconciler *rc, const struct fetch *f);
+
 /* A fetch's end, recorded or not: its waiter told, then the count. */
 static void fetch_done(struct fetch *f)
 {
         struct reconciler *rc = f->rc;
+        bool sweep = f->reason == FETCH_RECONCILE && !f->recheck;
 
-        bool sweep = f->reason == FETCH_RECONCILE;
-
+        if (f->recheck)
+                recheck_done(rc, f);
         if (f->done)
                 f->done(f->done_data);
         fetch_free(f);
@@ -309,6 +330,94 @@ out:
         done_one_of(rc, true);
 }
 
+/* ---- the looks after a CAPTURED claim the API answered FAILED ----------- */
+
+/* Any thread: the looks at @charge_id after a claim at @claimed_ms. */
+static void recheck_add(struct reconciler *rc, const char *charge_id, int64_t claimed_ms,
+                        unsigned after_s)
+{
+        int64_t due = reconcile_recheck_ms(claimed_ms, claimed_ms, after_s);
+        size_t slot = 0;
+
+        pthread_mutex_lock(&rc->lock);
+        for (size_t i = 0; i < RECHECK_MAX; i++) {
+                const struct recheck *e = &rc->rechecks[i], *best = &rc->rechecks[slot];
+                if (strcmp(e->charge_id, charge_id) == 0) {
+                        slot = i;
+                        break;
+                }
+                /* a free slot, else the oldest claim */
+                if (best->charge_id[0] && (!e->charge_id[0] || e->claimed_ms < best->claimed_ms))
+                        slot = i;
+        }
+        struct recheck *e = &rc->rechecks[slot];
+        if (!e->in_flight) { /* a look in flight ends first: its looks go on */
+                snprintf(e->charge_id, sizeof(e->charge_id), "%s", charge_id);
+                e->claimed_ms = claimed_ms;
+                e->due_ms = due;
+                e->after_s = after_s;
+        }
+        pthread_mutex_unlock(&rc->lock);
+}
+
+/* After a look, recorded or dropped: CAPTURED ends the looks (it went
+ * through the state machine), anything else waits for the next one. */
+static void recheck_done(struct reconciler *rc, const struct fetch *f)
+{
+        bool captured = f->res.has_charge && f->charge.status == CHARGE_CAPTURED;
+
+        pthread_mutex_lock(&rc->lock);
+        for (size_t i = 0; i < RECHECK_MAX; i++) {
+                struct recheck *e = &rc->rechecks[i];
+                if (!e->in_flight || strcmp(e->charge_id, f->charge_id) != 0)
+                        continue;
+                e->in_flight = false;
+                e->due_ms = captured ? 0 : reconcile_recheck_ms(e->claimed_ms, time_now_ms(),
+                                                                e->after_s);
+                if (!e->due_ms)
+                        e->charge_id[0] = '\0';
+                break;
+        }
+        pthread_mutex_unlock(&rc->lock);
+}
+
+/* The main loop: hand the looks that are due to the client. */
+static void recheck_due(struct reconciler *rc, int64_t now_ms)
+{
+        char ids[RECHECK_MAX][CHARGE_ID_MAX + 1]; /* each as big as a fetch's charge_id */
+        size_t n = 0;
+
+        pthread_mutex_lock(&rc->lock);
+        for (size_t i = 0; !rc->stopping && i < RECHECK_MAX; i++) {
+                struct recheck *e = &rc->rechecks[i];
+                if (e->charge_id[0] && !e->in_flight && e->due_ms <= now_ms) {
+                        e->in_flight = true;
+                        snprintf(ids[n++], sizeof(ids[0]), "%s", e->charge_id);
+                }
+        }
+        pthread_mutex_unlock(&rc->lock);
+        for (size_t i = 0; i < n; i++) {
+                struct fetch *f = calloc(1, sizeof(*f));
+                if (!f) { /* the look stays due */
+                        struct fetch gone = { .rc = rc, .recheck = true };
+                        memcpy(gone.charge_id, ids[i], sizeof(gone.charge_id));
+                        recheck_done(rc, &gone);
+                        continue;
+                }
+                f->rc = rc;
+                f->reason = FETCH_RECONCILE;
+                f->recheck = true;
+                memcpy(f->charge_id, ids[i], sizeof(f->charge_id));
+                time_format_iso(time_now_ms(), f->requested_at);
+                /* next_check_at "": the order is not INITIATED */
+                pthread_mutex_lock(&rc->lock);
+                rc->pending++;
+                pthread_mutex_unlock(&rc->lock);
+                if (api_fetch_charge(rc->api, f->charge_id, on_fetched, f) < 0)
+                        fetch_done(f); /* the look stays due */
+        }
+}
+
 static void on_attempt(const char *endpoint, int http_status, int64_t duration_us, void *data)
 {
         metrics_observe_api(endpoint, http_status, duration_us);
@@ -352,6 +461,7 @@ uint64_t reconciler_tick(struct reconciler *rc)
                 every = SWEEP_EVERY_MS;
         if (every < SWEEP_AGAIN_MS)
                 every = SWEEP_AGAIN_MS;
+        recheck_due(rc, time_now_ms());
         api_client_stats(rc->api, &as);
         metrics_set_token(as.token_renewals_ok, as.token_renewals_failed, as.token_expires_at_ms);
         pthread_mutex_lock(&rc->lock);
@@ -504,6 +614,13 @@ static void on_confirm_fetched(const struct api_result *r, void *userdata)
         if (r->error != -ECANCELED) {
                 job->confirmed = true; /* job_unref() frees what was copied */
                 res = copy_result(&job->fetch, r, &job->delivery, cf->after_s);
+                if (res == 0 && r->has_charge && r->charge.status == CHARGE_FAILED &&
+                    job->delivery.charge.status == CHARGE_CAPTURED) {
+                        int64_t claimed;
+                        if (time_parse_iso(job->delivery.received_at, &claimed) < 0)
+                                claimed = time_now_ms();
+                        recheck_add(rc, r->charge.id, claimed, cf->after_s);
+                }
         }
         writer_release_held(rc->rt->writer, job, res);
         job_unref(job);

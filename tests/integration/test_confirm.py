@@ -221,5 +221,37 @@ def test_unconfirmed_claim_is_looked_at_three_times():
         finish(d, sim)
 
 
+def test_failed_answer_to_captured_claim_is_looked_at_again():
+    """A claim of CAPTURED the API answers FAILED: the order is FAILED, and
+    since FAILED -> CAPTURED is still applied, the charge is looked at
+    again (0.2 s, 1.2 s, 4.8 s at reconcile_after = 12): CashPay's API
+    catching up to CAPTURED is recorded, source api."""
+    d, sim = start(reconcile_after=12, extra={"webhook.confirm": "api"})
+    try:
+        cid = create(d, "order-failed-first")
+        sim.control(f"charges/{cid}/decline", {})
+        status, body = d.post_json(charge(cid, "CAPTURED"))
+        check_eq((status, body), (200, {"outcome": "unconfirmed"}), "the claim is unconfirmed")
+        check_eq(order(d, cid)["status"], "FAILED", "the API's FAILED is recorded")
+        sim.control(f"charges/{cid}/set", {"status": "CAPTURED"})
+        wait_for("the order CAPTURED", lambda: order(d, cid)["status"] == "CAPTURED", timeout=60)
+        ev = d.query("SELECT from_status, source, fetch_id FROM order_events WHERE charge_id = ? "
+                     "AND to_status = 'CAPTURED'", cid)
+        check_eq([(e["from_status"], e["source"]) for e in ev], [("FAILED", "api")],
+                 "FAILED -> CAPTURED, from the API")
+        check_eq(d.query("SELECT reason FROM api_fetches WHERE id = ?", ev[0]["fetch_id"]),
+                 [{"reason": "reconcile"}], "recorded by a look")
+        n = len(d.query("SELECT 1 FROM api_fetches WHERE charge_id = ?", cid))
+        # past the last look's time (4.8 s after the claim): none comes once CAPTURED
+        claimed = iso_ms(d.query("SELECT received_at FROM webhook_deliveries WHERE "
+                                 "charge_id = ?", cid)[0]["received_at"]) / 1000
+        time.sleep(max(0.0, claimed + 6 - time.time()))
+        check_eq(len(d.query("SELECT 1 FROM api_fetches WHERE charge_id = ?", cid)), n,
+                 "no look after CAPTURED")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
 if __name__ == "__main__":
     run_tests([v for k, v in list(globals().items()) if k.startswith("test_")])
