@@ -150,4 +150,5 @@ for conns in $connections; do
 done
 $keep && echo "work directory kept: $WORK"
 stop_pid "$sim_pid" || true
+((LAST_ACKED > 0)) || die "FAILED: the last run acknowledged nothing"
 exit 0

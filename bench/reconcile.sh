@@ -164,6 +164,7 @@ wait_port "$port" "$pid" || { cat "$WORK/cashpayd.log" >&2; die "cashpayd did no
 rss_start=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
 : >"$WORK/rss.txt"
 done_n=0
+gave_up=0
 i=0
 while :; do
         awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" >>"$WORK/rss.txt"
@@ -173,7 +174,7 @@ while :; do
         fi
         i=$((i + 1))
         awk -v a="$t0" -v b="$(date +%s.%N)" -v t="$timeout" 'BEGIN { exit !(b - a > t) }' &&
-                { echo "gave up after ${timeout} s: $done_n of $orders reconciled"; break; }
+                { echo "gave up after ${timeout} s: $done_n of $orders reconciled"; gave_up=1; break; }
         sleep 0.2
 done
 t1=$(date +%s.%N)
@@ -193,4 +194,4 @@ awk -v a="$t0" -v b="$t1" -v n="$done_n" -v cap="$captured" -v s="$rss_start" \
 echo "          VmRSS MiB every 0.2 s: $(awk '{ printf "%.1f ", $1 / 1024 }' "$WORK/rss.txt" | fold -w 160)"
 $keep && echo "work directory kept: $WORK"
 stop_pid "$sim_pid" || true
-exit 0
+exit "$gave_up"
