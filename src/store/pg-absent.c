@@ -109,3 +109,26 @@ int pg_store_charge_attempt(struct pg_store *p, int64_t request_id, bool refused
 {
         return -EOPNOTSUPP;
 }
+
+int pg_admin_list_orders(struct pg_store *p, const struct order_filter *f, struct order_list *ret)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_admin_list_deliveries(struct pg_store *p, const struct delivery_filter *f,
+                             struct delivery_list *ret)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_admin_list_deliveries_for(struct pg_store *p, const char *charge_id,
+                                 struct delivery_list *ret)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_admin_list_events(struct pg_store *p, int64_t after_id, const char *charge_id,
+                         unsigned limit, struct event_list *ret)
+{
+        return -EOPNOTSUPP;
+}

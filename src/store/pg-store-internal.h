@@ -75,5 +75,16 @@ int pg_message_seen(struct pg_store *p, const char *message_id, bool *ret);
 int pg_insert_delivery(struct pg_store *p, struct delivery *d, const char *charge_id,
                        const char *claimed, const char *error);
 
+/* pg_order_from_row() - an order_record from row @row of a result whose
+ * columns are PG_ORDER_COLUMNS. 0, -EIO or -ENOMEM. */
+int pg_order_from_row(const PGresult *res, int row, struct order_record *o);
+
 /* The time columns as the SQLite store spells them: ISO-8601 UTC with ms. */
 #define PG_ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* An order as pg_order_from_row() reads it. */
+#define PG_ORDER_COLUMNS \
+        "charge_id, order_ref, status, amount, currency, description, transaction_url, " \
+        "coalesce(charge_created, 0), " PG_ISO("first_seen_at") ", " PG_ISO("updated_at") ", " \
+        PG_ISO("captured_at") ", " PG_ISO("failed_at") ", " PG_ISO("fulfilled_at") ", " \
+        "needs_review, return_ref, " PG_ISO("next_check_at")

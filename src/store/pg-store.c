@@ -62,11 +62,7 @@ static const struct {
         /* "cashpay" + 1 in ASCII: not the migrations' lock */
         [PG_EVENTS_LOCK] = { "SELECT pg_advisory_xact_lock(x'63617368706179'::bigint + 1)", 0 },
         [PG_ORDER_GET] = {
-                "SELECT charge_id, order_ref, status, amount, currency, description, "
-                "transaction_url, coalesce(charge_created, 0), " PG_ISO("first_seen_at") ", "
-                PG_ISO("updated_at") ", " PG_ISO("captured_at") ", " PG_ISO("failed_at") ", "
-                PG_ISO("fulfilled_at") ", needs_review, return_ref, " PG_ISO("next_check_at")
-                " FROM orders WHERE charge_id = $1", 1 },
+                "SELECT " PG_ORDER_COLUMNS " FROM orders WHERE charge_id = $1", 1 },
         [PG_REJECTED_COUNT] = { "SELECT count(*) FROM webhook_deliveries WHERE " REJECTED, 0 },
         /* everything rejected beyond the newest $1, oldest first, at most $2 rows */
         [PG_REJECTED_TRIM] = {
@@ -327,20 +323,45 @@ void pg_store_free(struct pg_store *p)
 }
 
 /* A text column into a fixed buffer; "" for NULL. */
-static void copy_col(const PGresult *res, int col, char *buf, size_t len)
+static void copy_col(const PGresult *res, int row, int col, char *buf, size_t len)
 {
-        const char *v = PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col);
+        const char *v = PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col);
 
         snprintf(buf, len, "%s", v);
 }
 
-static int dup_col(const PGresult *res, int col, char **ret)
+static int dup_col(const PGresult *res, int row, int col, char **ret)
 {
         *ret = NULL;
-        if (PQgetisnull(res, 0, col))
+        if (PQgetisnull(res, row, col))
                 return 0;
-        *ret = strdup(PQgetvalue(res, 0, col));
+        *ret = strdup(PQgetvalue(res, row, col));
         return *ret ? 0 : -ENOMEM;
+}
+
+int pg_order_from_row(const PGresult *res, int row, struct order_record *o)
+{
+        *o = (struct order_record) { 0 };
+        if (charge_status_from_name(PQgetvalue(res, row, 2), &o->status) < 0)
+                return -EIO;
+        copy_col(res, row, 0, o->charge_id, sizeof(o->charge_id));
+        o->amount = strtoll(PQgetvalue(res, row, 3), NULL, 10);
+        copy_col(res, row, 4, o->currency, sizeof(o->currency));
+        o->charge_created = strtoll(PQgetvalue(res, row, 7), NULL, 10);
+        copy_col(res, row, 8, o->first_seen_at, sizeof(o->first_seen_at));
+        copy_col(res, row, 9, o->updated_at, sizeof(o->updated_at));
+        copy_col(res, row, 10, o->captured_at, sizeof(o->captured_at));
+        copy_col(res, row, 11, o->failed_at, sizeof(o->failed_at));
+        copy_col(res, row, 12, o->fulfilled_at, sizeof(o->fulfilled_at));
+        o->needs_review = strcmp(PQgetvalue(res, row, 13), "t") == 0;
+        copy_col(res, row, 14, o->return_ref, sizeof(o->return_ref));
+        copy_col(res, row, 15, o->next_check_at, sizeof(o->next_check_at));
+        if (dup_col(res, row, 1, &o->order_ref) < 0 || dup_col(res, row, 5, &o->description) < 0 ||
+            dup_col(res, row, 6, &o->transaction_url) < 0) {
+                order_record_clear(o);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 static int get_order_once(struct pg_store *p, const char *charge_id, struct order_record *o)
@@ -355,26 +376,7 @@ static int get_order_once(struct pg_store *p, const char *charge_id, struct orde
                 return r;
         if (PQntuples(res) == 0)
                 return -ENOENT;
-        if (charge_status_from_name(PQgetvalue(res, 0, 2), &o->status) < 0)
-                return -EIO;
-        copy_col(res, 0, o->charge_id, sizeof(o->charge_id));
-        o->amount = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-        copy_col(res, 4, o->currency, sizeof(o->currency));
-        o->charge_created = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
-        copy_col(res, 8, o->first_seen_at, sizeof(o->first_seen_at));
-        copy_col(res, 9, o->updated_at, sizeof(o->updated_at));
-        copy_col(res, 10, o->captured_at, sizeof(o->captured_at));
-        copy_col(res, 11, o->failed_at, sizeof(o->failed_at));
-        copy_col(res, 12, o->fulfilled_at, sizeof(o->fulfilled_at));
-        o->needs_review = strcmp(PQgetvalue(res, 0, 13), "t") == 0;
-        copy_col(res, 14, o->return_ref, sizeof(o->return_ref));
-        copy_col(res, 15, o->next_check_at, sizeof(o->next_check_at));
-        if (dup_col(res, 1, &o->order_ref) < 0 || dup_col(res, 5, &o->description) < 0 ||
-            dup_col(res, 6, &o->transaction_url) < 0) {
-                order_record_clear(o);
-                return -ENOMEM;
-        }
-        return 0;
+        return pg_order_from_row(res, 0, o);
 }
 
 /*

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cashpay/store.h"
+#include "cashpay/store-admin.h"
 #include "cashpay/store-api.h"
 
 struct pg_store;
@@ -57,3 +58,12 @@ int pg_store_charge_created(struct pg_store *p, int64_t request_id, const struct
                             int http_status, const char *now, const char *next_check_at);
 int pg_store_charge_attempt(struct pg_store *p, int64_t request_id, bool refused, int http_status,
                             const char *error, const char *now);
+
+/* pg-admin.c: the listings of store-admin.h, called by store-admin.c. */
+int pg_admin_list_orders(struct pg_store *p, const struct order_filter *f, struct order_list *ret);
+int pg_admin_list_deliveries(struct pg_store *p, const struct delivery_filter *f,
+                             struct delivery_list *ret);
+int pg_admin_list_deliveries_for(struct pg_store *p, const char *charge_id,
+                                 struct delivery_list *ret);
+int pg_admin_list_events(struct pg_store *p, int64_t after_id, const char *charge_id,
+                         unsigned limit, struct event_list *ret);

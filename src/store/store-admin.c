@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cashpay/store-admin.h"
+#include "src/store/pg-store.h"
 #include "src/store/store-internal.h"
 
 #define ORDER_COLUMNS \
@@ -200,6 +201,12 @@ int store_admin_list_orders(struct store *s, const struct order_filter *f, struc
         int r;
 
         *ret = (struct order_list) { 0 };
+        if (s->pg) {
+                r = pg_admin_list_orders(s->pg, f, ret);
+                if (r < 0)
+                        order_list_clear(ret);
+                return r;
+        }
         r = store_prepare(s,
                 "SELECT " ORDER_COLUMNS " FROM orders"
                 " WHERE (?1 IS NULL OR status = ?1)"
@@ -228,6 +235,12 @@ int store_admin_list_deliveries(struct store *s, const struct delivery_filter *f
         int r;
 
         *ret = (struct delivery_list) { 0 };
+        if (s->pg) {
+                r = pg_admin_list_deliveries(s->pg, f, ret);
+                if (r < 0)
+                        delivery_list_clear(ret);
+                return r;
+        }
         r = store_prepare(s,
                 "SELECT " DELIVERY_COLUMNS " FROM webhook_deliveries"
                 " WHERE (?1 IS NULL OR outcome = ?1) ORDER BY id DESC LIMIT ?2", &st);
@@ -251,6 +264,12 @@ int store_admin_list_deliveries_for(struct store *s, const char *charge_id,
         int r;
 
         *ret = (struct delivery_list) { 0 };
+        if (s->pg) {
+                r = pg_admin_list_deliveries_for(s->pg, charge_id, ret);
+                if (r < 0)
+                        delivery_list_clear(ret);
+                return r;
+        }
         r = store_prepare(s,
                 "SELECT " DELIVERY_COLUMNS ", body FROM webhook_deliveries"
                 " WHERE charge_id = ?1 ORDER BY id", &st);
@@ -271,6 +290,12 @@ int store_admin_list_events(struct store *s, int64_t after_id, const char *charg
         int r;
 
         *ret = (struct event_list) { 0 };
+        if (s->pg) {
+                r = pg_admin_list_events(s->pg, after_id, charge_id, limit, ret);
+                if (r < 0)
+                        event_list_clear(ret);
+                return r;
+        }
         r = store_prepare(s,
                 "SELECT " EVENT_COLUMNS " FROM order_events e"
                 " LEFT JOIN orders o ON o.charge_id = e.charge_id"
@@ -350,6 +375,8 @@ int store_admin_fulfil(struct store *s, const char *charge_id, const char *now_i
         int r, c;
 
         *ret = (struct order_record) { 0 };
+        if (s->pg)
+                return -EOPNOTSUPP; /* cashpayctl does not offer it there yet */
         r = store_begin_immediate(s);
         if (r < 0)
                 return r;
@@ -384,6 +411,8 @@ int store_admin_review_done(struct store *s, const char *charge_id)
 {
         int r, c;
 
+        if (s->pg)
+                return -EOPNOTSUPP;
         r = store_begin_immediate(s);
         if (r < 0)
                 return r;

@@ -390,14 +390,75 @@ def test_stopping_instance_gives_its_claims_back():
                 d.close(passed=False)
 
 
+def test_cashpayctl_listings_match_sqlite():
+    """cashpayctl orders, events, deliveries and show print the same JSON
+    on both engines for the same webhooks (times and addresses aside)."""
+    import os
+    import subprocess
+    import harness
+    # a first sighting, a capture, a duplicate, a failure and a conflict
+    plan = [("chg_ctl_paid", "INITIATED", 2000), ("chg_ctl_paid", "CAPTURED", 2000),
+            ("chg_ctl_paid", "CAPTURED", 2000), ("chg_ctl_failed", "FAILED", 1500),
+            ("chg_ctl_other", "CAPTURED", 900), ("chg_ctl_other", "CAPTURED", 901)]
+    volatile = {"received_at", "first_seen_at", "updated_at", "captured_at", "failed_at",
+                "recorded_at", "remote_addr"}
+
+    def scrub(v):
+        if isinstance(v, dict):
+            return {k: ("…" if k in volatile and x else scrub(x)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [scrub(x) for x in v]
+        return v
+
+    def listings(d):
+        for cid, status, amount in plan:
+            raw = json.dumps(charge(cid, status, amount=amount)).encode()
+            code, _ = post_raw(d, raw, d.sign_headers(raw))
+            check_eq(code, 200, f"{cid} {status}")
+        out = {}
+        for args in (["orders", "--limit", "0"], ["events"], ["deliveries", "--limit", "0"],
+                     ["show", "chg_ctl_paid"], ["orders", "--review"],
+                     ["deliveries", "--outcome", "duplicate"], ["events", "--after", "2"]):
+            r = subprocess.run([os.environ["CASHPAYCTL"], "--config", d.config_path, "--json",
+                                *args], capture_output=True, text=True, timeout=60)
+            check_eq(r.returncode, 0, f"cashpayctl {' '.join(args)}: {r.stderr}")
+            out[" ".join(args)] = scrub(json.loads(r.stdout))
+        return out
+
+    db, daemons = instances(1)
+    try:
+        on_pg = listings(daemons[0])
+    finally:
+        daemons[0].__exit__(None, None, None)
+    saved, harness.BACKEND = harness.BACKEND, "sqlite"
+    try:
+        with Daemon() as lite:
+            on_sqlite = listings(lite)
+    finally:
+        harness.BACKEND = saved
+    for what in on_sqlite:
+        check_eq(on_pg[what], on_sqlite[what], f"cashpayctl --json {what} on PostgreSQL")
+    check_eq(sorted(o["charge_id"] for o in on_pg["orders --limit 0"]["orders"]),
+             ["chg_ctl_failed", "chg_ctl_other", "chg_ctl_paid"], "orders listed")
+    check_eq(len(on_pg["events"]["events"]), 4, "events listed")
+    check_eq(len(on_pg["deliveries --limit 0"]["deliveries"]), len(plan), "deliveries listed")
+    check_eq([e["to_status"] for e in on_pg["show chg_ctl_paid"]["events"]],
+             ["INITIATED", "CAPTURED"], "show's events")
+    check_eq(len(on_pg["show chg_ctl_paid"]["deliveries"]), 3, "show's deliveries")
+    print(f"     {sum(len(json.dumps(v)) for v in on_pg.values())} bytes of JSON alike",
+          flush=True)
+
+
 def test_cashpayctl_refuses_postgresql_clearly():
-    """cashpayctl's listing queries exist for SQLite only: it must say so,
-    not open some SQLite file at [database] path instead."""
+    """cashpayctl's fulfilment and migration commands exist for SQLite
+    only: they must say so, not open some SQLite file at [database] path
+    instead."""
     import os
     import subprocess
     db, daemons = instances(1)
     try:
-        r = subprocess.run([os.environ["CASHPAYCTL"], "--config", daemons[0].config_path, "orders"],
+        r = subprocess.run([os.environ["CASHPAYCTL"], "--config", daemons[0].config_path,
+                            "fulfil", "chg_not_there"],
                            capture_output=True, text=True, timeout=60)
         check(r.returncode != 0, "cashpayctl fails")
         check("does not support [database] backend = postgresql" in r.stderr, r.stderr)
@@ -417,6 +478,7 @@ def main():
             test_server_crash_under_load_loses_nothing_acknowledged,
             test_two_instances_reconcile_each_order_once,
             test_stopping_instance_gives_its_claims_back,
+            test_cashpayctl_listings_match_sqlite,
             test_cashpayctl_refuses_postgresql_clearly,
         ])
 
