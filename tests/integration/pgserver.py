@@ -114,7 +114,9 @@ def _terminate_on_sigterm():
 class PgServer:
     """One PostgreSQL cluster: created, started, and on exit stopped and removed."""
 
-    def __init__(self, start=True, settings=None):
+    def __init__(self, start=True, settings=None, standby_of=None):
+        """@standby_of: a running PgServer; this one starts as its
+        streaming standby (a base backup of it) instead of a new cluster."""
         _terminate_on_sigterm()
         self.bindir = pg_bindir()
         self.user = ensure_user()
@@ -137,7 +139,10 @@ class PgServer:
         }
         self.settings.update(settings or {})
         try:
-            self._init()
+            if standby_of:
+                self._init_standby(standby_of)
+            else:
+                self._init()
             if start:
                 self.start()
         except BaseException:
@@ -181,6 +186,46 @@ class PgServer:
             for key, value in self.settings.items():
                 f.write(f"{key} = {value}\n")
 
+    def _init_standby(self, primary):
+        """pg_basebackup -R of @primary over its private socket (initdb's
+        pg_hba trusts local replication), then this server's own settings
+        after the copied ones (the later line wins)."""
+        os.mkdir(self.sockdir, 0o755)
+        os.chown(self.sockdir, self.user.pw_uid, self.user.pw_gid)
+        shutil.copy(primary.password_file, self.password_file)
+        os.mkdir(self.data, 0o700)
+        os.chown(self.data, self.user.pw_uid, self.user.pw_gid)
+        r = self._as_pg(os.path.join(self.bindir, "pg_basebackup"), "-h", primary.sockdir,
+                        "-p", str(primary.port), "-U", "postgres", "-D", self.data, "-R",
+                        "-X", "stream", "-c", "fast", "--no-sync")
+        if r.returncode != 0:
+            raise AssertionError(f"pg_basebackup failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        # promoted, it has no standby of its own to wait for
+        settings = {"synchronous_standby_names": "''", **self.settings}
+        with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
+            for key, value in settings.items():
+                f.write(f"{key} = {value}\n")
+
+    def promote(self, timeout=60):
+        """pg_ctl promote: the standby becomes a primary (read-write)."""
+        r = self._as_pg(os.path.join(self.bindir, "pg_ctl"), "promote", "-w", "-t", str(timeout),
+                        "-D", self.data, timeout=timeout + 10)
+        if r.returncode != 0:
+            raise AssertionError(f"pg_ctl promote failed ({r.returncode}):\n{r.stderr}")
+
+    def make_replication_synchronous(self, timeout=60):
+        """COMMIT on this primary waits until a standby has flushed it,
+        from the moment one is streaming as synchronous."""
+        self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'", db="postgres")
+        self.psql("SELECT pg_reload_conf()", db="postgres")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.psql("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'",
+                         db="postgres").strip() == "1":
+                return
+            time.sleep(0.1)
+        raise AssertionError("no synchronous standby streaming")
+
     def start(self, timeout=60):
         open(self.log_path, "a").close()
         os.chown(self.log_path, self.user.pw_uid, self.user.pw_gid)
@@ -192,7 +237,7 @@ class PgServer:
                                  + self.log_text())
         if not self.pid:
             raise AssertionError("postmaster.pid missing after pg_ctl start")
-        if not self._database_exists():
+        if not self._database_exists():  # a standby has the primary's
             self.psql(f"CREATE DATABASE {DB_NAME}", db="postgres")
 
     def _read_pid(self):

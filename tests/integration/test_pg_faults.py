@@ -13,12 +13,16 @@ Reconnection attempts are counted from the daemon's log ("cannot connect
 to PostgreSQL ...; trying again in N ms") and the server's
 (log_connections): the backoff keeps them few.
 """
+import errno
 import http.client
 import json
 import os
 import random
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -31,9 +35,10 @@ _dbs = iter(range(1, 1000))
 RECOVERY_WAIT = 60  # seconds: a bound on a wait, not a figure that is checked
 
 
-def new_daemon(extra=None, url_extra=""):
+def new_daemon(extra=None, url_extra="", tablespace=None):
     db = f"fault{next(_dbs)}"
-    PG.create_database(db)
+    PG.execute(f"CREATE DATABASE {db}" + (f" TABLESPACE {tablespace}" if tablespace else ""),
+               db="postgres")
     config = {"database.backend": "postgresql", "database.url": PG.url_for(db) + url_extra,
               "database.password_file": PG.password_file, "http.threads": "4",
               "log.level": "notice", **(extra or {})}
@@ -136,21 +141,23 @@ def wait_for_progress(load, what, n=20):
     wait_until(lambda: load.acked_count() >= before + n and healthz(load.daemon) == 200, what)
 
 
-def check_stored(db, acked, what):
+def check_stored(db, acked, what, server=None):
     """Every acknowledged (charge, status) has its 200 delivery row, and
-    every order's events form one chain ending in its status."""
-    stored = {(r["charge_id"], r["claimed_status"]) for r in PG.query(
+    every order's events form one chain ending in its status (on @server,
+    the suite's server by default)."""
+    server = server or PG
+    stored = {(r["charge_id"], r["claimed_status"]) for r in server.query(
         "SELECT charge_id, claimed_status FROM webhook_deliveries WHERE http_status = 200", db=db)}
     lost = [a for a in acked if a not in stored]
     check_eq(lost, [], f"{what}: acknowledged deliveries missing")
-    events = PG.query("SELECT id, charge_id, from_status, to_status FROM order_events ORDER BY id",
-                      db=db)
+    events = server.query("SELECT id, charge_id, from_status, to_status FROM order_events "
+                          "ORDER BY id", db=db)
     last = {}
     for e in events:
         check_eq(e["from_status"], last.get(e["charge_id"]), f"{what}: event {e['id']} from_status")
         last[e["charge_id"]] = e["to_status"]
-    orders = {o["charge_id"]: o["status"] for o in PG.query("SELECT charge_id, status FROM orders",
-                                                            db=db)}
+    orders = {o["charge_id"]: o["status"] for o in server.query(
+        "SELECT charge_id, status FROM orders", db=db)}
     check_eq(last, orders, f"{what}: each order's status is its last event's to_status")
     for cid, status in acked:
         if status == "CAPTURED":
@@ -324,6 +331,144 @@ def test_statement_timeout():
         d.__exit__(None, None, None)
 
 
+# ------------------------------------------------------------ failover
+
+def test_failover_to_promoted_standby():
+    """A primary and its streaming standby (pg_basebackup -R) with
+    synchronous replication, so that a COMMIT returns once the standby has
+    flushed it; cashpayd's url names both hosts with
+    target_session_attrs=read-write. The primary crashes (stop -m
+    immediate): 503s, also while only the read-only standby answers; it is
+    promoted, and the same cashpayd process writes to it. Every delivery
+    acknowledged, before and after the failover, is on the new primary."""
+    with PgServer(settings={"log_connections": "on"}) as primary, \
+            PgServer(standby_of=primary, settings={"log_connections": "on"}) as standby:
+        primary.make_replication_synchronous()
+        url = (f"host=127.0.0.1,127.0.0.1 port={primary.port},{standby.port} dbname=cashpay "
+               "user=postgres target_session_attrs=read-write connect_timeout=5")
+        d = Daemon({"database.backend": "postgresql", "database.url": url,
+                    "database.password_file": primary.password_file, "http.threads": "4",
+                    "log.level": "notice"})
+        try:
+            pid = d.proc.pid
+            load = Load(d)
+            try:
+                wait_for_progress(load, "load on the primary", n=50)
+                health_mark = len(load.health_since(0))
+                log_mark = len(d.log_text())
+                primary.stop(mode="immediate")
+                t0 = time.monotonic()
+                time.sleep(2)  # only the standby, read-only, is there
+                before_promotion = load.acked_count()
+                time.sleep(1)
+                check_eq(load.acked_count(), before_promotion,
+                         "nothing acknowledged while only the standby answers")
+                standby_mark = len(standby.log_text())
+                standby.promote()
+                wait_for_progress(load, "service on the promoted standby", n=50)
+                down = time.monotonic() - t0
+            finally:
+                load.stop()
+            check_eq(d.proc.pid, pid, "the same cashpayd process")
+            check_answers(load.codes, "failover")
+            health = load.health_since(health_mark)
+            check(503 in health and health[-1] == 200, f"/healthz through the failover: {health}")
+            check_stored("cashpay", load.acked, "failover", server=standby)
+            attempts = reconnect_attempts(d.log_text()[log_mark:])
+            at_standby = server_connections(standby.log_text()[standby_mark:])
+            SUMMARY.append(f"failover (synchronous standby promoted 3 s after the primary "
+                           f"crashed; 50 more acknowledged {down:.1f} s after the crash): "
+                           f"{load.codes}; "
+                           f"/healthz {health}; {attempts} failed connection attempts, "
+                           f"{at_standby} connections at the new primary once promoted; "
+                           f"{len(load.acked)} acknowledged, 0 lost")
+        finally:
+            d.__exit__(None, None, None)
+
+
+# ------------------------------------------------------------ disk full
+
+class Tmpfs:
+    """A size-limited tmpfs owned by the server's user, mounted for one
+    test (the suite runs as root) and unmounted whatever happens."""
+
+    def __init__(self, path, size, owner):
+        self.path = path
+        os.makedirs(path)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                            f"size={size},mode=0700,uid={owner.pw_uid},gid={owner.pw_gid}",
+                            "tmpfs", path], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise AssertionError(f"cannot mount a tmpfs on {path} (needs root with "
+                                 f"CAP_SYS_ADMIN): {r.stderr.strip()}")
+
+    def fill(self):
+        """A filler file written until the file system is full; its path."""
+        path = os.path.join(self.path, "filler")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for _ in range(1 << 20):  # bounded: far more than the tmpfs holds
+                os.write(fd, b"\0" * 65536)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+        finally:
+            os.close(fd)
+        return path
+
+    def unmount(self):
+        if subprocess.run(["umount", self.path]).returncode != 0:
+            # a server process still holding a file there: detach it now,
+            # the kernel frees it when the last one closes
+            subprocess.run(["umount", "-l", self.path], check=True)
+
+
+def test_disk_full():
+    """The daemon's database in a tablespace on a small tmpfs (pg_wal stays
+    on the server's own disk), filled up under load: 503s (PostgreSQL's
+    disk_full, "could not extend file"), /healthz unavailable, nothing
+    acknowledged; the filler removed, service resumes in the same process."""
+    base = tempfile.mkdtemp(prefix="cashpayd-pgdisk-")
+    os.chmod(base, 0o755)  # the server's user reaches the mount point
+    fs = Tmpfs(os.path.join(base, "ts"), "24m", PG.user)
+    d = None
+    try:
+        PG.execute(f"CREATE TABLESPACE small LOCATION '{fs.path}'", db="postgres")
+        db, d = new_daemon(tablespace="small")
+        pid = d.proc.pid
+        load = Load(d)
+        try:
+            wait_for_progress(load, "load to start")
+            health_mark = len(load.health_since(0))
+            filler = fs.fill()
+            wait_until(lambda: 503 in load.health_since(health_mark),
+                       "/healthz to say unavailable once the disk is full")
+            mark = load.acked_count()
+            time.sleep(2)
+            # rows may still fit into pages that have room: count, do not forbid
+            during = load.acked_count() - mark
+            codes_full = dict(load.codes)
+            os.unlink(filler)
+            wait_for_progress(load, "service to resume once there is space again")
+        finally:
+            load.stop()
+        check_eq(d.proc.pid, pid, "the same cashpayd process")
+        check_answers(load.codes, "disk full")
+        check("disk full" in d.log_text(), "the log says the disk is full")
+        check_stored(db, load.acked, "disk full")
+        SUMMARY.append(f"disk full (tablespace on a 24 MiB tmpfs): {load.codes} "
+                       f"({codes_full} when space returned, {during} acknowledged in the 2 s "
+                       f"after /healthz said unavailable); /healthz {load.health_since(health_mark)}; "
+                       f"{len(load.acked)} acknowledged, 0 lost")
+    finally:
+        if d:
+            d.__exit__(None, None, None)
+            PG.execute(f"DROP DATABASE {db}", db="postgres")
+        PG.psql("DROP TABLESPACE IF EXISTS small", db="postgres", check_rc=False)
+        fs.unmount()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 # ------------------------------------------------------------ SIGKILL loop
 
 def test_sigkill_loop():
@@ -387,6 +532,8 @@ def main():
             test_restart_immediate_under_load,
             test_connection_terminated_mid_transaction,
             test_statement_timeout,
+            test_failover_to_promoted_standby,
+            test_disk_full,
             test_sigkill_loop,
             test_server_crash_loop,
         ]
