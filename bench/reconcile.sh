@@ -181,13 +181,13 @@ t1=$(date +%s.%N)
 ticks=$(cpu_ticks "$pid")
 stop_pid "$pid" || die "cashpayd did not stop within 30 s"
 captured=$(/usr/bin/python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT count(*) FROM orders WHERE status = 'CAPTURED'\").fetchone()[0])" "$WORK/db/cashpay.db")
-stats=$(curl -sS --fail "$sim_base/_sim/stats")
+# the simulator's counters (its answer can be large: one entry per Idempotency-Key)
+read -r fetches accepted < <(curl -sS --fail "$sim_base/_sim/stats" |
+        /usr/bin/python3 -c 'import json, sys; j = json.load(sys.stdin); print(j["charge_fetches"], j["connections_accepted"])')
 awk -v a="$t0" -v b="$t1" -v n="$done_n" -v cap="$captured" -v s="$rss_start" \
-        -v cpu="$ticks" -v hz="$(getconf CLK_TCK)" -v st="$stats" '
+        -v cpu="$ticks" -v hz="$(getconf CLK_TCK)" -v f="$fetches" -v c="$accepted" '
         { if ($1 > max) max = $1; last = $1; k++ }
         END {
-                match(st, /"charge_fetches": *[0-9]+/); f = substr(st, RSTART, RLENGTH); sub(/.*: */, "", f)
-                match(st, /"connections_accepted": *[0-9]+/); c = substr(st, RSTART, RLENGTH); sub(/.*: */, "", c)
                 printf "reconciled %d orders in %.1f s (%.0f/s; %s fetches, %s TCP connections at the sim), %d CAPTURED; daemon CPU %.1f s; VmRSS MiB: start %.1f, max %.1f, last %.1f (%d samples)\n",
                         n, b - a, n / (b - a), f, c, cap, cpu / hz, s / 1024, max / 1024, last / 1024, k
         }' "$WORK/rss.txt"

@@ -69,6 +69,16 @@ struct api_fetch {
 int store_record_fetch(struct store *s, struct api_fetch *f);
 
 /*
+ * store_record_fetch_batch() - store_record_fetch() for @n fetches in one
+ * transaction (one commit for all; on PostgreSQL one each), each in its own
+ * savepoint: one refused on its own (-EINVAL, -E2BIG) gets that in @ret[i]
+ * and leaves nothing behind. Returns 0 once committed (@ret[i] then 0 or a
+ * fetch's own failure), or a negative errno when nothing was recorded
+ * (every @ret[i] is that errno too).
+ */
+int store_record_fetch_batch(struct store *s, struct api_fetch *const *f, size_t n, int *ret);
+
+/*
  * store_record_confirmed() - a webhook confirmed with the API (CONTRACT
  * §8.4), in one transaction: the delivery @d (has_charge: its verified
  * claim, body kept whole) and the fetch @f of the same charge (reason

@@ -69,6 +69,16 @@ struct reconciler {
         _Atomic bool unsupported; /* the store cannot list due orders (PostgreSQL) */
         struct recent recent[RECENT_MAX]; /* under lock */
         struct recheck rechecks[RECHECK_MAX]; /* under lock */
+        /* answers waiting for the writer, recorded together in one
+         * transaction by one task (posted while record_posted) */
+        struct fetch *ready_head, *ready_tail; /* under lock */
+        bool record_posted;                    /* under lock */
+};
+
+/* The writer's task that records what is ready. */
+struct record_task {
+        struct writer_task task;   /* first */
+        struct reconciler *rc;
 };
 
 struct sweep {
@@ -94,6 +104,8 @@ struct fetch {
         struct api_result res;     /* body and charge below, owned */
         struct charge charge;
         uint8_t *body;
+        struct api_fetch record;   /* what is recorded, pointing into the above */
+        struct fetch *ready_next;  /* in rc->ready_head */
 };
 
 static void fetch_free(struct fetch *f);
@@ -175,12 +187,13 @@ static void log_recorded(const struct fetch *f, const struct api_fetch *a, enum 
                    a->transition.reason ? a->transition.reason : "");
 }
 
-/* On the writer's thread: what the API said, through the one state machine. */
-static void record_run(struct store *store, struct writer_task *task)
+/* What the API said, as the store records it. */
+static void prepare_record(struct fetch *f)
 {
-        struct fetch *f = (struct fetch *) task;
         enum reconciled what = classify(f);
-        struct api_fetch a = {
+        struct api_fetch *a = &f->record;
+
+        *a = (struct api_fetch) {
                 .reason = f->reason,
                 .http_status = f->res.http_status,
                 .has_charge = f->res.has_charge,
@@ -189,15 +202,18 @@ static void record_run(struct store *store, struct writer_task *task)
                 .body_len = f->body ? f->res.body_len : 0,
                 .duration_ms = f->res.duration_ms,
         };
-        int r;
+        snprintf(a->charge_id, sizeof(a->charge_id), "%s", f->charge_id);
+        snprintf(a->requested_at, sizeof(a->requested_at), "%s", f->requested_at);
+        snprintf(a->next_check_at, sizeof(a->next_check_at), "%s", f->next_check_at);
+        if (!a->has_charge)
+                a->error = what == RECONCILED_NOT_FOUND ? "no such charge at CashPay"
+                                                        : f->res.detail;
+}
 
-        snprintf(a.charge_id, sizeof(a.charge_id), "%s", f->charge_id);
-        snprintf(a.requested_at, sizeof(a.requested_at), "%s", f->requested_at);
-        snprintf(a.next_check_at, sizeof(a.next_check_at), "%s", f->next_check_at);
-        if (!a.has_charge)
-                a.error = what == RECONCILED_NOT_FOUND ? "no such charge at CashPay"
-                                                       : f->res.detail;
-        r = store_record_fetch(store, &a);
+static void finish_record(struct fetch *f, int r)
+{
+        enum reconciled what = classify(f);
+
         if (r < 0) {
                 /* The order stays due: the next sweep asks again. */
                 if (log_rate_ok(&store_error_log))
@@ -206,9 +222,85 @@ static void record_run(struct store *store, struct writer_task *task)
         } else {
                 if (f->reason == FETCH_RECONCILE)
                         metrics_count_reconciled(what);
-                log_recorded(f, &a, what);
+                log_recorded(f, &f->record, what);
         }
         fetch_done(f);
+}
+
+/* On the writer's thread: every answer ready, through the one state
+ * machine, in one transaction (one commit, not one per fetch: a backlog
+ * of stale orders was paced by the disk's fdatasync). */
+static void records_run(struct store *store, struct writer_task *task)
+{
+        struct record_task *t = (struct record_task *) task;
+        struct reconciler *rc = t->rc;
+        struct fetch *list, *f;
+        size_t n = 0, i;
+
+        free(t);
+        pthread_mutex_lock(&rc->lock);
+        list = rc->ready_head;
+        rc->ready_head = rc->ready_tail = NULL;
+        rc->record_posted = false;
+        pthread_mutex_unlock(&rc->lock);
+        for (f = list; f; f = f->ready_next) {
+                prepare_record(f);
+                n++;
+        }
+        struct api_fetch **as = calloc(n ? n : 1, sizeof(*as));
+        int *res = calloc(n ? n : 1, sizeof(*res));
+        if (as && res) {
+                for (f = list, i = 0; f; f = f->ready_next)
+                        as[i++] = &f->record;
+                (void) store_record_fetch_batch(store, as, n, res); /* res[i] say */
+        }
+        for (f = list, i = 0; f; i++) {
+                struct fetch *next = f->ready_next;
+                finish_record(f, as && res ? res[i] : store_record_fetch(store, &f->record));
+                f = next;
+        }
+        free(as);
+        free(res);
+}
+
+/* Any thread: @f's answer to the writer, with whatever else is ready. */
+static void queue_record(struct reconciler *rc, struct fetch *f)
+{
+        struct record_task *t = NULL;
+        struct fetch *list;
+
+        pthread_mutex_lock(&rc->lock);
+        bool post = !rc->record_posted;
+        if (post && !(t = calloc(1, sizeof(*t)))) {
+                pthread_mutex_unlock(&rc->lock);
+                fetch_done(f); /* out of memory: the next sweep asks again */
+                return;
+        }
+        rc->record_posted = true;
+        f->ready_next = NULL;
+        if (rc->ready_tail)
+                rc->ready_tail->ready_next = f;
+        else
+                rc->ready_head = f;
+        rc->ready_tail = f;
+        pthread_mutex_unlock(&rc->lock);
+        if (!post)
+                return; /* the task posted before takes it along */
+        t->task.run = records_run;
+        t->rc = rc;
+        if (writer_post(rc->rt->writer, &t->task) == 0)
+                return;
+        free(t); /* the writer is closed: what is ready is dropped */
+        pthread_mutex_lock(&rc->lock);
+        list = rc->ready_head;
+        rc->ready_head = rc->ready_tail = NULL;
+        rc->record_posted = false;
+        pthread_mutex_unlock(&rc->lock);
+        while (list) {
+                struct fetch *next = list->ready_next;
+                fetch_done(list);
+                list = next;
+        }
 }
 
 /* On the writer's thread, while stopping: a claimed order this instance
@@ -244,9 +336,8 @@ static void on_fetched(const struct api_result *r, void *userdata)
                 memcpy(f->body, r->body, r->body_len);
         if (r->has_charge && charge_copy(&f->charge, &r->charge) < 0)
                 goto drop; /* out of memory: the next sweep asks again */
-        f->task.run = record_run;
-        if (writer_post(rc->rt->writer, &f->task) == 0)
-                return;
+        queue_record(rc, f);
+        return;
 drop:
         fetch_done(f);
 }

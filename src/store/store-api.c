@@ -176,34 +176,28 @@ static void fetch_reset_result(struct api_fetch *f)
         f->event_id = 0;
 }
 
+static int record_fetch(struct store *s, struct api_fetch *f, const char *now)
+{
+        int r = insert_fetch(s, f);
+
+        if (r >= 0 && f->has_charge)
+                r = apply_fetched(s, f, now);
+        if (r >= 0)
+                r = set_next_check(s, f->charge_id, f->next_check_at);
+        return r;
+}
+
 int store_record_fetch(struct store *s, struct api_fetch *f)
 {
-        char now[TIME_ISO_LEN];
-        int r;
+        int fault, r;
 
         fetch_reset_result(f);
         if (s->read_only)
                 return -EROFS;
         if (!fetch_valid(f))
                 return -EINVAL;
-        if (s->pg)
-                return pg_store_record_fetch(s->pg, f);
-        r = store_check_file(s);
-        if (r < 0)
-                return r;
-        r = store_begin_immediate(s);
-        if (r < 0)
-                return r;
-        time_format_iso(time_now_ms(), now);
-        r = insert_fetch(s, f);
-        if (r >= 0 && f->has_charge)
-                r = apply_fetched(s, f, now);
-        if (r >= 0)
-                r = set_next_check(s, f->charge_id, f->next_check_at);
-        if (r >= 0)
-                return store_commit(s);
-        store_rollback(s);
-        return r;
+        r = store_record_fetch_batch(s, &f, 1, &fault);
+        return r < 0 ? r : fault;
 }
 
 /* ---- webhooks confirmed with the API (§8.4) ------------------------------ */
@@ -434,6 +428,74 @@ int store_record_confirmed(struct store *s, struct delivery *d, struct api_fetch
         }
         r = store_record_confirmed_batch(s, &d, &f, 1, &fault);
         return r < 0 ? r : fault;
+}
+
+/* One fetch in its own savepoint, as record_confirmed_isolated(). */
+static int record_fetch_isolated(struct store *s, struct api_fetch *f, const char *now,
+                                 int *fault)
+{
+        int r;
+
+        *fault = 0;
+        if (!fetch_valid(f)) {
+                *fault = -EINVAL;
+                return 0;
+        }
+        r = run_savepoint(s, STMT_SAVEPOINT);
+        if (r < 0)
+                return r;
+        r = record_fetch(s, f, now);
+        if (r >= 0)
+                return run_savepoint(s, STMT_RELEASE);
+        if (!pair_fault(r))
+                return r;
+        fetch_reset_result(f);
+        *fault = r;
+        r = run_savepoint(s, STMT_ROLLBACK_TO);
+        return r < 0 ? r : run_savepoint(s, STMT_RELEASE);
+}
+
+int store_record_fetch_batch(struct store *s, struct api_fetch *const *f, size_t n, int *ret)
+{
+        char now[TIME_ISO_LEN];
+        size_t i;
+        int r = 0;
+
+        for (i = 0; i < n; i++) {
+                fetch_reset_result(f[i]);
+                ret[i] = 0;
+        }
+        if (n == 0)
+                return 0;
+        if (s->read_only) {
+                r = -EROFS;
+                goto fail;
+        }
+        if (s->pg) { /* one transaction each, under the order's row lock */
+                for (i = 0; i < n; i++)
+                        ret[i] = fetch_valid(f[i]) ? pg_store_record_fetch(s->pg, f[i]) : -EINVAL;
+                return 0;
+        }
+        r = store_check_file(s);
+        if (r == 0)
+                r = store_begin_immediate(s);
+        if (r < 0)
+                goto fail;
+        time_format_iso(time_now_ms(), now);
+        for (i = 0; i < n && r >= 0; i++)
+                r = record_fetch_isolated(s, f[i], now, &ret[i]);
+        if (r >= 0)
+                r = store_commit(s); /* rolls back itself when it fails */
+        else
+                store_rollback(s);
+        if (r >= 0)
+                return 0;
+fail:
+        for (i = 0; i < n; i++) {
+                fetch_reset_result(f[i]);
+                ret[i] = r;
+        }
+        return r;
 }
 
 /* ---- the reconciler's queue ----------------------------------------------- */
