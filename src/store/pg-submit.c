@@ -345,13 +345,27 @@ static int trim_rejected(struct pg_store *p, int64_t added)
         return 0;
 }
 
+/*
+ * A connection that died while idle (a server restart in a quiet hour,
+ * idle_session_timeout, a middlebox) only shows it when used, and the
+ * first use is BEGIN. Nothing of the batch has been sent then, so BEGIN
+ * goes once more on a new connection (pg_store_conn() connects at once
+ * after a first loss) rather than answering 503 for a server that is up.
+ */
+static int begin(struct pg_store *p)
+{
+        int r = pg_store_exec(p, "BEGIN");
+
+        return r == -ECONNRESET ? pg_store_exec(p, "BEGIN") : r;
+}
+
 static int run_batch(struct pg_store *p, struct delivery *const *items, size_t n, bool isolated)
 {
         int64_t rejected = p->rejected_rows;
         char now[TIME_ISO_LEN];
         int r;
 
-        r = pg_store_exec(p, "BEGIN");
+        r = begin(p);
         if (r < 0)
                 return r;
         time_format_iso(time_now_ms(), now);

@@ -333,6 +333,30 @@ def test_connection_terminated_mid_transaction():
         d.__exit__(None, None, None)
 
 
+def test_idle_connection_dropped():
+    """The daemon's connections terminated while idle (as a server restart
+    in a quiet hour, idle_session_timeout or a middlebox would): the next
+    webhook is acknowledged on a new connection, not answered 503 for the
+    dead one, which only shows itself when used."""
+    db, d = new_daemon()
+    try:
+        check_eq(post(d, random_charge_id(), "CAPTURED"), 200, "before")
+        for round_ in range(3):
+            n = PG.query("SELECT count(*) AS n FROM (SELECT pg_terminate_backend(pid) FROM "
+                         "pg_stat_activity WHERE datname = ? AND application_name = 'cashpayd') "
+                         "AS q", db, db="postgres")[0]["n"]
+            check(n >= 1, "the daemon's connections terminated")
+            wait_until(lambda: not PG.query("SELECT 1 FROM pg_stat_activity WHERE datname = ? "
+                                            "AND application_name = 'cashpayd'", db, db="postgres"),
+                       "the terminated backends to be gone")
+            cid = random_charge_id()
+            check_eq(post(d, cid, "CAPTURED"), 200, f"round {round_}: the first webhook after")
+            check_eq(healthz(d), 200, f"round {round_}: /healthz after")
+            check_stored(db, [(cid, "CAPTURED")], "idle drop")
+    finally:
+        d.__exit__(None, None, None)
+
+
 # ------------------------------------------------------------ statement timeout
 
 def test_statement_timeout():
@@ -571,6 +595,7 @@ def main():
             test_restart_fast_under_load,
             test_restart_immediate_under_load,
             test_connection_terminated_mid_transaction,
+            test_idle_connection_dropped,
             test_statement_timeout,
             test_failover_to_promoted_standby,
             test_disk_full,
