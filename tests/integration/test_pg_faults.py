@@ -443,7 +443,7 @@ def test_failover_to_promoted_standby():
             SUMMARY.append(f"failover (synchronous standby promoted 3 s after the primary "
                            f"crashed; 50 more acknowledged {down:.1f} s after the crash): "
                            f"{load.codes}; "
-                           f"/healthz {health}; {attempts} failed connection attempts, "
+                           f"/healthz {health}; the writer logged {attempts} failed connection attempts, "
                            f"{at_standby} connections at the new primary once promoted; "
                            f"{len(load.acked)} acknowledged, 0 lost")
         finally:
