@@ -442,8 +442,8 @@ def test_failover_to_promoted_standby():
             at_standby = server_connections(standby.log_text()[standby_mark:])
             SUMMARY.append(f"failover (synchronous standby promoted 3 s after the primary "
                            f"crashed; 50 more acknowledged {down:.1f} s after the crash): "
-                           f"{load.codes}; "
-                           f"/healthz {health}; the writer logged {attempts} failed connection attempts, "
+                           f"{load.codes}; /healthz {health}; the writer logged {attempts} "
+                           f"failed connection attempts, "
                            f"{at_standby} connections at the new primary once promoted; "
                            f"{len(load.acked)} acknowledged, 0 lost")
         finally:
@@ -522,7 +522,8 @@ def test_disk_full():
         check_stored(db, load.acked, "disk full")
         SUMMARY.append(f"disk full (tablespace on a 24 MiB tmpfs): {load.codes} "
                        f"({codes_full} when space returned, {during} acknowledged in the 2 s "
-                       f"after /healthz said unavailable); /healthz {load.health_since(health_mark)}; "
+                       f"after /healthz said unavailable); "
+                       f"/healthz {load.health_since(health_mark)}; "
                        f"{len(load.acked)} acknowledged, 0 lost")
     finally:
         if d:
