@@ -193,7 +193,8 @@ int ctl_store_error(struct ctl *c, int r, const char *what)
 bool ctl_command_on_postgresql(const struct ctl *c)
 {
         static const char *const on_pg[] = { "orders", "show", "deliveries", "events",
-                                             "charge", "sync", "reconcile" };
+                                             "fulfil", "review-done", "charge", "sync",
+                                             "reconcile" };
 
         for (size_t i = 0; c->command && i < sizeof(on_pg) / sizeof(on_pg[0]); i++)
                 if (strcmp(c->command->name, on_pg[i]) == 0)

@@ -132,3 +132,14 @@ int pg_admin_list_events(struct pg_store *p, int64_t after_id, const char *charg
 {
         return -EOPNOTSUPP;
 }
+
+int pg_admin_fulfil(struct pg_store *p, const char *charge_id, const char *now_iso,
+                    bool *ret_changed, struct order_record *ret)
+{
+        return -EOPNOTSUPP;
+}
+
+int pg_admin_review_done(struct pg_store *p, const char *charge_id, bool *ret_changed)
+{
+        return -EOPNOTSUPP;
+}

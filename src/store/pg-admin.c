@@ -217,3 +217,63 @@ int pg_admin_list_events(struct pg_store *p, int64_t after_id, const char *charg
         }
         return r < 0 ? r : 0;
 }
+
+/* ---- the operator's writes ---------------------------------------------------- */
+
+/* The order's row locked, one conditional UPDATE, the row as it is then:
+ * all in one transaction, so the explanation of a refusal is the row the
+ * UPDATE saw. */
+static int update_locked(struct pg_store *p, const char *sql, const char *charge_id,
+                         const char *now_iso, bool *ret_changed, struct order_record *ret)
+{
+        _cleanup_(PQclearp) PGresult *lock = NULL;
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        const char *params[] = { charge_id, now_iso };
+        int r;
+
+        *ret_changed = false;
+        r = pg_store_exec(p, "BEGIN");
+        if (r < 0)
+                return r;
+        r = pg_store_query(p, "SELECT 1 FROM orders WHERE charge_id = $1 FOR UPDATE", params, 1,
+                           false, 0, &lock);
+        if (r >= 0 && PQntuples(lock) == 0)
+                r = -ENOENT;
+        if (r >= 0)
+                r = pg_store_query(p, sql, params, now_iso ? 2 : 1, false, 0, &res);
+        if (r >= 0)
+                *ret_changed = strcmp(PQcmdTuples(res), "1") == 0;
+        if (r >= 0)
+                r = pg_store_get_order(p, charge_id, ret);
+        if (r >= 0)
+                return pg_store_exec(p, "COMMIT");
+        if (p->conn)
+                pg_store_exec(p, "ROLLBACK");
+        return r;
+}
+
+int pg_admin_fulfil(struct pg_store *p, const char *charge_id, const char *now_iso,
+                    bool *ret_changed, struct order_record *ret)
+{
+        if (p->read_only)
+                return -EROFS;
+        return update_locked(p, "UPDATE orders SET fulfilled_at = $2::timestamptz "
+                                "WHERE charge_id = $1 AND status = 'CAPTURED' "
+                                "AND NOT needs_review AND fulfilled_at IS NULL",
+                             charge_id, now_iso, ret_changed, ret);
+}
+
+int pg_admin_review_done(struct pg_store *p, const char *charge_id, bool *ret_changed)
+{
+        struct order_record o;
+        int r;
+
+        if (p->read_only)
+                return -EROFS;
+        r = update_locked(p, "UPDATE orders SET needs_review = false "
+                             "WHERE charge_id = $1 AND needs_review",
+                          charge_id, NULL, ret_changed, &o);
+        if (r >= 0)
+                order_record_clear(&o);
+        return r;
+}

@@ -67,3 +67,9 @@ int pg_admin_list_deliveries_for(struct pg_store *p, const char *charge_id,
                                  struct delivery_list *ret);
 int pg_admin_list_events(struct pg_store *p, int64_t after_id, const char *charge_id,
                          unsigned limit, struct event_list *ret);
+/* One transaction each, the row locked: -ENOENT when there is no such
+ * order; *ret_changed when the conditional UPDATE of store-admin.c's
+ * SQLite twin would have changed it; @ret the order afterwards. */
+int pg_admin_fulfil(struct pg_store *p, const char *charge_id, const char *now_iso,
+                    bool *ret_changed, struct order_record *ret);
+int pg_admin_review_done(struct pg_store *p, const char *charge_id, bool *ret_changed);

@@ -375,8 +375,15 @@ int store_admin_fulfil(struct store *s, const char *charge_id, const char *now_i
         int r, c;
 
         *ret = (struct order_record) { 0 };
-        if (s->pg)
-                return -EOPNOTSUPP; /* cashpayctl does not offer it there yet */
+        if (s->pg) {
+                bool changed;
+                r = pg_admin_fulfil(s->pg, charge_id, now_iso, &changed, ret);
+                if (r == -ENOENT)
+                        return STORE_ADMIN_UNKNOWN;
+                if (r < 0)
+                        return r;
+                return changed ? STORE_ADMIN_DONE : fulfil_refusal(ret);
+        }
         r = store_begin_immediate(s);
         if (r < 0)
                 return r;
@@ -411,8 +418,13 @@ int store_admin_review_done(struct store *s, const char *charge_id)
 {
         int r, c;
 
-        if (s->pg)
-                return -EOPNOTSUPP;
+        if (s->pg) {
+                bool changed;
+                r = pg_admin_review_done(s->pg, charge_id, &changed);
+                if (r == -ENOENT)
+                        return STORE_ADMIN_UNKNOWN;
+                return r < 0 ? r : changed ? STORE_ADMIN_DONE : STORE_ADMIN_ALREADY;
+        }
         r = store_begin_immediate(s);
         if (r < 0)
                 return r;

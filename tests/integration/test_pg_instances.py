@@ -392,7 +392,8 @@ def test_stopping_instance_gives_its_claims_back():
 
 def test_cashpayctl_listings_match_sqlite():
     """cashpayctl orders, events, deliveries and show print the same JSON
-    on both engines for the same webhooks (times and addresses aside)."""
+    on both engines for the same webhooks (times and addresses aside), and
+    fulfil and review-done decide and answer alike."""
     import os
     import subprocess
     import harness
@@ -401,7 +402,7 @@ def test_cashpayctl_listings_match_sqlite():
             ("chg_ctl_paid", "CAPTURED", 2000), ("chg_ctl_failed", "FAILED", 1500),
             ("chg_ctl_other", "CAPTURED", 900), ("chg_ctl_other", "CAPTURED", 901)]
     volatile = {"received_at", "first_seen_at", "updated_at", "captured_at", "failed_at",
-                "recorded_at", "remote_addr"}
+                "recorded_at", "remote_addr", "fulfilled_at"}
 
     def scrub(v):
         if isinstance(v, dict):
@@ -423,6 +424,17 @@ def test_cashpayctl_listings_match_sqlite():
                                 *args], capture_output=True, text=True, timeout=60)
             check_eq(r.returncode, 0, f"cashpayctl {' '.join(args)}: {r.stderr}")
             out[" ".join(args)] = scrub(json.loads(r.stdout))
+        # the operator's writes: done, refused for each reason, then done again
+        for args in (["fulfil", "chg_ctl_paid"], ["fulfil", "chg_ctl_paid"],
+                     ["fulfil", "chg_ctl_failed"], ["fulfil", "chg_ctl_other"],
+                     ["review-done", "chg_ctl_other"], ["review-done", "chg_ctl_other"],
+                     ["fulfil", "chg_ctl_other"], ["fulfil", "chg_ctl_unknown"],
+                     ["orders", "--unfulfilled"]):
+            r = subprocess.run([os.environ["CASHPAYCTL"], "--config", d.config_path, "--json",
+                                *args], capture_output=True, text=True, timeout=60)
+            out.setdefault("writes", []).append(
+                (args, r.returncode, scrub(json.loads(r.stdout)) if r.stdout else None,
+                 r.stderr))
         return out
 
     db, daemons = instances(1)
@@ -445,20 +457,21 @@ def test_cashpayctl_listings_match_sqlite():
     check_eq([e["to_status"] for e in on_pg["show chg_ctl_paid"]["events"]],
              ["INITIATED", "CAPTURED"], "show's events")
     check_eq(len(on_pg["show chg_ctl_paid"]["deliveries"]), 3, "show's deliveries")
+    check_eq([code for _, code, _, _ in on_pg["writes"]], [0, 0, 1, 1, 0, 0, 0, 1, 0],
+             "fulfil and review-done exit codes")
     print(f"     {sum(len(json.dumps(v)) for v in on_pg.values())} bytes of JSON alike",
           flush=True)
 
 
 def test_cashpayctl_refuses_postgresql_clearly():
-    """cashpayctl's fulfilment and migration commands exist for SQLite
-    only: they must say so, not open some SQLite file at [database] path
-    instead."""
+    """cashpayctl's migrate and prune exist for SQLite only: they must say
+    so, not open some SQLite file at [database] path instead."""
     import os
     import subprocess
     db, daemons = instances(1)
     try:
         r = subprocess.run([os.environ["CASHPAYCTL"], "--config", daemons[0].config_path,
-                            "fulfil", "chg_not_there"],
+                            "migrate"],
                            capture_output=True, text=True, timeout=60)
         check(r.returncode != 0, "cashpayctl fails")
         check("does not support [database] backend = postgresql" in r.stderr, r.stderr)
