@@ -411,8 +411,12 @@ int pg_store_probe_write(struct pg_store *p)
 
         if (p->read_only)
                 return -EROFS;
-        /* a transaction id makes COMMIT write (and flush) a commit record */
-        r = pg_store_exec(p, "BEGIN; SELECT pg_current_xact_id(); COMMIT");
+        /* A commit record alone goes to pg_wal, which may have room while
+         * the database's own disk is full: a temporary table (in the
+         * database's tablespace, as temp_tablespaces is empty by default)
+         * given one row must grow a file there, as a webhook's rows do. */
+        r = pg_store_exec(p, "BEGIN; CREATE TEMPORARY TABLE cashpayd_probe (x integer) "
+                             "ON COMMIT DROP; INSERT INTO cashpayd_probe VALUES (1); COMMIT");
         if (r < 0 && p->conn)
                 pg_store_exec(p, "ROLLBACK");
         return r;

@@ -30,7 +30,9 @@ int pg_store_get_order(struct pg_store *p, const char *charge_id, struct order_r
 int pg_store_health(struct pg_store *p);
 /* 0 while the connection is up, without a round trip. */
 int pg_store_check_connection(struct pg_store *p);
-/* A transaction that writes and commits (a transaction id is assigned). */
+/* A transaction that writes and commits: one row of a temporary table, so
+ * a file grows in the database's tablespace (unless temp_tablespaces
+ * names another) as a webhook's rows would. */
 int pg_store_probe_write(struct pg_store *p);
 int pg_store_prune_rejected(struct pg_store *p, const char *cutoff_iso, unsigned limit,
                             bool dry_run, int64_t *ret_count);

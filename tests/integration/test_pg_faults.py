@@ -491,7 +491,10 @@ def test_disk_full():
     """The daemon's database in a tablespace on a small tmpfs (pg_wal stays
     on the server's own disk), filled up under load: 503s (PostgreSQL's
     disk_full, "could not extend file"), /healthz unavailable, nothing
-    acknowledged; the filler removed, service resumes in the same process."""
+    acknowledged; idle, /healthz stays unavailable while the disk is full
+    (the writer's probe must grow a file there too); the filler removed,
+    /healthz is ready with no webhook sent and the same process takes
+    webhooks again."""
     base = tempfile.mkdtemp(prefix="cashpayd-pgdisk-")
     os.chmod(base, 0o755)  # the server's user reaches the mount point
     fs = Tmpfs(os.path.join(base, "ts"), "24m", PG.user)
@@ -509,22 +512,30 @@ def test_disk_full():
                        "/healthz to say unavailable once the disk is full")
             mark = load.acked_count()
             time.sleep(2)
-            # rows may still fit into pages that have room: count, do not forbid
             during = load.acked_count() - mark
-            codes_full = dict(load.codes)
-            os.unlink(filler)
-            wait_for_progress(load, "service to resume once there is space again")
         finally:
             load.stop()
+        check_eq(during, 0, "acknowledged while the disk is full")
+        idle = []
+        for _ in range(30):  # 3 s idle: the writer probes each idle second
+            idle.append(healthz(d))
+            time.sleep(0.1)
+        check_eq(set(idle), {503}, "/healthz while idle with the disk full")
+        os.unlink(filler)
+        wait_until(lambda: healthz(d) == 200, "/healthz ready again with no webhook sent")
+        check("takes writes again" in d.log_text(), "the log says the database takes writes again")
+        after = [random_charge_id() for _ in range(5)]
+        for cid in after:
+            check_eq(post(d, cid, "CAPTURED"), 200, "a webhook once there is space again")
         check_eq(d.proc.pid, pid, "the same cashpayd process")
         check_answers(load.codes, "disk full")
         check("disk full" in d.log_text(), "the log says the disk is full")
-        check_stored(db, load.acked, "disk full")
-        SUMMARY.append(f"disk full (tablespace on a 24 MiB tmpfs): {load.codes} "
-                       f"({codes_full} when space returned, {during} acknowledged in the 2 s "
-                       f"after /healthz said unavailable); "
-                       f"/healthz {load.health_since(health_mark)}; "
-                       f"{len(load.acked)} acknowledged, 0 lost")
+        check_stored(db, load.acked + [(cid, "CAPTURED") for cid in after], "disk full")
+        SUMMARY.append(f"disk full (tablespace on a 24 MiB tmpfs): {load.codes}, 0 acknowledged "
+                       f"in the 2 s after /healthz said unavailable; /healthz "
+                       f"{load.health_since(health_mark)}, then 503 idle for 3 s while full, "
+                       f"200 once space was freed with no webhook sent; "
+                       f"{len(load.acked) + len(after)} acknowledged, 0 lost")
     finally:
         if d:
             d.__exit__(None, None, None)
