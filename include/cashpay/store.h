@@ -8,9 +8,10 @@
  * connection is up, store_checkpoint() has nothing to do, store_wal_bytes()
  * is -1, and -ECONNRESET (connection lost; the store reconnects by itself
  * with backoff), -ECONNREFUSED and -ETIMEDOUT join the transient errors.
- * The admin and API functions (store-admin.h, store-api.h) exist for
- * SQLite only and return -EOPNOTSUPP on a PostgreSQL handle; the
- * configuration refuses the combinations that would call them.
+ * The API functions (store-api.h) and the admin listings, fulfil and
+ * review-done (store-admin.h) exist on both; store_admin_user_version()
+ * and the SQLite file's upkeep are SQLite's alone (cashpayctl refuses
+ * migrate on PostgreSQL).
  *
  * A store handle is used by one thread at a time. The daemon keeps one for
  * its writer thread and separate read-only handles for lookups.

@@ -296,8 +296,8 @@ static const struct config_key keys[] = {
                  "may share; path, synchronous and wal_warn_bytes then do not apply "
                  "(durability is the server's synchronous_commit). With postgresql, "
                  "reconciliation is shared out among the instances, and cashpayctl runs "
-                 "its listings, fulfil, review-done, charge, sync and reconcile (not "
-                 "migrate or prune: the daemon does those)." },
+                 "every command but migrate (the daemon migrates the database at "
+                 "start)." },
         { .section = "database", .name = "url", .type = CONFIG_STRING,
           .default_value = "", .max = 1024, .offset = OFF(database.url),
           .doc = "With backend = postgresql: a libpq connection string, key=value "

@@ -193,8 +193,8 @@ int ctl_store_error(struct ctl *c, int r, const char *what)
 bool ctl_command_on_postgresql(const struct ctl *c)
 {
         static const char *const on_pg[] = { "orders", "show", "deliveries", "events",
-                                             "fulfil", "review-done", "charge", "sync",
-                                             "reconcile" };
+                                             "fulfil", "review-done", "prune", "charge",
+                                             "sync", "reconcile" };
 
         for (size_t i = 0; c->command && i < sizeof(on_pg) / sizeof(on_pg[0]); i++)
                 if (strcmp(c->command->name, on_pg[i]) == 0)
@@ -212,12 +212,13 @@ int ctl_open_store(struct ctl *c, enum ctl_store_mode mode)
         if (r != 0)
                 return r;
         bool pg = c->cfg->database.backend == DB_BACKEND_POSTGRESQL;
-        /* The API commands go through store-api.h, which both engines serve;
-         * the listing, fulfilment and migration queries exist for SQLite only. */
+        /* Listings, fulfilment, prune and the API commands go through calls
+         * both engines serve; migrate is SQLite's (the daemon migrates a
+         * PostgreSQL database itself, under an advisory lock). */
         if (pg && !ctl_command_on_postgresql(c))
                 return ctl_fail("cashpayctl %s does not support [database] backend = "
-                                "postgresql yet: query the database with psql (see the "
-                                "README); cashpayd migrates it at start", c->command->name);
+                                "postgresql: cashpayd migrates such a database itself "
+                                "at start", c->command->name);
         if (pg && c->db_path)
                 return ctl_fail("--db names an SQLite file; this configuration has "
                                 "[database] backend = postgresql");

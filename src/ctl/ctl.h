@@ -107,7 +107,7 @@ int ctl_parse_uint(const char *s, unsigned long long min, unsigned long long max
 int ctl_load_config(struct ctl *c);
 
 /* ctl_command_on_postgresql() - whether the command runs on backend =
- * postgresql (those going through store-api.h only). */
+ * postgresql (all that open the store but migrate). */
 bool ctl_command_on_postgresql(const struct ctl *c);
 
 /* ctl_open_store() - load the config and open the database. 0 or exit 1. */

@@ -393,7 +393,7 @@ def test_stopping_instance_gives_its_claims_back():
 def test_cashpayctl_listings_match_sqlite():
     """cashpayctl orders, events, deliveries and show print the same JSON
     on both engines for the same webhooks (times and addresses aside), and
-    fulfil and review-done decide and answer alike."""
+    fulfil, review-done and prune decide and answer alike."""
     import os
     import subprocess
     import harness
@@ -402,7 +402,7 @@ def test_cashpayctl_listings_match_sqlite():
             ("chg_ctl_paid", "CAPTURED", 2000), ("chg_ctl_failed", "FAILED", 1500),
             ("chg_ctl_other", "CAPTURED", 900), ("chg_ctl_other", "CAPTURED", 901)]
     volatile = {"received_at", "first_seen_at", "updated_at", "captured_at", "failed_at",
-                "recorded_at", "remote_addr", "fulfilled_at"}
+                "recorded_at", "remote_addr", "fulfilled_at", "cutoff"}
 
     def scrub(v):
         if isinstance(v, dict):
@@ -416,6 +416,9 @@ def test_cashpayctl_listings_match_sqlite():
             raw = json.dumps(charge(cid, status, amount=amount)).encode()
             code, _ = post_raw(d, raw, d.sign_headers(raw))
             check_eq(code, 200, f"{cid} {status}")
+        code, _ = post_raw(d, b'{"forged": true}', {"Content-Type": "application/json",
+                                                   "X-CashPay-Signature": "00" * 32})
+        check_eq(code, 401, "a forged delivery")
         out = {}
         for args in (["orders", "--limit", "0"], ["events"], ["deliveries", "--limit", "0"],
                      ["show", "chg_ctl_paid"], ["orders", "--review"],
@@ -429,7 +432,8 @@ def test_cashpayctl_listings_match_sqlite():
                      ["fulfil", "chg_ctl_failed"], ["fulfil", "chg_ctl_other"],
                      ["review-done", "chg_ctl_other"], ["review-done", "chg_ctl_other"],
                      ["fulfil", "chg_ctl_other"], ["fulfil", "chg_ctl_unknown"],
-                     ["orders", "--unfulfilled"]):
+                     ["orders", "--unfulfilled"], ["prune", "--days", "0", "--dry-run"],
+                     ["prune", "--days", "0"], ["deliveries", "--outcome", "unauthorized"]):
             r = subprocess.run([os.environ["CASHPAYCTL"], "--config", d.config_path, "--json",
                                 *args], capture_output=True, text=True, timeout=60)
             out.setdefault("writes", []).append(
@@ -453,19 +457,21 @@ def test_cashpayctl_listings_match_sqlite():
     check_eq(sorted(o["charge_id"] for o in on_pg["orders --limit 0"]["orders"]),
              ["chg_ctl_failed", "chg_ctl_other", "chg_ctl_paid"], "orders listed")
     check_eq(len(on_pg["events"]["events"]), 4, "events listed")
-    check_eq(len(on_pg["deliveries --limit 0"]["deliveries"]), len(plan), "deliveries listed")
+    check_eq(len(on_pg["deliveries --limit 0"]["deliveries"]), len(plan) + 1,
+             "deliveries listed")
+    check_eq(on_pg["writes"][-1][2], {"deliveries": []}, "the forged delivery pruned")
     check_eq([e["to_status"] for e in on_pg["show chg_ctl_paid"]["events"]],
              ["INITIATED", "CAPTURED"], "show's events")
     check_eq(len(on_pg["show chg_ctl_paid"]["deliveries"]), 3, "show's deliveries")
-    check_eq([code for _, code, _, _ in on_pg["writes"]], [0, 0, 1, 1, 0, 0, 0, 1, 0],
+    check_eq([code for _, code, _, _ in on_pg["writes"]], [0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0],
              "fulfil and review-done exit codes")
     print(f"     {sum(len(json.dumps(v)) for v in on_pg.values())} bytes of JSON alike",
           flush=True)
 
 
 def test_cashpayctl_refuses_postgresql_clearly():
-    """cashpayctl's migrate and prune exist for SQLite only: they must say
-    so, not open some SQLite file at [database] path instead."""
+    """cashpayctl migrate exists for SQLite only: it must say so, not open
+    some SQLite file at [database] path instead."""
     import os
     import subprocess
     db, daemons = instances(1)
