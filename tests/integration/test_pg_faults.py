@@ -545,6 +545,67 @@ def test_disk_full():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_wal_disk_full():
+    """pg_wal of a server of its own on a small tmpfs, filled up under
+    load: PostgreSQL cannot write WAL and panics (its postmaster then
+    goes through crash recovery); cashpayd answers 503 meanwhile. Space
+    freed and the server restarted (as an operator would), the same
+    cashpayd process serves again, and every acknowledged delivery is
+    there."""
+    base = tempfile.mkdtemp(prefix="cashpayd-pgwal-")
+    os.chmod(base, 0o755)
+    with PgServer(settings={"max_wal_size": "'64MB'", "min_wal_size": "'32MB'"}) as srv:
+        fs = Tmpfs(os.path.join(base, "wal"), "80m", srv.user)
+        d = None
+        try:
+            srv.stop()
+            wal = os.path.join(srv.data, "pg_wal")
+            for name in os.listdir(wal):
+                shutil.move(os.path.join(wal, name), fs.path)
+            os.rmdir(wal)
+            for root, dirs, files in os.walk(fs.path):  # copied by root: the server's again
+                for name in dirs + files:
+                    os.chown(os.path.join(root, name), srv.user.pw_uid, srv.user.pw_gid)
+            os.symlink(fs.path, wal)
+            srv.start()
+            d = Daemon({"database.backend": "postgresql", "database.url": srv.url,
+                        "database.password_file": srv.password_file, "http.threads": "4",
+                        "log.level": "notice"})
+            pid = d.proc.pid
+            load = Load(d)
+            try:
+                wait_for_progress(load, "load to start")
+                health_mark = len(load.health_since(0))
+                filler = fs.fill()
+                wait_until(lambda: 503 in load.health_since(health_mark),
+                           "/healthz to say unavailable once pg_wal is full", timeout=120)
+                wait_until(lambda: "PANIC" in srv.log_text() or not srv.running(),
+                           "the server to give up", timeout=120)
+                time.sleep(1)
+                panicked = "PANIC" in srv.log_text()
+                still_up = srv.running()
+                os.unlink(filler)
+                srv.stop(mode="immediate")
+                srv.start()
+                wait_for_progress(load, "service once pg_wal has room and the server is back")
+            finally:
+                load.stop()
+            check_eq(d.proc.pid, pid, "the same cashpayd process")
+            check_answers(load.codes, "pg_wal full")
+            check_stored("cashpay", load.acked, "pg_wal full", server=srv)
+            SUMMARY.append(f"pg_wal full (an 80 MiB tmpfs): server PANIC {panicked}, postmaster "
+                           f"{'still' if still_up else 'no longer'} running before space was "
+                           f"freed; "
+                           f"{load.codes}; /healthz {load.health_since(health_mark)}; "
+                           f"{len(load.acked)} acknowledged, 0 lost")
+        finally:
+            if d:
+                d.__exit__(None, None, None)
+            srv.stop(mode="immediate")
+            fs.unmount()
+            shutil.rmtree(base, ignore_errors=True)
+
+
 # ------------------------------------------------------------ SIGKILL loop
 
 def test_sigkill_loop():
@@ -611,6 +672,7 @@ def main():
             test_statement_timeout,
             test_failover_to_promoted_standby,
             test_disk_full,
+            test_wal_disk_full,
             test_sigkill_loop,
             test_server_crash_loop,
         ]
