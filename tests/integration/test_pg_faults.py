@@ -1,9 +1,10 @@
 """PostgreSQL faults under a steady webhook load, against the real daemon
 on the test's own server (CONTRACT.md §9): the server restarted (fast and
 immediate), the daemon's connection terminated in the middle of a
-transaction, statements running past statement_timeout, SIGKILL of the
-daemon in a loop, and the server crashed (pg_ctl stop -m immediate)
-round after round.
+transaction and while idle, statements running past statement_timeout, a
+failover to a promoted synchronous standby, the database's tablespace and
+pg_wal on a full tmpfs, SIGKILL of the daemon in a loop, and the server
+crashed (pg_ctl stop -m immediate) round after round.
 
 Each time: answers while the database cannot commit are 503 (never a 2xx
 that is not in the database afterwards), /healthz goes unavailable and
