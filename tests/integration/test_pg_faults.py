@@ -165,6 +165,17 @@ def check_stored(db, acked, what, server=None):
     for cid, status in acked:
         if status == "CAPTURED":
             check_eq(orders.get(cid), "CAPTURED", f"{what}: {cid} acknowledged CAPTURED")
+    # nothing half: each event's delivery is an acknowledged one of its
+    # charge claiming its to_status, and each delivery applied has its event
+    half = server.query(
+        "SELECT e.id FROM order_events e LEFT JOIN webhook_deliveries w ON w.id = e.delivery_id "
+        "WHERE w.id IS NULL OR w.http_status <> 200 OR w.charge_id <> e.charge_id "
+        "OR w.claimed_status <> e.to_status", db=db)
+    check_eq(half, [], f"{what}: events without their acknowledged delivery")
+    half = server.query(
+        "SELECT w.id FROM webhook_deliveries w WHERE w.outcome = 'applied' AND NOT EXISTS "
+        "(SELECT 1 FROM order_events e WHERE e.delivery_id = w.id)", db=db)
+    check_eq(half, [], f"{what}: deliveries applied without their event")
 
 
 def check_answers(codes, what):
