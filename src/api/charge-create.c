@@ -229,7 +229,7 @@ bool charge_create_cancelled(const struct charge_create *cc)
 static void settle_charge(struct charge_create *cc, struct store *s, const char *now,
                           int64_t now_ms)
 {
-        char next[TIME_ISO_LEN], why[200];
+        char next[TIME_ISO_LEN], why[256];
         struct charge_result *res = &cc->result;
         int r;
 

@@ -273,11 +273,18 @@ static int take_sockets(struct daemon *dmn, const struct config *cfg)
                 return r;
         if (s->n_admin == 0 && (r = bind_all(&cfg->admin.listen, s->admin, &s->n_admin)) < 0)
                 return r;
-        /* The checkout listener creates charges: only with the API. */
-        if (s->n_checkout > 0 && !cfg->cashpay.api_url)
-                return log_err_return(-EINVAL, "a checkout socket was passed, but [cashpay] "
-                                      "api_url is not set: there is no API to create charges "
-                                      "with");
+        /* The checkout listener creates charges: only with the API. systemd
+         * passes every listening socket unit that names this service, so an
+         * installed cashpayd-checkout.socket must not stop a receiver that
+         * does not use the API from starting: it is left unserved, said. */
+        if (s->n_checkout > 0 && !cfg->cashpay.api_url) {
+                log_warning("a checkout socket was passed, but [cashpay] api_url is not set: "
+                            "there is no API to create charges with, so it is not served "
+                            "(stop and disable cashpayd-checkout.socket)");
+                for (size_t i = 0; i < s->n_checkout; i++)
+                        close(s->checkout[i]);
+                s->n_checkout = 0;
+        }
         if (cfg->cashpay.api_url && s->n_checkout == 0 &&
             (r = bind_all(&cfg->checkout.listen, s->checkout, &s->n_checkout)) < 0)
                 return r;
