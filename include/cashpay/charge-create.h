@@ -65,7 +65,7 @@ struct charge_result {
         int cashpay_status;           /* CashPay's HTTP status, 0 when none */
         int api_error;                /* UNAVAILABLE: the client's negative errno, or 0 */
         int store_error;              /* STORE_FAILED: the store's negative errno */
-        char detail[200];             /* why, for logs and the 502/503 body; no secret */
+        char detail[256];             /* why, for logs and the 502/503 body; no secret */
 };
 
 struct charge_create;

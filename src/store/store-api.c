@@ -552,6 +552,7 @@ int store_due_orders(struct store *s, const char *now, const char *untouched_bef
         while ((rc = sqlite3_step(st)) == SQLITE_ROW && *ret_n < max) {
                 struct due_order *d = &ret[(*ret_n)++];
 
+                *d = (struct due_order) { 0 }; /* claimed_until stays "": SQLite claims nothing */
                 store_column_text_copy(st, 0, d->charge_id, sizeof(d->charge_id));
                 store_column_text_copy(st, 1, d->first_seen_at, sizeof(d->first_seen_at));
                 store_column_text_copy(st, 2, d->next_check_at, sizeof(d->next_check_at));
