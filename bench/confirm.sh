@@ -122,21 +122,7 @@ write_config() {  # write_config DIR PORT ADMIN
                 printf '[checkout]\nlisten =\n'
                 printf '[log]\nlevel = notice\n'
         } >"$1/cashpayd.conf"
-        for kv in "${extra[@]+"${extra[@]}"}"; do
-                /usr/bin/python3 - "$1/cashpayd.conf" "$kv" <<'EOF'
-import configparser, sys
-path, kv = sys.argv[1], sys.argv[2]
-key, value = kv.split("=", 1)
-section, name = key.split(".", 1)
-c = configparser.ConfigParser(interpolation=None)
-c.read(path)
-if not c.has_section(section):
-    c.add_section(section)
-c.set(section, name, value)
-with open(path, "w") as f:
-    c.write(f)
-EOF
-        done
+        set_config_keys "$1/cashpayd.conf" "${extra[@]+"${extra[@]}"}"
 }
 
 outcomes() {  # outcomes DB: "applied=N duplicate=N ..." of the stored deliveries

@@ -32,6 +32,28 @@ need() {
         command -v "$1" >/dev/null || die "$1 is required (Debian package: $2)"
 }
 
+# set_config_keys FILE [SECTION.KEY=VALUE]... - each override written into
+# the INI file FILE, its section added when missing.
+set_config_keys() {
+        local file=$1 kv
+        shift
+        for kv in "$@"; do
+                /usr/bin/python3 - "$file" "$kv" <<'EOF'
+import configparser, sys
+path, kv = sys.argv[1], sys.argv[2]
+key, value = kv.split("=", 1)
+section, name = key.split(".", 1)
+c = configparser.ConfigParser(interpolation=None)
+c.read(path)
+if not c.has_section(section):
+    c.add_section(section)
+c.set(section, name, value)
+with open(path, "w") as f:
+    c.write(f)
+EOF
+        done
+}
+
 free_port() {
         /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -89,21 +89,7 @@ write_config() {  # write_config PORT ADMIN RECONCILE_AFTER
                 printf '[checkout]\nlisten =\n'
                 printf '[log]\nlevel = notice\n'
         } >"$WORK/cashpayd.conf"
-        for kv in "${extra[@]+"${extra[@]}"}"; do
-                /usr/bin/python3 - "$WORK/cashpayd.conf" "$kv" <<'EOF'
-import configparser, sys
-path, kv = sys.argv[1], sys.argv[2]
-key, value = kv.split("=", 1)
-section, name = key.split(".", 1)
-c = configparser.ConfigParser(interpolation=None)
-c.read(path)
-if not c.has_section(section):
-    c.add_section(section)
-c.set(section, name, value)
-with open(path, "w") as f:
-    c.write(f)
-EOF
-        done
+        set_config_keys "$WORK/cashpayd.conf" "${extra[@]+"${extra[@]}"}"
 }
 
 # The schema, made by the daemon itself (then stopped).

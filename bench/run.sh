@@ -91,21 +91,7 @@ write_config() {
                 printf '[database]\npath = %s/db/cashpay.db\nsynchronous = full\n' "$dir"
                 printf '[log]\nlevel = %s\n' "$log_level"
         } >"$dir/cashpayd.conf"
-        for kv in "${extra[@]+"${extra[@]}"}"; do
-                /usr/bin/python3 - "$dir/cashpayd.conf" "$kv" <<'EOF'
-import configparser, sys
-path, kv = sys.argv[1], sys.argv[2]
-key, value = kv.split("=", 1)
-section, name = key.split(".", 1)
-c = configparser.ConfigParser(interpolation=None)
-c.read(path)
-if not c.has_section(section):
-    c.add_section(section)
-c.set(section, name, value)
-with open(path, "w") as f:
-    c.write(f)
-EOF
-        done
+        set_config_keys "$dir/cashpayd.conf" "${extra[@]+"${extra[@]}"}"
 }
 
 # run_one MODE CONNS SCHEME
