@@ -26,6 +26,12 @@ enum pg_stmt {
         PG_REJECTED_TRIM,
         PG_REJECTED_PRUNE,
         PG_REJECTED_PRUNE_COUNT,
+        /* the batch in three round trips (pg-batch.c) */
+        PG_LOCK_VIEWS,           /* PG_LOCK_ORDERS returning what PG_ORDER_VIEW returns */
+        PG_MESSAGES_SEEN,        /* which of an array of message ids have a 200 */
+        PG_DELIVERY_IDS,         /* $1 new webhook_deliveries ids */
+        PG_ORDERS_INSERT,        /* new orders from arrays; fails when another instance won */
+        PG_DELIVERIES_INSERT,    /* deliveries from arrays, their ids given */
         _PG_STMT_MAX,
 };
 
@@ -55,6 +61,13 @@ int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params,
  * every connection (pg-api.c: calls far rarer than a webhook batch). */
 int pg_store_query(struct pg_store *p, const char *sql, const char *const *params, int n,
                    bool binary_last, int last_len, PGresult **ret);
+
+/* pg_stmt_name() - what statement @id is prepared as on every connection. */
+const char *pg_stmt_name(enum pg_stmt id);
+
+/* pg_store_failed() - pg_errno() of a failed @res (never 0), the
+ * connection dropped when it is broken so that the next call reconnects. */
+int pg_store_failed(struct pg_store *p, const PGresult *res);
 
 /* pg_store_exec() - a plain statement, e.g. BEGIN; drops a broken connection. */
 int pg_store_exec(struct pg_store *p, const char *sql);
@@ -88,3 +101,54 @@ int pg_order_from_row(const PGresult *res, int row, struct order_record *o);
         "coalesce(charge_created, 0), " PG_ISO("first_seen_at") ", " PG_ISO("updated_at") ", " \
         PG_ISO("captured_at") ", " PG_ISO("failed_at") ", " PG_ISO("fulfilled_at") ", " \
         "needs_review, return_ref, " PG_ISO("next_check_at")
+
+/* pg_begin() - BEGIN, once more on a new connection when the idle one had died. */
+int pg_begin(struct pg_store *p);
+
+/* Parameters of one prepared statement, with room for the numbers formatted. */
+struct pg_params {
+        enum pg_stmt id;
+        int n;
+        const char *v[10];
+        char buf[2][24];
+        bool binary_last;        /* v[n - 1] is bytea of last_len bytes */
+        int last_len;
+};
+
+/* pg_transition_params() - the statement that writes what state_decide()
+ * said (an insert's v[0..7] are also PG_ORDERS_INSERT's columns); 0 when
+ * there is none. */
+int pg_transition_params(const struct transition *t, const struct charge *c, const char *now,
+                         struct pg_params *out);
+
+/* pg_delivery_params() - @d's columns for PG_DELIVERIES_INSERT: v[0] its
+ * id (d->id), v[9] its body (last_len bytes); v + 1 is PG_DELIVERY_INSERT's
+ * parameters. 0 or -E2BIG. */
+int pg_delivery_params(const struct delivery *d, const char *charge_id, const char *claimed,
+                       const char *error, struct pg_params *out);
+
+/* The batch's status changes as PG_EVENT_INSERT's array parameters. */
+struct pg_events {
+        char *ids, *from, *to, *deliveries;
+        size_t count;
+};
+int pg_events_build(struct delivery *const *items, size_t n, struct pg_events *e);
+/* pg_events_take() - each delivery's event_id from PG_EVENT_INSERT's rows. */
+int pg_events_take(const PGresult *res, struct delivery *const *items, size_t n, size_t count);
+void pg_events_free(struct pg_events *e);
+
+/* pg_trim_rejected() - the cap on rejected rows, @added of them in this batch. */
+int pg_trim_rejected(struct pg_store *p, int64_t added);
+
+/* pg_rejection_status() - the HTTP status a rejected outcome is stored with (0: none). */
+int pg_rejection_status(enum outcome o);
+
+/*
+ * pg_submit_batch() - the batch in three round trips (pg-batch.c): its
+ * reads in one pipeline, the state machine run here, its writes in a
+ * second one, then COMMIT. 0 when committed; 1 when nothing was
+ * committed and the batch must go the statement-at-a-time way
+ * (a delivery the server refused, an order another instance inserted
+ * meanwhile); else a negative errno as pg_store_submit() returns it.
+ */
+int pg_submit_batch(struct pg_store *p, struct delivery *const *items, size_t n);

@@ -17,6 +17,14 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
+#define ORDER_INSERT \
+        "INSERT INTO orders (charge_id, order_ref, status, amount, currency, " \
+        "description, transaction_url, charge_created, first_seen_at, updated_at, " \
+        "captured_at, failed_at) " \
+        "VALUES ($1, $2, $3, $4::bigint, $5, $6, $7, $8::bigint, $9::timestamptz, " \
+        "$9::timestamptz, CASE $3 WHEN 'CAPTURED' THEN $9::timestamptz END, " \
+        "CASE $3 WHEN 'FAILED' THEN $9::timestamptz END)"
+
 static const struct {
         const char *sql;
         int n_params;
@@ -27,14 +35,7 @@ static const struct {
                             "FOR UPDATE", 1 },
         [PG_MESSAGE_SEEN] = { "SELECT 1 FROM webhook_deliveries WHERE message_id = $1 "
                               "AND http_status = 200 LIMIT 1", 1 },
-        [PG_ORDER_INSERT] = {
-                "INSERT INTO orders (charge_id, order_ref, status, amount, currency, "
-                "description, transaction_url, charge_created, first_seen_at, updated_at, "
-                "captured_at, failed_at) "
-                "VALUES ($1, $2, $3, $4::bigint, $5, $6, $7, $8::bigint, $9::timestamptz, "
-                "$9::timestamptz, CASE $3 WHEN 'CAPTURED' THEN $9::timestamptz END, "
-                "CASE $3 WHEN 'FAILED' THEN $9::timestamptz END) "
-                "ON CONFLICT (charge_id) DO NOTHING", 9 },
+        [PG_ORDER_INSERT] = { ORDER_INSERT " ON CONFLICT (charge_id) DO NOTHING", 9 },
         [PG_ORDER_UPDATE_STATUS] = {
                 "UPDATE orders SET status = $2, updated_at = $3::timestamptz, "
                 "captured_at = CASE $2 WHEN 'CAPTURED' THEN coalesce(captured_at, "
@@ -76,11 +77,35 @@ static const struct {
         [PG_REJECTED_PRUNE_COUNT] = {
                 "SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries WHERE " REJECTED
                 " AND received_at < $1::timestamptz LIMIT $2::bigint) AS q", 2 },
+        [PG_LOCK_VIEWS] = { "SELECT charge_id, status, amount, currency FROM orders "
+                            "WHERE charge_id = ANY ($1::text[]) ORDER BY charge_id FOR UPDATE", 1 },
+        [PG_MESSAGES_SEEN] = { "SELECT DISTINCT message_id FROM webhook_deliveries "
+                               "WHERE message_id = ANY ($1::text[]) AND http_status = 200", 1 },
+        [PG_DELIVERY_IDS] = { "SELECT nextval(pg_get_serial_sequence('webhook_deliveries', "
+                              "'id')) FROM generate_series(1, $1::integer)", 1 },
+        /* the batch's new orders; a unique violation, not 0 rows, when another
+         * instance inserted one meanwhile: the batch is rolled back */
+        [PG_ORDERS_INSERT] = {
+                "INSERT INTO orders (charge_id, order_ref, status, amount, currency, "
+                "description, transaction_url, charge_created, first_seen_at, updated_at, "
+                "captured_at, failed_at) "
+                "SELECT c, r, s, a, cu, d, u, cr, $9::timestamptz, $9::timestamptz, "
+                "CASE s WHEN 'CAPTURED' THEN $9::timestamptz END, "
+                "CASE s WHEN 'FAILED' THEN $9::timestamptz END "
+                "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], "
+                "$6::text[], $7::text[], $8::bigint[]) AS o (c, r, s, a, cu, d, u, cr)", 9 },
+        /* the batch's deliveries, ids given */
+        [PG_DELIVERIES_INSERT] = {
+                "INSERT INTO webhook_deliveries (id, received_at, remote_addr, message_id, "
+                "charge_id, claimed_status, outcome, http_status, error, body) "
+                "OVERRIDING SYSTEM VALUE SELECT * FROM unnest($1::bigint[], $2::timestamptz[], "
+                "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::integer[], "
+                "$9::text[], $10::bytea[])", 10 },
 };
 
 static char stmt_name[_PG_STMT_MAX][8];
 
-static const char *name_of(enum pg_stmt id)
+const char *pg_stmt_name(enum pg_stmt id)
 {
         if (!stmt_name[id][0])
                 snprintf(stmt_name[id], sizeof(stmt_name[id]), "s%d", (int) id);
@@ -121,7 +146,7 @@ static void password_free(char *pw)
 static int prepare_all(PGconn *c, char *err, size_t err_len)
 {
         for (int i = 0; i < _PG_STMT_MAX; i++) {
-                _cleanup_(PQclearp) PGresult *res = PQprepare(c, name_of(i), statements[i].sql,
+                _cleanup_(PQclearp) PGresult *res = PQprepare(c, pg_stmt_name(i), statements[i].sql,
                                                               statements[i].n_params, NULL);
                 int r = pg_errno(c, res);
                 if (r < 0)
@@ -191,7 +216,7 @@ int pg_store_conn(struct pg_store *p)
 }
 
 /* A connection libpq found broken is dropped here, so the next call reconnects. */
-static int failed(struct pg_store *p, const PGresult *res)
+int pg_store_failed(struct pg_store *p, const PGresult *res)
 {
         int r = pg_errno(p->conn, res);
 
@@ -228,7 +253,7 @@ static int exec_params(struct pg_store *p, const char *statement, const char *sq
                         : PQexecParams(p->conn, sql, n, NULL, params, lengths, formats, 0);
         r = pg_errno(p->conn, res);
         if (r < 0) {
-                r = failed(p, res);
+                r = pg_store_failed(p, res);
                 PQclear(res);
                 return r;
         }
@@ -242,7 +267,7 @@ static int exec_params(struct pg_store *p, const char *statement, const char *sq
 int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params, int n,
                  bool binary_last, int last_len, PGresult **ret)
 {
-        return exec_params(p, name_of(id), NULL, params, n, binary_last, last_len, ret);
+        return exec_params(p, pg_stmt_name(id), NULL, params, n, binary_last, last_len, ret);
 }
 
 int pg_store_query(struct pg_store *p, const char *sql, const char *const *params, int n,
@@ -259,7 +284,7 @@ int pg_store_exec(struct pg_store *p, const char *sql)
         if (r < 0)
                 return r;
         res = PQexec(p->conn, sql);
-        return pg_errno(p->conn, res) < 0 ? failed(p, res) : 0;
+        return pg_errno(p->conn, res) < 0 ? pg_store_failed(p, res) : 0;
 }
 
 static int count_rejected(struct pg_store *p)

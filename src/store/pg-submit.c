@@ -67,68 +67,83 @@ int pg_read_view(struct pg_store *p, const char *charge_id, struct order_view *v
         return 0;
 }
 
-/* 1 when inserted, 0 when another instance had inserted it first. */
-static int insert_order(struct pg_store *p, const struct charge *c, const char *now)
+int pg_transition_params(const struct transition *t, const struct charge *c, const char *now,
+                         struct pg_params *out)
 {
-        _cleanup_(PQclearp) PGresult *res = NULL;
-        char amount[24], created[24];
-        const char *params[] = { c->id, c->order_ref, charge_status_name(c->status), amount,
-                                 c->currency, c->description, c->transaction_url, created, now };
-        int r;
-
-        snprintf(amount, sizeof(amount), "%" PRId64, c->amount);
-        snprintf(created, sizeof(created), "%" PRId64, c->created);
-        r = pg_store_run(p, PG_ORDER_INSERT, params, 9, false, 0, &res);
-        if (r < 0)
-                return r;
-        return strcmp(PQcmdTuples(res), "1") == 0;
-}
-
-static int update_one(struct pg_store *p, enum pg_stmt id, const char *const *params, int n)
-{
-        _cleanup_(PQclearp) PGresult *res = NULL;
-        int r = pg_store_run(p, id, params, n, false, 0, &res);
-
-        if (r >= 0 && strcmp(PQcmdTuples(res), "1") != 0)
-                return -EIO;
-        return r;
+        *out = (struct pg_params) { 0 };
+        if (t->insert_order) {
+                snprintf(out->buf[0], sizeof(out->buf[0]), "%" PRId64, c->amount);
+                snprintf(out->buf[1], sizeof(out->buf[1]), "%" PRId64, c->created);
+                const char *v[] = { c->id, c->order_ref, charge_status_name(c->status), out->buf[0],
+                                    c->currency, c->description, c->transaction_url, out->buf[1],
+                                    now };
+                memcpy(out->v, v, sizeof(v));
+                out->n = 9;
+                out->id = PG_ORDER_INSERT;
+        } else if (t->change_status) {
+                const char *v[] = { c->id, charge_status_name(c->status), now, c->order_ref,
+                                    c->description, c->transaction_url };
+                memcpy(out->v, v, sizeof(v));
+                out->n = 6;
+                out->id = PG_ORDER_UPDATE_STATUS;
+        } else if (t->flag_review) {
+                out->v[0] = c->id;
+                out->v[1] = now;
+                out->n = 2;
+                out->id = PG_ORDER_FLAG_REVIEW;
+        }
+        return out->n > 0;
 }
 
 /* 1 when done, 0 when the insert lost a race and the delivery must start over. */
 int pg_apply_transition(struct pg_store *p, const struct transition *t, const struct charge *c,
                             const char *now)
 {
-        if (t->insert_order)
-                return insert_order(p, c, now);
-        if (t->change_status) {
-                const char *params[] = { c->id, charge_status_name(c->status), now, c->order_ref,
-                                         c->description, c->transaction_url };
-                int r = update_one(p, PG_ORDER_UPDATE_STATUS, params, 6);
-                return r < 0 ? r : 1;
-        }
-        if (t->flag_review) {
-                const char *params[] = { c->id, now };
-                int r = update_one(p, PG_ORDER_FLAG_REVIEW, params, 2);
-                return r < 0 ? r : 1;
-        }
-        return 1;
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        struct pg_params op;
+        int r;
+
+        if (!pg_transition_params(t, c, now, &op))
+                return 1;
+        r = pg_store_run(p, op.id, op.v, op.n, false, 0, &res);
+        if (r < 0)
+                return r;
+        if (op.id == PG_ORDER_INSERT)
+                return strcmp(PQcmdTuples(res), "1") == 0;
+        return strcmp(PQcmdTuples(res), "1") == 0 ? 1 : -EIO;
+}
+
+int pg_delivery_params(const struct delivery *d, const char *charge_id, const char *claimed,
+                       const char *error, struct pg_params *out)
+{
+        *out = (struct pg_params) { 0 };
+        if (d->body_len > INT32_MAX)
+                return -E2BIG;
+        snprintf(out->buf[0], sizeof(out->buf[0]), "%" PRId64, d->id);
+        snprintf(out->buf[1], sizeof(out->buf[1]), "%d", d->http_status);
+        const char *v[] = { out->buf[0], d->received_at, d->remote_addr, delivery_message_id(d),
+                            charge_id, claimed, outcome_name(d->outcome), out->buf[1], error,
+                            /* an empty body is '' (what was received), not NULL */
+                            d->body ? (const char *) d->body : "" };
+        memcpy(out->v, v, sizeof(v));
+        out->n = 10;
+        out->binary_last = true;
+        out->last_len = (int) d->body_len;
+        return 0;
 }
 
 int pg_insert_delivery(struct pg_store *p, struct delivery *d, const char *charge_id,
                            const char *claimed, const char *error)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
-        char status[8];
-        const char *params[] = { d->received_at, d->remote_addr, delivery_message_id(d), charge_id,
-                                 claimed, outcome_name(d->outcome), status, error,
-                                 /* an empty body is '' (what was received), not NULL */
-                                 d->body ? (const char *) d->body : "" };
+        struct pg_params dp;
         int r;
 
-        if (d->body_len > INT32_MAX)
-                return -E2BIG;
-        snprintf(status, sizeof(status), "%d", d->http_status);
-        r = pg_store_run(p, PG_DELIVERY_INSERT, params, 9, true, (int) d->body_len, &res);
+        r = pg_delivery_params(d, charge_id, claimed, error, &dp);
+        if (r < 0)
+                return r;
+        /* without the id: the identity column numbers it */
+        r = pg_store_run(p, PG_DELIVERY_INSERT, dp.v + 1, 9, true, dp.last_len, &res);
         if (r >= 0)
                 d->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         return r;
@@ -176,7 +191,7 @@ static int record_accepted(struct pg_store *p, struct delivery *d, const char *n
                                d->outcome == OUTCOME_APPLIED ? NULL : d->transition.reason);
 }
 
-static int status_of_rejection(enum outcome o)
+int pg_rejection_status(enum outcome o)
 {
         switch (o) {
         case OUTCOME_INVALID:
@@ -197,7 +212,7 @@ static int record(struct pg_store *p, struct delivery *d, const char *now)
         delivery_reset_result(d);
         if (d->has_charge)
                 return record_accepted(p, d, now);
-        status = status_of_rejection(d->rejected_as);
+        status = pg_rejection_status(d->rejected_as);
         if (status == 0 || status != d->rejected_status)
                 return -EINVAL;
         d->outcome = d->rejected_as;
@@ -264,22 +279,29 @@ static void array_add(char *buf, size_t *len, const char *text)
                         text ? text : "NULL", text ? "\"" : "");
 }
 
-/* The batch's status changes, in one INSERT under the events lock. The
- * values are charge ids ([A-Za-z0-9_-], charge.c), status names and
- * numbers: nothing in them needs escaping inside "...". */
-static int insert_events(struct pg_store *p, struct delivery *const *items, size_t n,
-                         const char *now)
+void pg_events_free(struct pg_events *e)
 {
-        _cleanup_(freep) char *ids = malloc(n * (CHARGE_ID_MAX + 4) + 3);
-        _cleanup_(freep) char *from = malloc(n * 13 + 3), *to = malloc(n * 13 + 3);
-        _cleanup_(freep) char *deliveries = malloc(n * 24 + 3);
-        _cleanup_(PQclearp) PGresult *res = NULL;
-        size_t li = 1, lf = 1, lt = 1, ld = 1, count = 0;
-        int r;
+        free(e->ids);
+        free(e->from);
+        free(e->to);
+        free(e->deliveries);
+        *e = (struct pg_events) { 0 };
+}
 
-        if (!ids || !from || !to || !deliveries)
+/* The values are charge ids ([A-Za-z0-9_-], charge.c), status names and
+ * numbers: nothing in them needs escaping inside "...". */
+int pg_events_build(struct delivery *const *items, size_t n, struct pg_events *e)
+{
+        size_t li = 1, lf = 1, lt = 1, ld = 1;
+
+        *e = (struct pg_events) { .ids = malloc(n * (CHARGE_ID_MAX + 4) + 3),
+                                  .from = malloc(n * 13 + 3), .to = malloc(n * 13 + 3),
+                                  .deliveries = malloc(n * 24 + 3) };
+        if (!e->ids || !e->from || !e->to || !e->deliveries) {
+                pg_events_free(e);
                 return -ENOMEM;
-        ids[0] = from[0] = to[0] = deliveries[0] = '{';
+        }
+        e->ids[0] = e->from[0] = e->to[0] = e->deliveries[0] = '{';
         for (size_t i = 0; i < n; i++) {
                 const struct delivery *d = items[i];
                 char id[24];
@@ -287,25 +309,21 @@ static int insert_events(struct pg_store *p, struct delivery *const *items, size
                 if (d->fault < 0 || !d->has_charge || !d->transition.change_status)
                         continue;
                 snprintf(id, sizeof(id), "%" PRId64, d->id);
-                array_add(ids, &li, d->charge.id);
-                array_add(from, &lf, d->had_order ? charge_status_name(d->previous) : NULL);
-                array_add(to, &lt, charge_status_name(d->charge.status));
-                array_add(deliveries, &ld, id);
-                count++;
+                array_add(e->ids, &li, d->charge.id);
+                array_add(e->from, &lf, d->had_order ? charge_status_name(d->previous) : NULL);
+                array_add(e->to, &lt, charge_status_name(d->charge.status));
+                array_add(e->deliveries, &ld, id);
+                e->count++;
         }
-        if (count == 0)
-                return 0;
-        strcpy(ids + li, "}");
-        strcpy(from + lf, "}");
-        strcpy(to + lt, "}");
-        strcpy(deliveries + ld, "}");
-        r = pg_store_run(p, PG_EVENTS_LOCK, NULL, 0, false, 0, NULL);
-        if (r < 0)
-                return r;
-        const char *params[] = { ids, from, to, deliveries, now };
-        r = pg_store_run(p, PG_EVENT_INSERT, params, 5, false, 0, &res);
-        if (r < 0)
-                return r;
+        strcpy(e->ids + li, "}");
+        strcpy(e->from + lf, "}");
+        strcpy(e->to + lt, "}");
+        strcpy(e->deliveries + ld, "}");
+        return 0;
+}
+
+int pg_events_take(const PGresult *res, struct delivery *const *items, size_t n, size_t count)
+{
         if ((size_t) PQntuples(res) != count)
                 return -EIO;
         /* each row names its delivery: no reliance on the order of RETURNING */
@@ -320,8 +338,31 @@ static int insert_events(struct pg_store *p, struct delivery *const *items, size
         return 0;
 }
 
+/* The batch's status changes, in one INSERT under the events lock. */
+static int insert_events(struct pg_store *p, struct delivery *const *items, size_t n,
+                         const char *now)
+{
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        struct pg_events e;
+        int r;
+
+        r = pg_events_build(items, n, &e);
+        if (r < 0 || e.count == 0)
+                goto out;
+        r = pg_store_run(p, PG_EVENTS_LOCK, NULL, 0, false, 0, NULL);
+        if (r < 0)
+                goto out;
+        const char *params[] = { e.ids, e.from, e.to, e.deliveries, now };
+        r = pg_store_run(p, PG_EVENT_INSERT, params, 5, false, 0, &res);
+        if (r >= 0)
+                r = pg_events_take(res, items, n, e.count);
+out:
+        pg_events_free(&e);
+        return r;
+}
+
 /* The cap on rejected rows, as store_submit() describes it for SQLite. */
-static int trim_rejected(struct pg_store *p, int64_t added)
+int pg_trim_rejected(struct pg_store *p, int64_t added)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
         int64_t slack = p->max_rejected / 100;
@@ -352,7 +393,7 @@ static int trim_rejected(struct pg_store *p, int64_t added)
  * goes once more on a new connection (pg_store_conn() connects at once
  * after a first loss) rather than answering 503 for a server that is up.
  */
-static int begin(struct pg_store *p)
+int pg_begin(struct pg_store *p)
 {
         int r = pg_store_exec(p, "BEGIN");
 
@@ -365,7 +406,7 @@ static int run_batch(struct pg_store *p, struct delivery *const *items, size_t n
         char now[TIME_ISO_LEN];
         int r;
 
-        r = begin(p);
+        r = pg_begin(p);
         if (r < 0)
                 return r;
         time_format_iso(time_now_ms(), now);
@@ -373,7 +414,7 @@ static int run_batch(struct pg_store *p, struct delivery *const *items, size_t n
         for (size_t i = 0; i < n && r >= 0; i++)
                 r = isolated ? record_isolated(p, items[i], now) : record(p, items[i], now);
         if (r >= 0)
-                r = trim_rejected(p, p->rejected_rows - rejected);
+                r = pg_trim_rejected(p, p->rejected_rows - rejected);
         if (r >= 0)
                 r = insert_events(p, items, n, now);
         /* 2xx only once this returned: a COMMIT that fails (or whose answer
@@ -396,7 +437,9 @@ int pg_store_submit(struct pg_store *p, struct delivery *const *items, size_t n)
         if (n == 0)
                 return 0;
         for (int attempt = 0;; attempt++) {
-                r = run_batch(p, items, n, false);
+                r = pg_submit_batch(p, items, n);
+                if (r == 1)
+                        r = run_batch(p, items, n, false);
                 if (delivery_fault(r))
                         r = run_batch(p, items, n, true);
                 /* a deadlock with another instance: the server chose us; go again */
