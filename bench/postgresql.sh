@@ -223,7 +223,7 @@ wait_backends_gone() {
 dbs=0
 # run_case NAME INSTANCES: NAME sqlite, or postgresql on a fresh database.
 run_case() {
-        local name=$1 n=$2 db= i dir conns pids=() wrks=() ports=() admins=() c0 c1 s0 s1 \
+        local name=$1 n=$2 db='' i dir conns pids=() wrks=() ports=() admins=() c0 c1 s0 s1 \
                 acked=0 rate=0 stored batches=0 batch_sum=0 commit_sum=0 label
         if [[ $name == postgresql ]]; then
                 db=bench$((++dbs))
@@ -321,7 +321,7 @@ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' 
         "$(basename "$cashpayd") $("$cashpayd" --version | cut -d' ' -f2), wrk -t$WRK_THREADS -d$duration," \
         "PostgreSQL $(sql postgres 'SHOW server_version'), $connections connections${extra[*]:+, ${extra[*]}}${pg_extra[*]:+, ${pg_extra[*]}}"
 print_header
-rate_sqlite= rate_pg1= rate_pg2=
+rate_sqlite='' rate_pg1='' rate_pg2=''
 for r in $runs; do
         case $r in
         sqlite) run_case sqlite 1 ;;
