@@ -139,58 +139,18 @@ static int enter(struct pg_store *p)
 
 /* ------------------------------------------------------------ step 1: reads */
 
-/* @text as an element of an array literal: "...", with " and \ escaped. */
-static size_t quote_element(char *w, const char *text)
+/* The batch's charge ids and message ids as array literals. */
+static int build_arrays(const struct batch *b, struct pg_array *ids, struct pg_array *messages)
 {
-        char *start = w;
-
-        *w++ = '"';
-        for (; *text; text++) {
-                if (*text == '"' || *text == '\\')
-                        *w++ = '\\';
-                *w++ = *text;
-        }
-        *w++ = '"';
-        return (size_t) (w - start);
-}
-
-/* The batch's charge ids (ids: [A-Za-z0-9_-], charge.c) and message ids as
- * array literals; @ids NULL-free. */
-static int build_arrays(const struct batch *b, char **ids, char **messages)
-{
-        size_t li = 3, lm = 3;
-
         for (size_t i = 0; i < b->n; i++) {
                 const struct delivery *d = b->items[i];
                 if (!d->has_charge)
                         continue;
-                li += strlen(d->charge.id) + 3;
+                pg_array_add(ids, d->charge.id);
                 if (delivery_message_id(d))
-                        lm += 2 * strlen(d->message_id) + 3;
+                        pg_array_add(messages, d->message_id);
         }
-        *ids = malloc(li);
-        *messages = malloc(lm);
-        if (!*ids || !*messages)
-                return -ENOMEM;
-        char *wi = *ids, *wm = *messages;
-        *wi++ = '{';
-        *wm++ = '{';
-        for (size_t i = 0; i < b->n; i++) {
-                const struct delivery *d = b->items[i];
-                if (!d->has_charge)
-                        continue;
-                if (wi > *ids + 1)
-                        *wi++ = ',';
-                wi += quote_element(wi, d->charge.id);
-                if (delivery_message_id(d)) {
-                        if (wm > *messages + 1)
-                                *wm++ = ',';
-                        wm += quote_element(wm, d->message_id);
-                }
-        }
-        strcpy(wi, "}");
-        strcpy(wm, "}");
-        return 0;
+        return pg_array_end(ids) < 0 || pg_array_end(messages) < 0 ? -ENOMEM : 0;
 }
 
 static const char *batch_charge_id(const struct batch *b, const char *id)
@@ -262,23 +222,24 @@ static int take_ids(struct batch *b, const PGresult *res)
 /* @begun: BEGIN was answered (the connection was alive when the batch started). */
 static int read_batch(struct pg_store *p, struct batch *b, bool *begun)
 {
-        _cleanup_(freep) char *ids = NULL;
-        _cleanup_(freep) char *messages = NULL;
+        struct pg_array ids = { 0 }, messages = { 0 };
         PGresult *res[4] = { 0 };
         char count[24];
         int r;
 
         *begun = false;
         r = build_arrays(b, &ids, &messages);
-        if (r < 0)
+        if (r >= 0)
+                r = enter(p);
+        if (r < 0) {
+                pg_array_free(&ids);
+                pg_array_free(&messages);
                 return r;
+        }
         snprintf(count, sizeof(count), "%zu", b->n);
-        struct pg_params lock = { .id = PG_LOCK_VIEWS, .n = 1, .v = { ids } };
-        struct pg_params seen = { .id = PG_MESSAGES_SEEN, .n = 1, .v = { messages } };
+        struct pg_params lock = { .id = PG_LOCK_VIEWS, .n = 1, .v = { ids.text } };
+        struct pg_params seen = { .id = PG_MESSAGES_SEEN, .n = 1, .v = { messages.text } };
         struct pg_params new_ids = { .id = PG_DELIVERY_IDS, .n = 1, .v = { count } };
-        r = enter(p);
-        if (r < 0)
-                return r;
         r = send_sql(p, "BEGIN");
         if (r >= 0)
                 r = send_statement(p, &lock);
@@ -296,6 +257,8 @@ static int read_batch(struct pg_store *p, struct batch *b, bool *begun)
         if (r >= 0)
                 r = take_ids(b, res[3]);
         clear_all(res, 4);
+        pg_array_free(&ids);
+        pg_array_free(&messages);
         return r;
 }
 
