@@ -75,8 +75,15 @@ def start(reconcile_after=1, tls=None, extra=None):
         "checkout.listen": "",
         **(extra or {}),
     })
-    d.start()
-    sim.control("config", {"webhook_drop": True})
+    try:
+        d.start()
+        sim.control("config", {"webhook_drop": True})
+    except BaseException:
+        # The test fails here; the next one must not find this one's simulator.
+        sim.stop()
+        d.kill_tree()
+        d.close(passed=False)
+        raise
     return d, sim
 
 
