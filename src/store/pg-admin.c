@@ -232,7 +232,7 @@ static int update_locked(struct pg_store *p, const char *sql, const char *charge
         int r;
 
         *ret_changed = false;
-        r = pg_store_exec(p, "BEGIN");
+        r = pg_begin(p);
         if (r < 0)
                 return r;
         r = pg_store_query(p, "SELECT 1 FROM orders WHERE charge_id = $1 FOR UPDATE", params, 1,

@@ -162,7 +162,7 @@ static int record_fetch_once(struct pg_store *p, struct api_fetch *f)
         f->id = f->event_id = 0;
         f->had_order = false;
         f->transition = (struct transition) { 0 };
-        r = pg_store_exec(p, "BEGIN");
+        r = pg_begin(p);
         if (r < 0)
                 return r;
         time_format_iso(time_now_ms(), now);
@@ -259,7 +259,7 @@ static int record_confirmed_once(struct pg_store *p, struct delivery *d, struct 
         f->id = f->event_id = 0;
         f->had_order = false;
         f->transition = (struct transition) { 0 };
-        r = pg_store_exec(p, "BEGIN");
+        r = pg_begin(p);
         if (r < 0)
                 return r;
         time_format_iso(time_now_ms(), now);
@@ -527,7 +527,7 @@ static int plan_once(struct pg_store *p, const struct charge_ask *ask, struct ch
         struct pending q;
         int r;
 
-        r = pg_store_exec(p, "BEGIN");
+        r = pg_begin(p);
         if (r < 0)
                 return r;
         /* the request row first: a creation that held it has committed when
@@ -646,7 +646,7 @@ int pg_store_charge_created(struct pg_store *p, int64_t request_id, const struct
         int64_t event_id;
         int inserted = 0, r;
 
-        r = pg_store_exec(p, "BEGIN");
+        r = pg_begin(p);
         if (r < 0)
                 return r;
         r = read_pending(p, request_id, &req);
