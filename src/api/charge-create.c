@@ -226,6 +226,24 @@ bool charge_create_cancelled(const struct charge_create *cc)
         return cc->res.error == -ECANCELED;
 }
 
+/*
+ * -ENOENT from settling: the request is no longer pending because another
+ * process (the checkout listener, a second cashpayctl) sent it with the
+ * same Idempotency-Key and recorded CashPay's answer first. What that
+ * process recorded is the answer here too, so the order_ref is planned
+ * again. Should that find nothing recorded (it cannot, short of a
+ * hand-edited database) nothing is sent: the caller asks again.
+ */
+static void settled_elsewhere(struct charge_create *cc, struct store *s, int64_t now_ms)
+{
+        charge_plan_clear(&cc->plan);
+        free(cc->body);
+        cc->body = NULL;
+        if (charge_create_plan(cc, s, now_ms))
+                unavailable(cc, -EAGAIN, "the request was settled by another process "
+                            "meanwhile; send it again");
+}
+
 static void settle_charge(struct charge_create *cc, struct store *s, const char *now,
                           int64_t now_ms)
 {
@@ -247,6 +265,10 @@ static void settle_charge(struct charge_create *cc, struct store *s, const char 
                         unavailable(cc, -EBADMSG, why);
                         return;
                 }
+        }
+        if (r == -ENOENT) {
+                settled_elsewhere(cc, s, now_ms);
+                return;
         }
         if (r < 0) {
                 store_failed(cc, r, "record the charge");
@@ -280,6 +302,10 @@ void charge_create_settle(struct charge_create *cc, struct store *s, int64_t now
         }
         r = store_charge_attempt(s, cc->plan.request_id, no, cc->res.http_status,
                                  cc->res.detail, now);
+        if (r == -ENOENT) {
+                settled_elsewhere(cc, s, now_ms);
+                return;
+        }
         if (r < 0) {
                 store_failed(cc, r, "record the attempt");
                 return;

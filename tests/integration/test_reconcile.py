@@ -232,5 +232,41 @@ def test_dead_api_stops_cleanly():
         finish(d, sim)
 
 
+def test_overlapping_creations_of_one_order_ref():
+    """Two processes creating a charge for one order_ref at the same time
+    (a retried checkout and an operator, say): both send the request's one
+    Idempotency-Key, CashPay creates one charge, the one that records
+    second finds the order the first recorded and answers with it (exit 0,
+    "created": false), not an error."""
+    d, sim = start(reconcile_after=3600)
+    try:
+        sim.control("config", {"api_latency_ms": 300})  # both in flight at once
+        for k in range(3):
+            ref = f"order-overlap-{k}"
+            cmd = [CTL, "--config", d.config_path, "--json", "charge", "create",
+                   "--order-ref", ref, "--amount", "2000", "--currency", "YER"]
+            procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for _ in range(2)]
+            answers = []
+            for p in procs:
+                out, err = p.communicate(timeout=60)
+                check_eq(p.returncode, 0, f"{ref}: {err.decode()}")
+                answers.append(json.loads(out))
+            check_eq(len({a["charge_id"] for a in answers}), 1, f"{ref}: one charge for both")
+            check_eq(sorted(a["created"] for a in answers), [False, True],
+                     f"{ref}: one created it, the other found it")
+            rows = d.query("SELECT state, charge_id FROM charge_requests WHERE order_ref = ?", ref)
+            check_eq(rows, [{"state": "created", "charge_id": answers[0]["charge_id"]}],
+                     f"{ref}: one request row")
+            check_eq(order(d, answers[0]["charge_id"])["status"], "INITIATED", f"{ref}: the order")
+        stats = sim.control("stats")
+        check_eq(stats["charges_created"], 3, "one charge per order_ref at CashPay")
+        check_eq(sorted(stats["creates_by_idempotency_key"].values()), [2, 2, 2],
+                 "each sent twice with its one key")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
 if __name__ == "__main__":
     run_tests([v for k, v in list(globals().items()) if k.startswith("test_")])
