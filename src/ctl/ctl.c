@@ -173,6 +173,11 @@ int ctl_store_error(struct ctl *c, int r, const char *what)
 {
         const char *path = c->cfg ? c->cfg->database.path : "database";
 
+        /* The connection string may hold a password: the server's own
+         * words were printed where the connection failed. */
+        if (c->cfg && c->cfg->database.backend == DB_BACKEND_POSTGRESQL)
+                return ctl_fail("%s: PostgreSQL database: %s", what,
+                                r == -ENOENT ? "not found" : store_strerror(r));
         switch (r) {
         case -EBUSY:
                 return ctl_fail("%s: database %s is locked by another process "
