@@ -127,8 +127,10 @@ def test_hanging_api_within_commit_timeout_and_stop():
     exits cleanly."""
     d, sim = start(extra={**QUIET, "database.commit_timeout": "1000"})
     try:
-        cid = create(d, "order-hang")
-        sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch"})
+        cid, waiting = create(d, "order-hang"), create(d, "order-hang-at-stop")
+        # After the bearer check: each hanging fetch is counted at the sim.
+        sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch",
+                               "api_fault_after": True})
         t0 = time.monotonic()
         status, resp_headers, raw = d.post(charge(cid, "CAPTURED"))
         took = time.monotonic() - t0
@@ -140,15 +142,20 @@ def test_hanging_api_within_commit_timeout_and_stop():
 
         result = {}
         worker = threading.Thread(target=lambda: result.update(
-            answer=d.post(charge(cid, "CAPTURED"))[0]))
+            answer=d.post(charge(waiting, "CAPTURED"))[0]))
         worker.start()
-        wait_for("a fetch hanging at the sim", lambda: sim.control("stats")["api_inflight"] >= 1)
+        # A charge of its own: the first fetch's retries may still hang, and a
+        # fetch of the same charge would join them, with nothing to show that
+        # the daemon has this webhook yet (rather than in its listen queue).
+        wait_for("the waiting webhook's fetch hanging at the sim",
+                 lambda: sim.control("stats")["fetches_by_charge"].get(waiting, 0) >= 1)
         t0 = time.monotonic()
         check_eq(d.stop(), 0, "exit status with a webhook waiting for the API")
         worker.join(10)
         check(time.monotonic() - t0 < 5, "stopped without waiting for the API")
         check_eq(result.get("answer"), 503, "the waiting webhook was answered 503")
-        check_eq(order(d, cid)["status"], "INITIATED", "still INITIATED")
+        check_eq((order(d, cid)["status"], order(d, waiting)["status"]),
+                 ("INITIATED", "INITIATED"), "both still INITIATED")
     finally:
         finish(d, sim)
 
