@@ -210,15 +210,36 @@ static void prepare_record(struct fetch *f)
                                                         : f->res.detail;
 }
 
-static void finish_record(struct fetch *f, int r)
+/*
+ * A fetch that could not be recorded: on PostgreSQL the order's
+ * next_check_at is still this instance's lease, which would keep it from
+ * every instance for DUE_LEASE. It goes back to the time this fetch would
+ * have set, so the order is looked at again on its usual doubling schedule
+ * (a record that keeps failing is not retried at every sweep). SQLite
+ * claims nothing: the order is still due there.
+ */
+static void give_back_unrecorded(struct store *store, struct fetch *f)
+{
+        struct due_order back = f->due;
+        int r;
+
+        snprintf(back.next_check_at, sizeof(back.next_check_at), "%s", f->next_check_at);
+        r = store_release_due(store, &back);
+        if (r < 0 && log_rate_ok(&store_error_log))
+                log_warning("could not give back the claim on %s: %s (due again after "
+                            "its lease)", f->charge_id, store_strerror(r));
+}
+
+static void finish_record(struct store *store, struct fetch *f, int r)
 {
         enum reconciled what = classify(f);
 
         if (r < 0) {
-                /* The order stays due: the next sweep asks again. */
                 if (log_rate_ok(&store_error_log))
-                        log_err("could not record the reconciliation of %s: %s",
-                                f->charge_id, store_strerror(r));
+                        log_err("could not record the reconciliation of %s: %s; looking "
+                                "again at %s", f->charge_id, store_strerror(r),
+                                f->next_check_at);
+                give_back_unrecorded(store, f);
         } else {
                 if (f->reason == FETCH_RECONCILE)
                         metrics_count_reconciled(what);
@@ -256,7 +277,8 @@ static void records_run(struct store *store, struct writer_task *task)
         }
         for (f = list, i = 0; f; i++) {
                 struct fetch *next = f->ready_next;
-                finish_record(f, as && res ? res[i] : store_record_fetch(store, &f->record));
+                finish_record(store, f, as && res ? res[i]
+                                                  : store_record_fetch(store, &f->record));
                 f = next;
         }
         free(as);

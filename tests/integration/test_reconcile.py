@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from harness import Daemon, SECRET, check, check_eq, end_group, run_tests, spawn
+from harness import BACKEND, Daemon, SECRET, check, check_eq, end_group, run_tests, spawn
 
 SIM = os.environ["CASHPAY_SIM"]
 CTL = os.environ["CASHPAYCTL"]
@@ -268,5 +268,39 @@ def test_overlapping_creations_of_one_order_ref():
         finish(d, sim)
 
 
+def test_unrecorded_fetch_gives_its_claim_back():
+    """On PostgreSQL: a look whose answer cannot be recorded (here a
+    trigger refuses its api_fetches row) gives back the lease it claimed
+    the order with, so the order is looked at again on its schedule, not
+    after the lease's ten minutes."""
+    d, sim = start()
+    try:
+        cid = create(d, "order-unrecorded")
+        d.pg.execute("CREATE FUNCTION refuse_fetch() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN RAISE EXCEPTION 'refused for the test'; END $$; "
+                     "CREATE TRIGGER refuse_fetch BEFORE INSERT ON api_fetches FOR EACH ROW "
+                     f"WHEN (NEW.charge_id = '{cid}') EXECUTE FUNCTION refuse_fetch()",
+                     db=d.pg_db)
+        sim.control(f"charges/{cid}/pay", {})
+        wait_for("a look that could not be recorded",
+                 lambda: f"could not record the reconciliation of {cid}" in d.log_text(),
+                 timeout=30)
+        left = d.pg.query("SELECT extract(epoch FROM next_check_at - now()) AS s FROM orders "
+                          "WHERE charge_id = ?", cid, db=d.pg_db)[0]["s"]
+        print(f"   next look {float(left):.1f} s after the failed record")
+        check(float(left) < 300, f"the lease given back: next look in {left} s")
+        d.pg.execute("DROP TRIGGER refuse_fetch ON api_fetches", db=d.pg_db)
+        wait_for("the order CAPTURED by a later look",
+                 lambda: order(d, cid)["status"] == "CAPTURED", timeout=60)
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
 if __name__ == "__main__":
-    run_tests([v for k, v in list(globals().items()) if k.startswith("test_")])
+    tests = [v for k, v in list(globals().items()) if k.startswith("test_")]
+    if BACKEND != "postgresql":
+        print("-    test_unrecorded_fetch_gives_its_claim_back: PostgreSQL only "
+              "(SQLite claims no lease)", flush=True)
+        tests.remove(test_unrecorded_fetch_gives_its_claim_back)
+    run_tests(tests)
