@@ -236,9 +236,8 @@ static void finish_record(struct store *store, struct fetch *f, int r)
 
         if (r < 0) {
                 if (log_rate_ok(&store_error_log))
-                        log_err("could not record the reconciliation of %s: %s; looking "
-                                "again at %s", f->charge_id, store_strerror(r),
-                                f->next_check_at);
+                        log_err("could not record the reconciliation of %s: %s",
+                                f->charge_id, store_strerror(r));
                 give_back_unrecorded(store, f);
         } else {
                 if (f->reason == FETCH_RECONCILE)
