@@ -539,10 +539,23 @@ def check_eq(actual, expected, what):
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
 
 
+def postgresql_only(why):
+    """Mark a test that means something on PostgreSQL alone: on SQLite
+    run_tests() names it and says @why instead of running it."""
+    def mark(test):
+        test.sqlite_skip_reason = why
+        return test
+    return mark
+
+
 def run_tests(tests):
     """Run test functions in order; print each; exit non-zero on failure."""
     failures = 0
     for test in tests:
+        why = getattr(test, "sqlite_skip_reason", None)
+        if why and BACKEND != "postgresql":
+            print(f"-    {test.__name__}: PostgreSQL only ({why})", flush=True)
+            continue
         started = time.monotonic()
         try:
             test()

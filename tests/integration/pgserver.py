@@ -361,6 +361,21 @@ class PgServer:
         wrapped = f"SELECT coalesce(json_agg(q), '[]'::json) FROM ({text}) AS q"
         return json.loads(self.psql(wrapped, db=db, variables=variables))
 
+    def terminate_connections(self, db, application_name="cashpayd", timeout=60):
+        """pg_terminate_backend() for every connection of @application_name
+        to @db, then wait until the server has let them go. Returns how
+        many were terminated."""
+        n = self.query("SELECT count(*) AS n FROM (SELECT pg_terminate_backend(pid) FROM "
+                       "pg_stat_activity WHERE datname = ? AND application_name = ?) AS q",
+                       db, application_name, db="postgres")[0]["n"]
+        deadline = time.monotonic() + timeout
+        while self.query("SELECT 1 FROM pg_stat_activity WHERE datname = ? AND "
+                         "application_name = ?", db, application_name, db="postgres"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the terminated connections to {db} are still there")
+            time.sleep(0.1)
+        return n
+
     def query_as_sqlite(self, sql, *args, db=DB_NAME):
         """query(), with each value as the SQLite store spells it, so that
         one test's assertions hold on both backends: times as ISO-8601 UTC

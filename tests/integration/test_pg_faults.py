@@ -354,13 +354,7 @@ def test_idle_connection_dropped():
     try:
         check_eq(post(d, random_charge_id(), "CAPTURED"), 200, "before")
         for round_ in range(3):
-            n = PG.query("SELECT count(*) AS n FROM (SELECT pg_terminate_backend(pid) FROM "
-                         "pg_stat_activity WHERE datname = ? AND application_name = 'cashpayd') "
-                         "AS q", db, db="postgres")[0]["n"]
-            check(n >= 1, "the daemon's connections terminated")
-            wait_until(lambda: not PG.query("SELECT 1 FROM pg_stat_activity WHERE datname = ? "
-                                            "AND application_name = 'cashpayd'", db, db="postgres"),
-                       "the terminated backends to be gone")
+            check(PG.terminate_connections(db) >= 1, "the daemon's connections terminated")
             cid = random_charge_id()
             check_eq(post(d, cid, "CAPTURED"), 200, f"round {round_}: the first webhook after")
             check_eq(healthz(d), 200, f"round {round_}: /healthz after")
