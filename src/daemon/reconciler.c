@@ -210,6 +210,17 @@ static void prepare_record(struct fetch *f)
                                                         : f->res.detail;
 }
 
+/* A claim given back: due again at @d->next_check_at for every instance
+ * (store_release_due()); a failure leaves the lease to run out. */
+static void give_back(struct store *store, const struct due_order *d)
+{
+        int r = store_release_due(store, d);
+
+        if (r < 0 && log_rate_ok(&store_error_log))
+                log_warning("could not give back the claim on %s: %s (due again after "
+                            "its lease)", d->charge_id, store_strerror(r));
+}
+
 /*
  * A fetch that could not be recorded: on PostgreSQL the order's
  * next_check_at is still this instance's lease, which would keep it from
@@ -221,13 +232,9 @@ static void prepare_record(struct fetch *f)
 static void give_back_unrecorded(struct store *store, struct fetch *f)
 {
         struct due_order back = f->due;
-        int r;
 
         snprintf(back.next_check_at, sizeof(back.next_check_at), "%s", f->next_check_at);
-        r = store_release_due(store, &back);
-        if (r < 0 && log_rate_ok(&store_error_log))
-                log_warning("could not give back the claim on %s: %s (due again after "
-                            "its lease)", f->charge_id, store_strerror(r));
+        give_back(store, &back);
 }
 
 static void finish_record(struct store *store, struct fetch *f, int r)
@@ -330,11 +337,8 @@ static void queue_record(struct reconciler *rc, struct fetch *f)
 static void release_run(struct store *store, struct writer_task *task)
 {
         struct fetch *f = (struct fetch *) task;
-        int r = store_release_due(store, &f->due);
 
-        if (r < 0 && log_rate_ok(&store_error_log))
-                log_warning("could not give back the claim on %s: %s (due again after "
-                            "its lease)", f->charge_id, store_strerror(r));
+        give_back(store, &f->due);
         fetch_done(f);
 }
 
