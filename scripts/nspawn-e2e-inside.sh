@@ -7,26 +7,7 @@ set -u
 conf=/etc/cashpayd/cashpayd.conf
 db=/var/lib/cashpayd/cashpay.db
 dropins=/run/systemd/system/cashpayd.service.d
-failures=0
-
-ok() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
-check() {
-        what=$1
-        shift
-        if "$@"; then ok "$what"; else fail "$what"; fi
-}
-# Retry a check for up to $1 seconds (the journal and STATUS= lag a little).
-eventually() {
-        secs=$1
-        shift
-        for _ in $(seq 1 $((secs * 5))); do
-                "$@" && return 0
-                sleep 0.2
-        done
-        return 1
-}
-prop() { systemctl show -P "$2" "$1"; }
+. /opt/e2e/checks.sh
 send() { # CHARGE_ID STATUS -> prints the outcome (or the HTTP status)
         cashpayctl --config "$conf" send --json --status "$2" --charge "$1" \
                 --amount 2000 --currency YER 2>/dev/null |

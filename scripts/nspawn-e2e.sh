@@ -48,6 +48,7 @@ EOF
 python3 -c 'import secrets; print(secrets.token_hex(32))' >"$work/etc/webhook.secret"
 chmod 0600 "$work/etc/webhook.secret"
 cp "$src/scripts/nspawn-e2e-inside.sh" "$work/inside.sh"
+cp "$src/scripts/nspawn-checks.sh" "$work/checks.sh"
 
 # ---------------------------------------------------------------- boot
 # The container gets its own network namespace (loopback only) and a tmpfs
@@ -56,7 +57,8 @@ nspawn_boot --directory=/ --volatile=yes \
         --bind-ro="$stage:/usr/local" \
         --bind-ro="$work/etc/cashpayd.conf:/etc/cashpayd/cashpayd.conf" \
         --bind-ro="$work/etc/webhook.secret:/etc/cashpayd/webhook.secret" \
-        --bind-ro="$work/inside.sh:/opt/e2e/inside.sh"
+        --bind-ro="$work/inside.sh:/opt/e2e/inside.sh" \
+        --bind-ro="$work/checks.sh:/opt/e2e/checks.sh"
 
 # ---------------------------------------------------------------- checks
 if inside /bin/sh /opt/e2e/inside.sh; then

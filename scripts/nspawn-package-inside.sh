@@ -14,26 +14,8 @@ version=$1 upgrade=$2 schema=$3
 conf=/etc/cashpayd/cashpayd.conf
 ctl_conf=/run/pkg-ctl.conf
 db=/var/lib/cashpayd/cashpay.db
-failures=0
-
-ok() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
-check() {
-        what=$1
-        shift
-        if "$@"; then ok "$what"; else fail "$what"; fi
-}
-eventually() {
-        secs=$1
-        shift
-        for _ in $(seq 1 $((secs * 5))); do
-                "$@" && return 0
-                sleep 0.2
-        done
-        return 1
-}
+. /opt/e2e/checks.sh
 is_() { [ "$1" = "$2" ]; }
-prop() { systemctl show -P "$2" "$1"; }
 running() { is_ "$(prop cashpayd.service SubState)" running; }
 not_failed() { ! systemctl is-failed --quiet cashpayd.service cashpayd.socket cashpayd-admin.socket; }
 installed_version() { dpkg-query -W -f='${Status} ${Version}' cashpayd 2>/dev/null; }

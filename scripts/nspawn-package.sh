@@ -89,10 +89,12 @@ echo "$name: lintian: $(echo "$lintian_out" | grep -c '^[EW]:') errors and warni
 # and /var). --tmpfs=/usr/local: a 'meson install' on the host would
 # otherwise put its own units and binaries in front of the package's.
 cp "$src/scripts/nspawn-package-inside.sh" "$work/inside.sh"
+cp "$src/scripts/nspawn-checks.sh" "$work/checks.sh"
 overlay_root
 nspawn_boot --directory="$root" --tmpfs=/usr/local \
         --bind-ro="$work/debs:/opt/pkg" \
-        --bind-ro="$work/inside.sh:/opt/e2e/inside.sh"
+        --bind-ro="$work/inside.sh:/opt/e2e/inside.sh" \
+        --bind-ro="$work/checks.sh:/opt/e2e/checks.sh"
 
 # ---------------------------------------------------------------- checks
 if inside /bin/sh /opt/e2e/inside.sh "$version" "$upgrade" "$schema"; then

@@ -7,7 +7,6 @@ unique nonce), a client that records what happened to every request, the
 database invariants checked after every crash or fault, and a daemon
 launched under libfiu's fault injection.
 """
-import errno
 import http.client
 import json
 import os
@@ -21,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
-from harness import Daemon, asan_runtime, charge, check, check_eq, run_tests  # noqa: E402,F401
+from harness import Daemon, Tmpfs, asan_runtime, charge, check, check_eq, run_tests  # noqa: E402,F401
 
 ACCEPTED = ("applied", "duplicate", "stale", "conflict")
 
@@ -298,36 +297,6 @@ class UserDaemon(Daemon):
                      self.binary, "--config", self.config_path])
         if wait:
             self.wait_ready()
-
-
-class Tmpfs:
-    """A small tmpfs mounted for one test (we run as root in CI)."""
-
-    def __init__(self, path, size="2m"):
-        self.path = path
-        os.makedirs(path, exist_ok=True)
-        out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path],
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            raise AssertionError(f"cannot mount a {size} tmpfs on {path} (this test needs root "
-                                 f"with CAP_SYS_ADMIN): {out.stderr.strip()}")
-
-    def fill(self):
-        """Write a filler file until the file system is full; returns its path."""
-        path = os.path.join(self.path, "filler")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            for _ in range(1 << 20):  # bounded: far more than the tmpfs holds
-                os.write(fd, b"\0" * 4096)
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
-        finally:
-            os.close(fd)
-        return path
-
-    def unmount(self):
-        subprocess.run(["umount", self.path], check=True)
 
 
 def wait_for(predicate, timeout, what, interval=0.05):

@@ -7,6 +7,7 @@ the subject) and read the database through the sqlite3 module.
 import atexit
 import contextlib
 import ctypes
+import errno
 import hashlib
 import hmac
 import http.client
@@ -507,6 +508,44 @@ class Daemon:
         """Charges with an applied delivery: what an acknowledged webhook must leave."""
         return {r["charge_id"] for r in self.query(
             "SELECT charge_id FROM webhook_deliveries WHERE outcome = 'applied'")}
+
+
+
+class Tmpfs:
+    """A size-limited tmpfs mounted for one test (the suite runs as root),
+    owned by `owner` (a pwd entry) when a server of that user writes there."""
+
+    def __init__(self, path, size, owner=None):
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+        options = f"size={size}"
+        if owner is not None:
+            options += f",mode=0700,uid={owner.pw_uid},gid={owner.pw_gid}"
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", path],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise AssertionError(f"cannot mount a {size} tmpfs on {path} (this test needs "
+                                 f"root with CAP_SYS_ADMIN): {r.stderr.strip()}")
+
+    def fill(self):
+        """A filler file written until the file system is full; its path."""
+        path = os.path.join(self.path, "filler")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for _ in range(1 << 20):  # bounded: far more than the tmpfs holds
+                os.write(fd, b"\0" * 65536)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+        finally:
+            os.close(fd)
+        return path
+
+    def unmount(self):
+        if subprocess.run(["umount", self.path]).returncode != 0:
+            # a process still holding a file there: detach it now, the
+            # kernel frees it when the last one closes
+            subprocess.run(["umount", "-l", self.path], check=True)
 
 
 def asan_runtime(binary):

@@ -14,7 +14,6 @@ Reconnection attempts are counted from the daemon's log ("cannot connect
 to PostgreSQL ...; trying again in N ms") and the server's
 (log_connections): the backoff keeps them few.
 """
-import errno
 import http.client
 import json
 import os
@@ -28,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from harness import Daemon, charge, check, check_eq, random_charge_id, run_tests
+from harness import Daemon, Tmpfs, charge, check, check_eq, random_charge_id, run_tests
 from pgserver import PgServer
 
 PG = None
@@ -457,41 +456,6 @@ def test_failover_to_promoted_standby():
 
 
 # ------------------------------------------------------------ disk full
-
-class Tmpfs:
-    """A size-limited tmpfs owned by the server's user, mounted for one
-    test (the suite runs as root) and unmounted whatever happens."""
-
-    def __init__(self, path, size, owner):
-        self.path = path
-        os.makedirs(path)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o",
-                            f"size={size},mode=0700,uid={owner.pw_uid},gid={owner.pw_gid}",
-                            "tmpfs", path], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise AssertionError(f"cannot mount a tmpfs on {path} (needs root with "
-                                 f"CAP_SYS_ADMIN): {r.stderr.strip()}")
-
-    def fill(self):
-        """A filler file written until the file system is full; its path."""
-        path = os.path.join(self.path, "filler")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            for _ in range(1 << 20):  # bounded: far more than the tmpfs holds
-                os.write(fd, b"\0" * 65536)
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
-        finally:
-            os.close(fd)
-        return path
-
-    def unmount(self):
-        if subprocess.run(["umount", self.path]).returncode != 0:
-            # a server process still holding a file there: detach it now,
-            # the kernel frees it when the last one closes
-            subprocess.run(["umount", "-l", self.path], check=True)
-
 
 def test_disk_full():
     """The daemon's database in a tablespace on a small tmpfs (pg_wal stays
