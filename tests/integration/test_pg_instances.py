@@ -266,6 +266,18 @@ def create_charges(daemons, n, prefix):
     return ids
 
 
+def end_all(sim, daemons, passed):
+    """The simulator and every instance ended; after a failure the daemons'
+    whole trees are killed and their files kept for a look."""
+    sim.stop()
+    for d in daemons:
+        if passed:
+            d.__exit__(None, None, None)
+        else:
+            d.kill_tree()
+            d.close(passed=False)
+
+
 def test_two_instances_reconcile_each_order_once():
     """Two instances with api_url on one database and one cashpay-sim, 220
     stale INITIATED orders whose webhooks were lost: the sweeps share the
@@ -336,13 +348,7 @@ def test_two_instances_reconcile_each_order_once():
               f"{sum(fetched.values())} GETs at the sim, {shares} per instance", flush=True)
         passed = True
     finally:
-        sim.stop()
-        for d in daemons:
-            if passed:
-                d.__exit__(None, None, None)
-            else:
-                d.kill_tree()
-                d.close(passed=False)
+        end_all(sim, daemons, passed)
 
 
 def test_stopping_instance_gives_its_claims_back():
@@ -381,13 +387,7 @@ def test_stopping_instance_gives_its_claims_back():
               flush=True)
         passed = True
     finally:
-        sim.stop()
-        for d in daemons:
-            if passed:
-                d.__exit__(None, None, None)
-            else:
-                d.kill_tree()
-                d.close(passed=False)
+        end_all(sim, daemons, passed)
 
 
 def test_cashpayctl_listings_match_sqlite():
