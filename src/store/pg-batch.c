@@ -67,8 +67,12 @@ static int send_statement(struct pg_store *p, const struct pg_params *sp)
                 lengths[sp->n - 1] = sp->last_len;
                 formats[sp->n - 1] = 1;
         }
-        return PQsendQueryPrepared(p->conn, pg_stmt_name(sp->id), sp->n, sp->v, lengths,
-                                   formats, 0) ? 0 : -ECONNRESET;
+        const char *name = pg_stmt_name(sp->id);
+        int sent = name ? PQsendQueryPrepared(p->conn, name, sp->n, sp->v, lengths, formats, 0)
+                        : PQsendQueryParams(p->conn, pg_stmt_sql(sp->id), sp->n, NULL, sp->v,
+                                            lengths, formats, 0);
+
+        return sent ? 0 : -ECONNRESET;
 }
 
 static int send_sql(struct pg_store *p, const char *sql)

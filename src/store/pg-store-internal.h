@@ -62,8 +62,12 @@ int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params,
 int pg_store_query(struct pg_store *p, const char *sql, const char *const *params, int n,
                    bool binary_last, int last_len, PGresult **ret);
 
-/* pg_stmt_name() - what statement @id is prepared as on every connection. */
+/* pg_stmt_name() - what statement @id is prepared as on every connection;
+ * NULL for one sent as pg_stmt_sql() and planned at each execution. */
 const char *pg_stmt_name(enum pg_stmt id);
+
+/* pg_stmt_sql() - statement @id's SQL. */
+const char *pg_stmt_sql(enum pg_stmt id);
 
 /* pg_store_failed() - pg_errno() of a failed @res (never 0), the
  * connection dropped when it is broken so that the next call reconnects. */

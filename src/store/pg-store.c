@@ -25,12 +25,21 @@
         "$9::timestamptz, CASE $3 WHEN 'CAPTURED' THEN $9::timestamptz END, " \
         "CASE $3 WHEN 'FAILED' THEN $9::timestamptz END)"
 
+/* @replanned: sent with its SQL and planned for its parameters at every
+ * execution instead of prepared once. A prepared statement gets, after five
+ * executions, one generic plan for any parameters, costed on the table as
+ * it was then; for "= ANY ($1)" on a table that was nearly empty that plan
+ * is a sequential scan comparing every row with every array element, kept
+ * for the connection's life while the table grows (a batch's lock went from
+ * 2 to 12 ms within 10 s). Planned with the array, the scan is an index
+ * lookup per element; the planning costs a fraction of that. */
 static const struct {
         const char *sql;
         int n_params;
+        bool replanned;
 } statements[_PG_STMT_MAX] = {
         [PG_LOCK_ORDERS] = { "SELECT 1 FROM orders WHERE charge_id = ANY ($1::text[]) "
-                             "ORDER BY charge_id FOR UPDATE", 1 },
+                             "ORDER BY charge_id FOR UPDATE", 1, true },
         [PG_ORDER_VIEW] = { "SELECT status, amount, currency FROM orders WHERE charge_id = $1 "
                             "FOR UPDATE", 1 },
         [PG_MESSAGE_SEEN] = { "SELECT 1 FROM webhook_deliveries WHERE message_id = $1 "
@@ -78,9 +87,9 @@ static const struct {
                 "SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries WHERE " REJECTED
                 " AND received_at < $1::timestamptz LIMIT $2::bigint) AS q", 2 },
         [PG_LOCK_VIEWS] = { "SELECT charge_id, status, amount, currency FROM orders "
-                            "WHERE charge_id = ANY ($1::text[]) ORDER BY charge_id FOR UPDATE", 1 },
+                            "WHERE charge_id = ANY ($1::text[]) ORDER BY charge_id FOR UPDATE", 1, true },
         [PG_MESSAGES_SEEN] = { "SELECT DISTINCT message_id FROM webhook_deliveries "
-                               "WHERE message_id = ANY ($1::text[]) AND http_status = 200", 1 },
+                               "WHERE message_id = ANY ($1::text[]) AND http_status = 200", 1, true },
         [PG_DELIVERY_IDS] = { "SELECT nextval(pg_get_serial_sequence('webhook_deliveries', "
                               "'id')) FROM generate_series(1, $1::integer)", 1 },
         /* the batch's new orders; a unique violation, not 0 rows, when another
@@ -105,8 +114,15 @@ static const struct {
 
 static char stmt_name[_PG_STMT_MAX][8];
 
+const char *pg_stmt_sql(enum pg_stmt id)
+{
+        return statements[id].sql;
+}
+
 const char *pg_stmt_name(enum pg_stmt id)
 {
+        if (statements[id].replanned)
+                return NULL;
         if (!stmt_name[id][0])
                 snprintf(stmt_name[id], sizeof(stmt_name[id]), "s%d", (int) id);
         return stmt_name[id];
@@ -146,6 +162,8 @@ static void password_free(char *pw)
 static int prepare_all(PGconn *c, char *err, size_t err_len)
 {
         for (int i = 0; i < _PG_STMT_MAX; i++) {
+                if (statements[i].replanned)
+                        continue;
                 _cleanup_(PQclearp) PGresult *res = PQprepare(c, pg_stmt_name(i), statements[i].sql,
                                                               statements[i].n_params, NULL);
                 int r = pg_errno(c, res);
@@ -267,7 +285,8 @@ static int exec_params(struct pg_store *p, const char *statement, const char *sq
 int pg_store_run(struct pg_store *p, enum pg_stmt id, const char *const *params, int n,
                  bool binary_last, int last_len, PGresult **ret)
 {
-        return exec_params(p, pg_stmt_name(id), NULL, params, n, binary_last, last_len, ret);
+        return exec_params(p, pg_stmt_name(id), statements[id].sql, params, n, binary_last,
+                           last_len, ret);
 }
 
 int pg_store_query(struct pg_store *p, const char *sql, const char *const *params, int n,
