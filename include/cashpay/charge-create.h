@@ -107,6 +107,14 @@ bool charge_create_cancelled(const struct charge_create *cc);
  * is final. */
 void charge_create_settle(struct charge_create *cc, struct store *s, int64_t now_ms);
 
+/*
+ * charge_create_unrecorded() - the transaction a step of @cc ran in was
+ * not committed after all (a group of them, store_charge_group_begin(),
+ * whose commit failed with @r): whatever the step decided is void, the
+ * result says STORE_FAILED (503; the request row, if any, is as before).
+ */
+void charge_create_unrecorded(struct charge_create *cc, int r);
+
 /* charge_create_result() - final after a step that made it so; before
  * that it says UNAVAILABLE (never a 2xx that was not recorded). */
 const struct charge_result *charge_create_result(const struct charge_create *cc);

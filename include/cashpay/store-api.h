@@ -224,3 +224,23 @@ int store_charge_created(struct store *s, int64_t request_id, const struct charg
  */
 int store_charge_attempt(struct store *s, int64_t request_id, bool refused, int http_status,
                          const char *error, const char *now);
+
+/*
+ * store_charge_group_begin() - the charge creation calls that follow
+ * (store_charge_plan(), store_charge_created(), store_charge_attempt()) up
+ * to store_charge_group_commit() share one transaction, so that the
+ * creations under way at one moment cost one commit, not two each. Each
+ * call still runs in a savepoint of its own: one that fails leaves nothing
+ * of itself behind and the others stand. What they return is not durable
+ * until store_charge_group_commit() returned 0, so nothing may be sent or
+ * answered on it before; when the commit fails, none of them was recorded.
+ * On PostgreSQL both are no-ops and each call stays a transaction of its
+ * own (a group would hold several order_refs' row locks at once, in
+ * arrival order, which another instance could be taking the other way
+ * round). Returns 0, -EROFS or an errno as for store_submit().
+ */
+int store_charge_group_begin(struct store *s);
+
+/* store_charge_group_commit() - COMMIT the group; 0 or a negative errno
+ * (then nothing of the group was recorded). */
+int store_charge_group_commit(struct store *s);

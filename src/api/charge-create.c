@@ -320,6 +320,12 @@ void charge_create_settle(struct charge_create *cc, struct store *s, int64_t now
                  cc->refusal[0] ? cc->refusal : cc->res.detail);
 }
 
+void charge_create_unrecorded(struct charge_create *cc, int r)
+{
+        cc->result = (struct charge_result) { 0 };
+        store_failed(cc, r, "commit");
+}
+
 const struct charge_result *charge_create_result(const struct charge_create *cc)
 {
         return &cc->result;

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,19 +39,26 @@ struct checkout_hold {
         bool close;
 };
 
+/* The store step a creation waits for. */
+enum step { STEP_PLAN, STEP_SETTLE };
+
 /* One creation, or a request waiting for the creation of its order_ref. */
 struct flow {
-        struct writer_task task;    /* first: the writer hands this back */
         struct checkout_flows *fl;
         struct charge_create *cc;
         struct checkout_hold *hold;
         struct flow *next;          /* fl->flows (creations under way), or a waiter list */
         struct flow *waiters;       /* same order_ref, arrived while this one ran */
+        enum step step;             /* the next one, while in fl->steps */
+        bool send;                  /* planned: CashPay is to be asked */
+        struct flow *step_next;     /* fl->steps */
 };
 
 struct checkout_flows {
         struct runtime *rt;
         struct api_client *api;
+        /* one writer task at a time takes every step queued (steps_posted) */
+        struct writer_task task;
         pthread_mutex_t lock;
         pthread_cond_t idle;
         struct checkout_hold *held; /* under lock, as is everything below */
@@ -58,6 +66,8 @@ struct checkout_flows {
         struct flow *flows;
         unsigned pending;           /* flows not yet ended */
         bool closed;                /* stopping: no holds, no requests to CashPay */
+        struct flow *steps, *steps_tail; /* waiting for the writer */
+        bool steps_posted;          /* fl->task is queued at the writer */
 };
 
 static const char stopping_body[] = "{\"error\":\"unavailable\",\"detail\":\"shutting down\"}";
@@ -233,13 +243,37 @@ static void flow_end(struct flow *f)
                 post_plan(again);
 }
 
-/* Step 3, on the writer's thread. */
-static void settle_run(struct store *store, struct writer_task *task)
+/* Any thread: @f's next store step (@step) to the writer, along with
+ * whatever other steps are waiting, so that one transaction records them
+ * all. A writer that is stopping takes no more: @f ends unanswered (503). */
+static void queue_step(struct flow *f, enum step step)
 {
-        struct flow *f = (struct flow *) task;
+        struct checkout_flows *fl = f->fl;
+        struct flow *list;
 
-        charge_create_settle(f->cc, store, time_now_ms());
-        flow_end(f);
+        pthread_mutex_lock(&fl->lock);
+        f->step = step;
+        f->step_next = NULL;
+        if (fl->steps_tail)
+                fl->steps_tail->step_next = f;
+        else
+                fl->steps = f;
+        fl->steps_tail = f;
+        bool post = !fl->steps_posted;
+        fl->steps_posted = true;
+        pthread_mutex_unlock(&fl->lock);
+        if (!post || writer_post(fl->rt->writer, &fl->task) == 0)
+                return; /* the task posted before takes @f along */
+        pthread_mutex_lock(&fl->lock);
+        list = fl->steps;
+        fl->steps = fl->steps_tail = NULL;
+        fl->steps_posted = false;
+        pthread_mutex_unlock(&fl->lock);
+        while (list) {
+                struct flow *next = list->step_next;
+                flow_end(list); /* a plan's request stays pending: a retry sends its key */
+                list = next;
+        }
 }
 
 /* On the client's thread: CashPay answered (or the client stops). */
@@ -251,23 +285,16 @@ static void on_sent(void *data)
                 flow_end(f);
                 return;
         }
-        f->task.run = settle_run;
-        if (writer_post(f->fl->rt->writer, &f->task) < 0)
-                flow_end(f); /* the request stays pending: a retry sends its key */
+        queue_step(f, STEP_SETTLE);
 }
 
-/* Steps 1 and 2, on the writer's thread: the request row, then the POST
- * handed to the client (which only queues it). */
-static void plan_run(struct store *store, struct writer_task *task)
+/* A planned creation, its plan committed: the POST handed to the client
+ * (which only queues it). */
+static void send_flow(struct flow *f)
 {
-        struct flow *f = (struct flow *) task;
         struct checkout_flows *fl = f->fl;
         int r = -ESHUTDOWN;
 
-        if (!charge_create_plan(f->cc, store, time_now_ms())) {
-                flow_end(f);
-                return;
-        }
         /* Under the lock, so that the client is not freed meanwhile. */
         pthread_mutex_lock(&fl->lock);
         if (!fl->closed)
@@ -277,11 +304,53 @@ static void plan_run(struct store *store, struct writer_task *task)
                 flow_end(f);
 }
 
+/*
+ * On the writer's thread: every step waiting, in one transaction (a
+ * creation took two commits of its own, one fdatasync each, and that was
+ * what bounded the listener): the settles (CashPay's answers recorded) and
+ * the plans (request rows). Only once it is committed is anything sent or
+ * answered; when it fails, every one of them answers 503 and nothing of
+ * them was recorded (a retry finds the request as it was).
+ */
+static void steps_run(struct store *store, struct writer_task *task)
+{
+        struct checkout_flows *fl = (struct checkout_flows *) ((char *) task -
+                                                               offsetof(struct checkout_flows, task));
+        struct flow *list, *f;
+        int64_t now_ms = time_now_ms();
+        int r;
+
+        pthread_mutex_lock(&fl->lock);
+        list = fl->steps;
+        fl->steps = fl->steps_tail = NULL;
+        fl->steps_posted = false;
+        pthread_mutex_unlock(&fl->lock);
+        r = store_charge_group_begin(store);
+        for (f = list; f && r == 0; f = f->step_next) {
+                if (f->step == STEP_SETTLE)
+                        charge_create_settle(f->cc, store, now_ms);
+                else
+                        f->send = charge_create_plan(f->cc, store, now_ms);
+        }
+        if (r == 0)
+                r = store_charge_group_commit(store);
+        /* @fl may be freed once the last flow ended: not touched below */
+        for (f = list; f;) {
+                struct flow *next = f->step_next;
+
+                if (r < 0)
+                        charge_create_unrecorded(f->cc, r);
+                if (r == 0 && f->step == STEP_PLAN && f->send)
+                        send_flow(f);
+                else
+                        flow_end(f);
+                f = next;
+        }
+}
+
 static void post_plan(struct flow *f)
 {
-        f->task.run = plan_run;
-        if (writer_post(f->fl->rt->writer, &f->task) < 0)
-                flow_end(f); /* answered with the result's default: 503 */
+        queue_step(f, STEP_PLAN);
 }
 
 /* Under fl->lock: the creation of @o's order_ref under way, or NULL. */
@@ -390,6 +459,7 @@ int checkout_flows_new(struct runtime *rt, struct api_client *api, struct checko
                 return -ENOMEM;
         fl->rt = rt;
         fl->api = api;
+        fl->task.run = steps_run;
         pthread_mutex_init(&fl->lock, NULL);
         pthread_cond_init(&fl->idle, NULL);
         *ret = fl;

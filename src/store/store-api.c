@@ -628,6 +628,66 @@ void charge_plan_clear(struct charge_plan *p)
         *p = (struct charge_plan) { 0 };
 }
 
+int store_charge_group_begin(struct store *s)
+{
+        int r;
+
+        if (s->read_only)
+                return -EROFS;
+        if (s->pg || s->charge_group)
+                return s->pg ? 0 : -EINVAL;
+        r = store_check_file(s);
+        if (r == 0)
+                r = store_begin_immediate(s);
+        s->charge_group = r == 0;
+        return r;
+}
+
+int store_charge_group_commit(struct store *s)
+{
+        if (s->pg)
+                return 0;
+        if (!s->charge_group)
+                return -EINVAL;
+        s->charge_group = false;
+        /* an I/O error or a full disk may have rolled the group back */
+        if (sqlite3_get_autocommit(s->db))
+                return -EIO;
+        return store_commit(s); /* rolls back itself when it fails */
+}
+
+/* A charge creation step's transaction: its own, or inside a group a
+ * savepoint of the group's transaction. 0 or a negative errno. */
+static int step_begin(struct store *s)
+{
+        int r;
+
+        if (!s->charge_group) {
+                r = store_check_file(s);
+                return r < 0 ? r : store_begin_immediate(s);
+        }
+        if (sqlite3_get_autocommit(s->db))
+                return -EIO; /* the group's transaction is gone: it will not commit */
+        return run_savepoint(s, STMT_SAVEPOINT);
+}
+
+/* The step's end: @r >= 0 commits it (or releases its savepoint), else it
+ * is undone. Returns @r, or the commit's failure. */
+static int step_end(struct store *s, int r)
+{
+        if (!s->charge_group) {
+                if (r >= 0)
+                        return store_commit(s);
+                store_rollback(s);
+                return r;
+        }
+        if (r >= 0)
+                return run_savepoint(s, STMT_RELEASE);
+        if (!sqlite3_get_autocommit(s->db) && run_savepoint(s, STMT_ROLLBACK_TO) == 0)
+                (void) run_savepoint(s, STMT_RELEASE);
+        return r;
+}
+
 /*
  * The orders of an order_ref decide first: CAPTURED anywhere wins, then
  * an INITIATED one. Returns 1 when they decided @p, 0 when a request
@@ -752,10 +812,7 @@ int store_charge_plan(struct store *s, const struct charge_ask *ask, struct char
                 return -EROFS;
         if (s->pg)
                 return pg_store_charge_plan(s->pg, ask, ret);
-        r = store_check_file(s);
-        if (r < 0)
-                return r;
-        r = store_begin_immediate(s);
+        r = step_begin(s);
         if (r < 0)
                 return r;
         r = plan_from_orders(s, ask, ret);
@@ -763,10 +820,7 @@ int store_charge_plan(struct store *s, const struct charge_ask *ask, struct char
                 r = plan_from_pending(s, ask, ret);
         if (r == 0)
                 r = plan_new_request(s, ask, ret);
-        if (r >= 0)
-                r = store_commit(s);
-        else
-                store_rollback(s);
+        r = step_end(s, r);
         if (r < 0)
                 charge_plan_clear(ret);
         return r;
@@ -877,10 +931,7 @@ int store_charge_created(struct store *s, int64_t request_id, const struct charg
         if (s->pg)
                 return pg_store_charge_created(s->pg, request_id, c, http_status, now,
                                                next_check_at);
-        r = store_check_file(s);
-        if (r < 0)
-                return r;
-        r = store_begin_immediate(s);
+        r = step_begin(s);
         if (r < 0)
                 return r;
         r = read_pending(s, request_id, &req);
@@ -894,10 +945,7 @@ int store_charge_created(struct store *s, int64_t request_id, const struct charg
                 r = insert_event(s, c->id, NULL, "INITIATED", "checkout", 0, 0, now, &event_id);
         if (r >= 0)
                 r = finish_request(s, request_id, "created", c->id, http_status, NULL, now);
-        if (r >= 0)
-                return store_commit(s);
-        store_rollback(s);
-        return r;
+        return step_end(s, r);
 }
 
 /* A failed attempt that leaves the request pending for a retry. */
@@ -929,18 +977,12 @@ int store_charge_attempt(struct store *s, int64_t request_id, bool refused, int 
         if (s->pg)
                 return pg_store_charge_attempt(s->pg, request_id, refused, http_status, error,
                                                now);
-        r = store_check_file(s);
-        if (r < 0)
-                return r;
-        r = store_begin_immediate(s);
+        r = step_begin(s);
         if (r < 0)
                 return r;
         if (refused)
                 r = finish_request(s, request_id, "refused", NULL, http_status, error, now);
         else
                 r = note_attempt(s, request_id, http_status, error, now);
-        if (r >= 0)
-                return store_commit(s);
-        store_rollback(s);
-        return r;
+        return step_end(s, r);
 }

@@ -54,6 +54,7 @@ struct store {
         char *path;              /* database file as opened */
         char *wal_path;          /* path + "-wal" */
         bool read_only;
+        bool charge_group;       /* inside store_charge_group_begin() … _commit() */
         unsigned busy_timeout_ms;
         int64_t wal_limit_bytes; /* store_options.wal_limit_bytes */
         int64_t max_rejected;    /* store_options.max_rejected_rows; 0 = no cap */
