@@ -813,6 +813,61 @@ static void test_charge_refused_and_bad_answers(void)
         store_free(s);
 }
 
+/* Creations in one group: nothing of them visible (or durable) before the
+ * group's commit; a step refused inside it leaves the others standing;
+ * the same decisions as one transaction each. */
+static void test_charge_group(void)
+{
+        const char *path = fresh_path();
+        struct store *s = open_store(path);
+        sqlite3 *db = raw_open(path);
+        struct charge_ask a = ask_for("g-1", 100, "gk-1", "gr-1");
+        struct charge_plan p1, p2, p3;
+        struct charge c;
+
+        CHECK_EQ_INT(store_charge_group_begin(s), 0);
+        CHECK_EQ_INT(store_charge_group_begin(s), -EINVAL); /* no group in a group */
+        CHECK_EQ_INT(store_charge_plan(s, &a, &p1), 0);
+        CHECK_EQ_INT(p1.verdict, CHARGE_SEND);
+        a = ask_for("g-2", 200, "gk-2", "gr-2");
+        CHECK_EQ_INT(store_charge_plan(s, &a, &p2), 0);
+        /* refused on its own (a key that is not fresh): its savepoint only */
+        a = ask_for("g-3", 300, "gk-2", "gr-3");
+        CHECK_EQ_INT(store_charge_plan(s, &a, &p3), -EINVAL);
+        /* another connection sees nothing yet */
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM charge_requests"), 0);
+        CHECK_EQ_INT(store_charge_group_commit(s), 0);
+        CHECK_EQ_INT(store_charge_group_commit(s), -EINVAL);
+        CHECK_STR(q_text(db, "SELECT group_concat(order_ref || idempotency_key, ' ') FROM "
+                             "(SELECT * FROM charge_requests ORDER BY id)"), "g-1gk-1 g-2gk-2");
+
+        /* settles and a plan in one group: the created order and its
+         * event, a failed attempt kept pending, a replanned request reused */
+        CHECK_EQ_INT(store_charge_group_begin(s), 0);
+        c = make_charge("chg_g1", CHARGE_INITIATED, 100, "YER");
+        CHECK_EQ_INT(store_charge_created(s, p1.request_id, &c, 201, NOW, ""), 0);
+        c = make_charge("chg_g2", CHARGE_INITIATED, 999, "YER"); /* not what was asked */
+        CHECK_EQ_INT(store_charge_created(s, p2.request_id, &c, 201, NOW, ""), -EINVAL);
+        CHECK_EQ_INT(store_charge_attempt(s, p2.request_id, false, 0, "timed out", NOW), 0);
+        CHECK_EQ_INT(store_charge_created(s, 4242, &c, 201, NOW, ""), -ENOENT);
+        charge_plan_clear(&p2);
+        a = ask_for("g-2", 200, "gk-9", "gr-9");
+        CHECK_EQ_INT(store_charge_plan(s, &a, &p2), 0);
+        CHECK_STR(p2.idempotency_key, "gk-2");
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM orders"), 0);
+        CHECK_EQ_INT(store_charge_group_commit(s), 0);
+        CHECK_STR(q_text(db, "SELECT status || order_ref || return_ref FROM orders"),
+                  "INITIATEDg-1gr-1");
+        CHECK_STR(q_text(db, "SELECT source || to_status FROM order_events"), "checkoutINITIATED");
+        CHECK_STR(q_text(db, "SELECT state || attempts || error FROM charge_requests "
+                             "WHERE order_ref = 'g-2'"), "pending2timed out");
+        CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM orders WHERE charge_id = 'chg_g2'"), 0);
+        charge_plan_clear(&p1);
+        charge_plan_clear(&p2);
+        sqlite3_close(db);
+        store_free(s);
+}
+
 static void remove_tmpdir(void)
 {
         char cmd[300];
@@ -838,6 +893,7 @@ int main(void)
         test_fetch_failures_not_truth();
         test_confirmed_webhooks();
         test_confirmed_batch();
+        test_charge_group();
         test_due_orders();
         test_return_ref_lookup();
         test_charge_plan_lifecycle();

@@ -18,6 +18,7 @@
 #include "src/daemon/checkout-flow.h"
 #include "src/daemon/checkout.h"
 #include "src/daemon/deadline.h"
+#include "src/daemon/http-body.h"
 #include "src/daemon/http-framing.h"
 #include "src/daemon/http.h"
 #include "src/daemon/metrics.h"
@@ -27,9 +28,7 @@
 /* One request, from its first handler call to its completion. */
 struct request {
         struct checkout_server *srv;
-        uint8_t *body;
-        size_t len, cap;
-        bool too_large;
+        struct http_body body;
         struct checkout_hold *hold;
 };
 
@@ -104,7 +103,7 @@ static enum MHD_Result start(struct checkout_server *srv, struct MHD_Connection 
 {
         struct checkout_request cr;
         char detail[200];
-        int r = checkout_parse_request(req->body, req->len, &cr, detail, sizeof(detail));
+        int r = checkout_parse_request(req->body.data, req->body.len, &cr, detail, sizeof(detail));
 
         if (r == -EINVAL) {
                 checkout_request_clear(&cr);
@@ -195,29 +194,6 @@ static enum MHD_Result first_call(struct checkout_server *srv, struct MHD_Connec
         return r;
 }
 
-/* Up to max_body; past it the rest is read and dropped (a chunked body
- * gives no size up front), and answered 413 at its end. */
-static int append_body(struct request *req, const char *data, size_t size, size_t max)
-{
-        if (req->too_large || size > max - req->len) {
-                req->too_large = true;
-                return 0;
-        }
-        if (req->len + size > req->cap) {
-                size_t cap = req->cap ? req->cap * 2 : 1024;
-                while (cap < req->len + size)
-                        cap *= 2;
-                uint8_t *grown = realloc(req->body, cap);
-                if (!grown)
-                        return -ENOMEM;
-                req->body = grown;
-                req->cap = cap;
-        }
-        memcpy(req->body + req->len, data, size);
-        req->len += size;
-        return 0;
-}
-
 static size_t max_body(struct checkout_server *srv)
 {
         const struct settings *s = runtime_settings_acquire(srv->rt);
@@ -238,14 +214,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
                 return first_call(srv, conn, url, method, req_cls);
         if (*upload_data_size > 0) {
-                int r = append_body(req, upload_data, *upload_data_size, max_body(srv));
+                /* Up to max_body; past it the rest is read and dropped (a
+                 * chunked body gives no size up front), and answered 413 at
+                 * its end. */
+                int r = http_body_append(&req->body, upload_data, *upload_data_size,
+                                         max_body(srv));
                 *upload_data_size = 0;
                 return r < 0 ? MHD_NO : MHD_YES;
         }
         deadline_set(http_connection_deadline(conn), 0); /* the whole request is here */
         if (req->hold)
                 return reply_held(srv, conn, req->hold);
-        if (req->too_large)
+        if (req->body.too_large)
                 return reply(conn, MHD_HTTP_CONTENT_TOO_LARGE, "{\"error\":\"payload_too_large\"}",
                              true, NULL);
         return start(srv, conn, req);
@@ -262,7 +242,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                 return;
         if (req->hold)
                 checkout_hold_release(srv->flows, req->hold);
-        free(req->body);
+        http_body_clear(&req->body);
         free(req);
         *req_cls = NULL;
         atomic_fetch_sub(&srv->rt->in_flight, 1);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "src/daemon/http-body.h"
 #include "src/daemon/http.h"
 #include "src/daemon/runtime.h"
 
@@ -20,11 +21,8 @@ struct request {
         struct runtime *rt;
         struct MHD_Connection *conn;
         enum route route;
-        uint8_t *body;
-        size_t len, cap;
-        bool too_large;
-        bool answered;    /* the 413 for too_large went out mid-body */
-        size_t discarded; /* bytes past max_body (or of an unwanted body) thrown away */
+        struct http_body body; /* discarded: also the bytes of an unwanted body */
+        bool answered;    /* the 413 for a body too large went out mid-body */
         struct job *job;  /* queued delivery, once the body is complete */
         bool fetch_tried; /* the return page asked the API already (pages.c) */
         struct page_hold *hold; /* while (and after) it waited for that fetch */

@@ -99,7 +99,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                 return;
         job_unref(req->job);
         pages_request_done(req);
-        free(req->body);
+        http_body_clear(&req->body);
         free(req);
         *req_cls = NULL;
         atomic_fetch_sub(&srv->rt->in_flight, 1);

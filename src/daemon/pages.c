@@ -351,9 +351,9 @@ enum MHD_Result pages_handle(struct MHD_Connection *conn, struct runtime *rt,
 
         if (*size > 0) {
                 /* A body nobody asked for: thrown away, within bounds. */
-                req->discarded += *size;
+                req->body.discarded += *size;
                 *size = 0;
-                return req->discarded > s->cfg->http.max_body ? MHD_NO : MHD_YES;
+                return req->body.discarded > s->cfg->http.max_body ? MHD_NO : MHD_YES;
         }
         if (strcmp(url, s->cfg->http.return_path) == 0)
                 return handle_return(conn, rt, s, req);

@@ -64,28 +64,14 @@ bool webhook_headers_ok(struct MHD_Connection *conn, const char *method,
 /* How long that reading may go on (the lingering close). */
 #define LINGER_MS 5000
 
+/* Up to max_body kept; -EMSGSIZE once far more than that came. */
 static int append_body(struct request *req, const char *data, size_t size, size_t max_body)
 {
-        if (req->too_large || size > max_body - req->len) {
-                req->too_large = true;
-                req->discarded += size;
-                return req->discarded > DISCARD_FACTOR * max_body ? -EMSGSIZE : 0;
-        }
-        if (req->len + size > req->cap) {
-                size_t cap = req->cap ? req->cap : 4096;
-                while (cap < req->len + size)
-                        cap *= 2;
-                if (cap > max_body)
-                        cap = max_body;
-                uint8_t *grown = realloc(req->body, cap);
-                if (!grown)
-                        return -ENOMEM;
-                req->body = grown;
-                req->cap = cap;
-        }
-        memcpy(req->body + req->len, data, size);
-        req->len += size;
-        return 0;
+        int r = http_body_append(&req->body, data, size, max_body);
+
+        if (r == 0 && req->body.discarded > DISCARD_FACTOR * max_body)
+                return -EMSGSIZE;
+        return r;
 }
 
 /*
@@ -258,9 +244,9 @@ static int classify(struct MHD_Connection *conn, const struct settings *s,
         effective_peer(conn, s, &peer);
         addr_to_text((struct sockaddr *) &peer, d->remote_addr, sizeof(d->remote_addr));
         time_format_iso(time_now_ms(), d->received_at);
-        d->body = req->body;
-        d->body_len = req->len;
-        req->body = NULL;
+        d->body = req->body.data;
+        d->body_len = req->body.len;
+        req->body = (struct http_body) { 0 };
 
         if (cfg->webhook.allow_from.n > 0 &&
             !cidr_list_match(&cfg->webhook.allow_from, (struct sockaddr *) &peer)) {
@@ -378,10 +364,10 @@ enum MHD_Result webhook_handle_body(struct MHD_Connection *conn, const struct se
                                     struct request *req, const char *data, size_t *size)
 {
         if (*size > 0) {
-                bool was_too_large = req->too_large;
+                bool was_too_large = req->body.too_large;
                 int r = append_body(req, data, *size, s->cfg->http.max_body);
                 *size = 0;
-                if (r == 0 && req->too_large && !was_too_large) {
+                if (r == 0 && req->body.too_large && !was_too_large) {
                         /* Answered now; what follows is read and thrown
                          * away for a bounded time and amount, then closed. */
                         r = send_too_large_now(conn);
@@ -392,9 +378,9 @@ enum MHD_Result webhook_handle_body(struct MHD_Connection *conn, const struct se
                 }
                 return r < 0 ? MHD_NO : MHD_YES;
         }
-        if (req->too_large && req->answered)
+        if (req->body.too_large && req->answered)
                 return MHD_NO; /* the 413 is out: close */
-        if (req->too_large)
+        if (req->body.too_large)
                 return http_reply_early(conn, MHD_HTTP_CONTENT_TOO_LARGE,
                                         "{\"error\":\"payload_too_large\"}", NULL);
         if (req->job)
