@@ -747,12 +747,20 @@ static void schedule(struct api_client *c, int64_t now)
         }
 }
 
+/*
+ * How long the loop may sleep. Called after schedule(): a queued request
+ * that is due now waits for a slot (max_inflight) or for a token, and
+ * either comes with an event that ends the poll by itself (an answer on
+ * a socket, the token's timers), so only a retry's later start time
+ * counts here. Counting the due ones too made the loop spin without
+ * sleeping whenever requests queued for a slot.
+ */
 static int poll_timeout(const struct api_client *c, int64_t now)
 {
         int64_t next = now + POLL_MAX_MS, t;
 
         for (const struct req *r = c->queued; r; r = r->next)
-                if (r->not_before_ms < next)
+                if (r->not_before_ms > now && r->not_before_ms < next)
                         next = r->not_before_ms;
         t = token_next_event_ms(&c->tok);
         if (c->queued && t < next)
