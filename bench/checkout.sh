@@ -52,43 +52,16 @@ need curl curl
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-checkout.XXXXXX")
 $keep || trap 'end_jobs; rm -rf "$WORK"' EXIT
 
-sim_port=$(free_port)
-sim_base=http://127.0.0.1:$sim_port
-echo bench-client-secret >"$WORK/client-secret"
 echo "$BENCH_SECRET" >"$WORK/secret"
 app_token=bench-app-$RANDOM$RANDOM
 echo "$app_token" >"$WORK/app-token"
-
-control() {  # control PATH [JSON]
-        if (($# > 1)); then
-                curl -sS --fail -X POST -H 'Content-Type: application/json' --data-binary "$2" "$sim_base/_sim/$1"
-        else
-                curl -sS --fail "$sim_base/_sim/$1"
-        fi
-}
-
-json_field() {  # json_field EXPR: evaluate EXPR over the JSON on stdin (as j)
-        /usr/bin/python3 -c "import json, sys; j = json.load(sys.stdin); print($1)"
-}
-
-"$sim" --listen "127.0.0.1:$sim_port" --verify none --client-id cashpayd-bench \
-        --client-secret-file "$WORK/client-secret" --webhook-drop yes \
-        --api-latency-ms "$latency" >"$WORK/sim.out" 2>"$WORK/sim.log" &
-sim_pid=$!
-wait_port "$sim_port" "$sim_pid" || die "cashpay-sim did not start: $(cat "$WORK/sim.log")"
+start_sim --api-latency-ms "$latency"
 
 write_config() {  # write_config DIR PORT ADMIN CHECKOUT
-        local kv
         {
-                printf '[http]\nlisten = 127.0.0.1:%s\n' "$2"
-                printf '[admin]\nlisten = 127.0.0.1:%s\n' "$3"
+                api_config "$1" "$2" "$3"
                 printf '[webhook]\nsecret_file = %s/secret\n' "$WORK"
-                printf '[database]\npath = %s/db/cashpay.db\nsynchronous = full\n' "$1"
-                printf '[cashpay]\napi_url = %s/v1\npublic_url = http://127.0.0.1:%s\n' "$sim_base" "$2"
-                printf 'token_url = %s/oauth/token\nclient_id = cashpayd-bench\n' "$sim_base"
-                printf 'client_secret_file = %s/client-secret\nreconcile_after = 3600\n' "$WORK"
                 printf '[checkout]\nlisten = 127.0.0.1:%s\ntoken_file = %s/app-token\n' "$4" "$WORK"
-                printf '[log]\nlevel = notice\n'
         } >"$1/cashpayd.conf"
         set_config_keys "$1/cashpayd.conf" "${extra[@]+"${extra[@]}"}"
 }
@@ -112,29 +85,23 @@ for conns in $connections; do
         admin=$(free_port)
         checkout=$(free_port)
         write_config "$dir" "$port" "$admin" "$checkout"
-        control stats/reset '{}' >/dev/null
-        "$cashpayd" --config "$dir/cashpayd.conf" 2>"$dir/cashpayd.log" &
-        pid=$!
-        wait_port "$checkout" "$pid" || { cat "$dir/cashpayd.log" >&2; die "cashpayd did not start"; }
+        sim_control stats/reset '{}' >/dev/null
+        start_daemon "$dir" "$checkout"
         threads=$WRK_THREADS
         ((threads > conns)) && threads=$conns
         wrk -t"$threads" -c"$conns" -d"$duration" --timeout 10s -s "$BENCH_DIR/checkout.lua" \
                 "http://127.0.0.1:$checkout/charges" -- "$app_token" >"$dir/wrk.txt" 2>&1
-        rss=$(peak_rss_kib "$pid")
-        cpu=$(cpu_ticks "$pid")
-        stop_pid "$pid" || die "cashpayd did not stop within 30 s"
-        stats=$(control stats)
+        rss=$(peak_rss_kib "$DAEMON_PID")
+        cpu=$(cpu_ticks "$DAEMON_PID")
+        stop_pid "$DAEMON_PID" || die "cashpayd did not stop within 30 s"
+        stats=$(sim_control stats)
         report cashpayd "$conns" keepalive "$dir/wrk.txt" "$(count_orders "$dir/db/cashpay.db")" \
                 "$rss" "$cpu"
         creates=$(json_field 'j["charge_creates"]' <<<"$stats")
-        accepted=$(json_field 'j["connections_accepted"]' <<<"$stats")
         echo "          sim: $creates creates ($(json_field 'j["charges_created"]' <<<"$stats") new" \
-                "charges), $accepted TCP connections ($(awk -v a="$accepted" -v f="$creates" \
-                'BEGIN { if (f > 0) printf "%.2f", a * 1000 / f; else print "-" }') per 1,000)," \
-                "$(json_field 'j["token_requests"]' <<<"$stats") token request(s)," \
-                "api_inflight_max $(json_field 'j["api_inflight_max"]' <<<"$stats")"
+                "charges), $(sim_api_stats "$stats" "$creates")"
 done
 $keep && echo "work directory kept: $WORK"
-stop_pid "$sim_pid" || true
+stop_pid "$SIM_PID" || true
 ((LAST_ACKED > 0)) || die "FAILED: the last run acknowledged nothing"
 exit 0

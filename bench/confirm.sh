@@ -62,30 +62,10 @@ need curl curl
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cashpayd-confirm.XXXXXX")
 $keep || trap 'end_jobs; rm -rf "$WORK"' EXIT
 
-sim_port=$(free_port)
-sim_base=http://127.0.0.1:$sim_port
-echo bench-client-secret >"$WORK/client-secret"
 echo "$BENCH_SECRET" >"$WORK/secret"
 static=bench-static-$RANDOM$RANDOM
 echo "$static" >"$WORK/static-token"
-
-control() {  # control PATH [JSON]
-        if (($# > 1)); then
-                curl -sS --fail -X POST -H 'Content-Type: application/json' --data-binary "$2" "$sim_base/_sim/$1"
-        else
-                curl -sS --fail "$sim_base/_sim/$1"
-        fi
-}
-
-json_field() {  # json_field EXPR: evaluate EXPR over the JSON on stdin (as j)
-        /usr/bin/python3 -c "import json, sys; j = json.load(sys.stdin); print($1)"
-}
-
-"$sim" --listen "127.0.0.1:$sim_port" --verify none --client-id cashpayd-bench \
-        --client-secret-file "$WORK/client-secret" --static-token-file "$WORK/static-token" \
-        --webhook-drop yes >"$WORK/sim.out" 2>"$WORK/sim.log" &
-sim_pid=$!
-wait_port "$sim_port" "$sim_pid" || die "cashpay-sim did not start: $(cat "$WORK/sim.log")"
+start_sim --static-token-file "$WORK/static-token"
 
 # The charges, created through the simulator's API (the static token: the
 # daemon's token endpoint calls are counted from zero later).
@@ -101,26 +81,19 @@ function request()
         }, '{"amount":' .. (1000 + n % 9000) .. ',"currency":"YER","description":"Purchase of a watch","post_url":"http://127.0.0.1:9/hook","redirect_url":"http://127.0.0.1:9/return"}')
 end
 LUA
-wrk -t"$WRK_THREADS" -c64 -d"${seed_seconds}s" -s "$WORK/create.lua" "$sim_base/v1/charges" \
+wrk -t"$WRK_THREADS" -c64 -d"${seed_seconds}s" -s "$WORK/create.lua" "$SIM_BASE/v1/charges" \
         >"$WORK/seed.txt" 2>&1 || die "seeding failed: $(cat "$WORK/seed.txt")"
-control charges >"$WORK/charges.json"
+sim_control charges >"$WORK/charges.json"
 seeded=$(json_field 'len(j["charges"])' <"$WORK/charges.json")
 /usr/bin/python3 "$BENCH_DIR/gen-bodies.py" --secret "$BENCH_SECRET" --charges "$WORK/charges.json" \
         "$WORK/bodies.txt" || die "cannot write the webhooks"
-control config "{\"api_latency_ms\": $latency}" >/dev/null
+sim_control config "{\"api_latency_ms\": $latency}" >/dev/null
 
 write_config() {  # write_config DIR PORT ADMIN
-        local kv
         {
-                printf '[http]\nlisten = 127.0.0.1:%s\nmax_connections_per_ip = 0\n' "$2"
-                printf '[admin]\nlisten = 127.0.0.1:%s\n' "$3"
+                api_config "$1" "$2" "$3"
                 printf '[webhook]\nsecret_file = %s/secret\nconfirm = api\n' "$WORK"
-                printf '[database]\npath = %s/db/cashpay.db\nsynchronous = full\n' "$1"
-                printf '[cashpay]\napi_url = %s/v1\npublic_url = http://127.0.0.1:%s\n' "$sim_base" "$2"
-                printf 'token_url = %s/oauth/token\nclient_id = cashpayd-bench\n' "$sim_base"
-                printf 'client_secret_file = %s/client-secret\nreconcile_after = 3600\n' "$WORK"
                 printf '[checkout]\nlisten =\n'
-                printf '[log]\nlevel = notice\n'
         } >"$1/cashpayd.conf"
         set_config_keys "$1/cashpayd.conf" "${extra[@]+"${extra[@]}"}"
 }
@@ -144,31 +117,25 @@ for conns in $connections; do
         port=$(free_port)
         admin=$(free_port)
         write_config "$dir" "$port" "$admin"
-        control stats/reset '{}' >/dev/null
-        sim_ticks0=$(cpu_ticks "$sim_pid")
-        "$cashpayd" --config "$dir/cashpayd.conf" 2>"$dir/cashpayd.log" &
-        pid=$!
-        wait_port "$port" "$pid" || { cat "$dir/cashpayd.log" >&2; die "cashpayd did not start"; }
+        sim_control stats/reset '{}' >/dev/null
+        sim_ticks0=$(cpu_ticks "$SIM_PID")
+        start_daemon "$dir" "$port"
         run_wrk "http://127.0.0.1:$port/cashpay/webhook" "$conns" "$duration" "$WORK/bodies.txt" \
                 keepalive "$dir/wrk.txt"
-        rss=$(peak_rss_kib "$pid")
-        cpu=$(cpu_ticks "$pid")
-        sim_ticks1=$(cpu_ticks "$sim_pid")
+        rss=$(peak_rss_kib "$DAEMON_PID")
+        cpu=$(cpu_ticks "$DAEMON_PID")
+        sim_ticks1=$(cpu_ticks "$SIM_PID")
         curl -s "http://127.0.0.1:$admin/metrics" >"$dir/metrics.txt" || true
-        stop_pid "$pid" || die "cashpayd did not stop within 30 s"
-        stats=$(control stats)
+        stop_pid "$DAEMON_PID" || die "cashpayd did not stop within 30 s"
+        stats=$(sim_control stats)
         stored=$(count_stored "$dir/db/cashpay.db")
         report cashpayd "$conns" keepalive "$dir/wrk.txt" "$stored" "$rss" "$cpu"
         fetches=$(json_field 'j["charge_fetches"]' <<<"$stats")
-        accepted=$(json_field 'j["connections_accepted"]' <<<"$stats")
-        tokens=$(json_field 'j["token_requests"]' <<<"$stats")
         echo "          outcomes: $(outcomes "$dir/db/cashpay.db"); sim: $fetches fetches," \
-                "$accepted TCP connections ($(awk -v a="$accepted" -v f="$fetches" \
-                'BEGIN { if (f > 0) printf "%.2f", a * 1000 / f; else print "-" }') per 1,000)," \
-                "$tokens token request(s), sim CPU $(( (sim_ticks1 - sim_ticks0) * 100 / $(getconf CLK_TCK) / $(seconds "$duration") ))%," \
-                "api_inflight_max $(json_field 'j["api_inflight_max"]' <<<"$stats")"
+                "sim CPU $(( (sim_ticks1 - sim_ticks0) * 100 / $(getconf CLK_TCK) / $(seconds "$duration") ))%," \
+                "$(sim_api_stats "$stats" "$fetches")"
 done
 $keep && echo "work directory kept: $WORK"
-stop_pid "$sim_pid" || true
+stop_pid "$SIM_PID" || true
 ((LAST_ACKED > 0)) || die "FAILED: the last run acknowledged nothing"
 exit 0

@@ -1,4 +1,4 @@
-# Shared by run.sh, run-peer.sh, scale.sh and profile.sh (sourced, not run;
+# Shared by the bench scripts (sourced, not run;
 # the globals it sets are theirs).
 # shellcheck shell=bash disable=SC2034
 #
@@ -221,4 +221,74 @@ report() {
                 echo "bench: FAILED: $1 acknowledged $acked webhooks but stored only $5" >&2
                 exit 1
         fi
+}
+
+# ---- the API half (confirm.sh, checkout.sh) ---------------------------------
+# Both need $WORK, $sim and $cashpayd set; the simulator and the daemons are
+# ended by end_jobs at exit like the rest.
+
+# start_sim [ARG]...: cashpay-sim on a free port, with the client secret
+# cashpayd gets its tokens with ($WORK/client-secret) and no webhooks, plus
+# ARGs; sets SIM_PID and SIM_BASE, fails when it does not start.
+start_sim() {
+        local port
+        port=$(free_port)
+        SIM_BASE=http://127.0.0.1:$port
+        echo bench-client-secret >"$WORK/client-secret"
+        # shellcheck disable=SC2154 # the calling script's
+        "$sim" --listen "127.0.0.1:$port" --verify none --client-id cashpayd-bench \
+                --client-secret-file "$WORK/client-secret" --webhook-drop yes "$@" \
+                >"$WORK/sim.out" 2>"$WORK/sim.log" &
+        SIM_PID=$!
+        wait_port "$port" "$SIM_PID" || die "cashpay-sim did not start: $(cat "$WORK/sim.log")"
+}
+
+# sim_control PATH [JSON]: GET (or POST JSON to) the simulator's /_sim/PATH.
+sim_control() {
+        if (($# > 1)); then
+                curl -sS --fail -X POST -H 'Content-Type: application/json' --data-binary "$2" \
+                        "$SIM_BASE/_sim/$1"
+        else
+                curl -sS --fail "$SIM_BASE/_sim/$1"
+        fi
+}
+
+# json_field EXPR: evaluate EXPR over the JSON on stdin (as j).
+json_field() {
+        /usr/bin/python3 -c "import json, sys; j = json.load(sys.stdin); print($1)"
+}
+
+# api_config DIR PORT ADMIN: the configuration both share, to stdout: the
+# listeners, a fresh database in DIR (synchronous = full) and the API at
+# the simulator, tokens from its token endpoint, no reconciliation in the
+# run's time.
+api_config() {
+        printf '[http]\nlisten = 127.0.0.1:%s\nmax_connections_per_ip = 0\n' "$2"
+        printf '[admin]\nlisten = 127.0.0.1:%s\n' "$3"
+        printf '[database]\npath = %s/db/cashpay.db\nsynchronous = full\n' "$1"
+        printf '[cashpay]\napi_url = %s/v1\npublic_url = http://127.0.0.1:%s\n' "$SIM_BASE" "$2"
+        printf 'token_url = %s/oauth/token\nclient_id = cashpayd-bench\n' "$SIM_BASE"
+        printf 'client_secret_file = %s/client-secret\nreconcile_after = 3600\n' "$WORK"
+        printf '[log]\nlevel = notice\n'
+}
+
+# start_daemon DIR PORT: cashpayd with DIR/cashpayd.conf (log in DIR),
+# until PORT listens; sets DAEMON_PID.
+start_daemon() {
+        # shellcheck disable=SC2154 # the calling script's
+        "$cashpayd" --config "$1/cashpayd.conf" 2>"$1/cashpayd.log" &
+        DAEMON_PID=$!
+        wait_port "$2" "$DAEMON_PID" || { cat "$1/cashpayd.log" >&2; die "cashpayd did not start"; }
+}
+
+# sim_api_stats STATS REQUESTS: what the simulator saw of the API client
+# in its stats JSON STATS, REQUESTS of them: TCP connections accepted per
+# 1,000 requests, token endpoint calls, the most requests at once.
+sim_api_stats() {
+        local accepted
+        accepted=$(json_field 'j["connections_accepted"]' <<<"$1")
+        echo "$accepted TCP connections ($(awk -v a="$accepted" -v f="$2" \
+                'BEGIN { if (f > 0) printf "%.2f", a * 1000 / f; else print "-" }') per 1,000)," \
+                "$(json_field 'j["token_requests"]' <<<"$1") token request(s)," \
+                "api_inflight_max $(json_field 'j["api_inflight_max"]' <<<"$1")"
 }

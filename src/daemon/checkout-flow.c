@@ -66,7 +66,7 @@ struct checkout_flows {
         struct flow *flows;
         unsigned pending;           /* flows not yet ended */
         bool closed;                /* stopping: no holds, no requests to CashPay */
-        struct flow *steps, *steps_tail; /* waiting for the writer */
+        struct flow *steps, **steps_end; /* waiting for the writer, in order */
         bool steps_posted;          /* fl->task is queued at the writer */
 };
 
@@ -243,6 +243,20 @@ static void flow_end(struct flow *f)
                 post_plan(again);
 }
 
+/* The steps queued, taken off the queue: the next one posts the task again. */
+static struct flow *take_steps(struct checkout_flows *fl)
+{
+        struct flow *list;
+
+        pthread_mutex_lock(&fl->lock);
+        list = fl->steps;
+        fl->steps = NULL;
+        fl->steps_end = &fl->steps;
+        fl->steps_posted = false;
+        pthread_mutex_unlock(&fl->lock);
+        return list;
+}
+
 /* Any thread: @f's next store step (@step) to the writer, along with
  * whatever other steps are waiting, so that one transaction records them
  * all. A writer that is stopping takes no more: @f ends unanswered (503). */
@@ -254,21 +268,14 @@ static void queue_step(struct flow *f, enum step step)
         pthread_mutex_lock(&fl->lock);
         f->step = step;
         f->step_next = NULL;
-        if (fl->steps_tail)
-                fl->steps_tail->step_next = f;
-        else
-                fl->steps = f;
-        fl->steps_tail = f;
+        *fl->steps_end = f;
+        fl->steps_end = &f->step_next;
         bool post = !fl->steps_posted;
         fl->steps_posted = true;
         pthread_mutex_unlock(&fl->lock);
         if (!post || writer_post(fl->rt->writer, &fl->task) == 0)
                 return; /* the task posted before takes @f along */
-        pthread_mutex_lock(&fl->lock);
-        list = fl->steps;
-        fl->steps = fl->steps_tail = NULL;
-        fl->steps_posted = false;
-        pthread_mutex_unlock(&fl->lock);
+        list = take_steps(fl);
         while (list) {
                 struct flow *next = list->step_next;
                 flow_end(list); /* a plan's request stays pending: a retry sends its key */
@@ -320,11 +327,7 @@ static void steps_run(struct store *store, struct writer_task *task)
         int64_t now_ms = time_now_ms();
         int r;
 
-        pthread_mutex_lock(&fl->lock);
-        list = fl->steps;
-        fl->steps = fl->steps_tail = NULL;
-        fl->steps_posted = false;
-        pthread_mutex_unlock(&fl->lock);
+        list = take_steps(fl);
         r = store_charge_group_begin(store);
         for (f = list; f && r == 0; f = f->step_next) {
                 if (f->step == STEP_SETTLE)
@@ -460,6 +463,7 @@ int checkout_flows_new(struct runtime *rt, struct api_client *api, struct checko
         fl->rt = rt;
         fl->api = api;
         fl->task.run = steps_run;
+        fl->steps_end = &fl->steps;
         pthread_mutex_init(&fl->lock, NULL);
         pthread_cond_init(&fl->idle, NULL);
         *ret = fl;
