@@ -4,8 +4,8 @@
  *
  * 1. One pipeline (libpq's pipeline mode): BEGIN; lock the batch's existing
  *    orders in charge_id order, returning what the state machine needs of
- *    them; which of its message ids are recorded with a 200; one new
- *    webhook_deliveries id per delivery.
+ *    them; one new webhook_deliveries id per delivery; which of its message
+ *    ids (if it has any) are recorded with a 200.
  * 2. Here: every delivery decided in batch order against those rows, the
  *    batch's own earlier decisions applied to them as they are made (what
  *    the statement-at-a-time way reads back from the server).
@@ -185,12 +185,15 @@ static int take_orders(struct batch *b, const PGresult *res)
         return 0;
 }
 
+/* @res NULL: no message id was looked up. */
 static int take_seen(struct batch *b, const PGresult *res)
 {
-        b->seen = calloc((size_t) PQntuples(res) + 1, sizeof(*b->seen));
+        int rows = res ? PQntuples(res) : 0;
+
+        b->seen = calloc((size_t) rows + 1, sizeof(*b->seen));
         if (!b->seen)
                 return -ENOMEM;
-        for (int row = 0; row < PQntuples(res); row++) {
+        for (int row = 0; row < rows; row++) {
                 b->seen[b->n_seen] = strdup(PQgetvalue(res, row, 0));
                 if (!b->seen[b->n_seen])
                         return -ENOMEM;
@@ -242,24 +245,26 @@ static int read_batch(struct pg_store *p, struct batch *b, bool *begun)
         }
         snprintf(count, sizeof(count), "%zu", b->n);
         struct pg_params lock = { .id = PG_LOCK_VIEWS, .n = 1, .v = { ids.text } };
-        struct pg_params seen = { .id = PG_MESSAGES_SEEN, .n = 1, .v = { messages.text } };
         struct pg_params new_ids = { .id = PG_DELIVERY_IDS, .n = 1, .v = { count } };
+        struct pg_params seen = { .id = PG_MESSAGES_SEEN, .n = 1, .v = { messages.text } };
+        /* no message ids, nothing to look up (and no statement to plan) */
+        size_t n = strcmp(messages.text, "{}") == 0 ? 3 : 4;
         r = send_sql(p, "BEGIN");
         if (r >= 0)
                 r = send_statement(p, &lock);
         if (r >= 0)
-                r = send_statement(p, &seen);
-        if (r >= 0)
                 r = send_statement(p, &new_ids);
-        int rc = collect(p, res, 4);
+        if (r >= 0 && n == 4)
+                r = send_statement(p, &seen);
+        int rc = collect(p, res, n);
         r = r < 0 ? r : rc;
         *begun = res[0] && PQresultStatus(res[0]) == PGRES_COMMAND_OK;
         if (r >= 0)
                 r = take_orders(b, res[1]);
         if (r >= 0)
-                r = take_seen(b, res[2]);
+                r = take_ids(b, res[2]);
         if (r >= 0)
-                r = take_ids(b, res[3]);
+                r = take_seen(b, res[3]);
         clear_all(res, 4);
         pg_array_free(&ids);
         pg_array_free(&messages);

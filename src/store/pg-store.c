@@ -90,8 +90,10 @@ static const struct {
                             "WHERE charge_id = ANY ($1::text[]) ORDER BY charge_id FOR UPDATE", 1, true },
         [PG_MESSAGES_SEEN] = { "SELECT DISTINCT message_id FROM webhook_deliveries "
                                "WHERE message_id = ANY ($1::text[]) AND http_status = 200", 1, true },
-        [PG_DELIVERY_IDS] = { "SELECT nextval(pg_get_serial_sequence('webhook_deliveries', "
-                              "'id')) FROM generate_series(1, $1::integer)", 1 },
+        /* the sequence looked up once, not once per id (OFFSET 0: not pulled up) */
+        [PG_DELIVERY_IDS] = { "SELECT nextval(q.s) FROM (SELECT pg_get_serial_sequence("
+                              "'webhook_deliveries', 'id')::regclass OFFSET 0) AS q (s), "
+                              "generate_series(1, $1::integer)", 1 },
         /* the batch's new orders; a unique violation, not 0 rows, when another
          * instance inserted one meanwhile: the batch is rolled back */
         [PG_ORDERS_INSERT] = {
