@@ -176,7 +176,7 @@ static void test_migration_keeps_history(void)
         make_schema1(path);
         s = open_store(path);
         db = raw_open(path);
-        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 2);
+        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 3);
         CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM webhook_deliveries"), 2);
         CHECK_STR(q_text(db, "SELECT hex(body) FROM webhook_deliveries WHERE id = 1"), "7B7D");
         CHECK_STR(q_text(db, "SELECT source FROM order_events WHERE id = 1"), "webhook");

@@ -240,7 +240,7 @@ static void test_fresh_schema(void)
         struct store *s = open_store(path, 1000);
         sqlite3 *db = raw_open(path);
 
-        CHECK_EQ_INT(store_schema_version(), 2);
+        CHECK_EQ_INT(store_schema_version(), 3);
         CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), store_schema_version());
         CHECK_STR(q_text(db, "PRAGMA journal_mode"), "wal");
         CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN "
@@ -277,19 +277,19 @@ static void test_reopen_and_versions(void)
         CHECK_EQ_INT(try_open(path, false, true, err, sizeof(err)), 0);
         CHECK_EQ_INT(try_open(path, true, false, err, sizeof(err)), 0);
         db = raw_open(path);
-        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 2);
-        CHECK_EQ_INT(raw_exec(db, "PRAGMA user_version = 3"), SQLITE_OK);
+        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 3);
+        CHECK_EQ_INT(raw_exec(db, "PRAGMA user_version = 4"), SQLITE_OK);
         sqlite3_close(db);
 
         CHECK_EQ_INT(try_open(path, false, true, err, sizeof(err)), -EPROTO);
-        CHECK_STR(err, "database schema version 3 is newer than this program (knows 2); "
+        CHECK_STR(err, "database schema version 4 is newer than this program (knows 3); "
                        "refusing to open");
         CHECK_EQ_INT(try_open(path, true, false, err, sizeof(err)), -EPROTO);
         CHECK(strstr(err, "is newer than this program") != NULL);
         /* refused means untouched */
         db = raw_open(path);
-        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 3);
-        CHECK_EQ_INT(raw_exec(db, "PRAGMA user_version = 2"), SQLITE_OK);
+        CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 4);
+        CHECK_EQ_INT(raw_exec(db, "PRAGMA user_version = 3"), SQLITE_OK);
         sqlite3_close(db);
         CHECK_EQ_INT(try_open(path, false, true, err, sizeof(err)), 0);
 }
@@ -306,7 +306,7 @@ static void test_open_refusals(void)
         CHECK_EQ_INT(raw_exec(db, "CREATE TABLE x (a)"), SQLITE_OK);
         sqlite3_close(db);
         CHECK_EQ_INT(try_open(old, true, false, err, sizeof(err)), -EPROTO);
-        CHECK(strstr(err, "database schema version 0 is older than this program (needs 2)"));
+        CHECK(strstr(err, "database schema version 0 is older than this program (needs 3)"));
         CHECK_EQ_INT(try_open(old, false, false, err, sizeof(err)), -EPROTO);
         db = raw_open(old);
         CHECK_EQ_INT(q_int(db, "PRAGMA user_version"), 0);

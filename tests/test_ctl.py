@@ -173,16 +173,16 @@ def test_migrate():
     db = os.path.join(WORK, "fresh.db")
     rc, out, err = ctl("--db", db, "migrate")
     check_eq(rc, 0, f"migrate: {err}")
-    check("schema version 2" in out, f"migrate output {out!r}")
+    check("schema version 3" in out, f"migrate output {out!r}")
     with contextlib.closing(sqlite3.connect(db)) as conn:
-        check_eq(conn.execute("PRAGMA user_version").fetchone()[0], 2, "user_version")
+        check_eq(conn.execute("PRAGMA user_version").fetchone()[0], 3, "user_version")
         check_eq(conn.execute("PRAGMA journal_mode").fetchone()[0], "wal", "journal_mode")
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     for table in ["orders", "order_events", "webhook_deliveries", "orders_to_fulfil",
                   "api_fetches", "charge_requests"]:
         check(table in names, f"{table} missing after migrate")
     doc = json.loads(ctl("--db", db, "--json", "migrate")[1])
-    check_eq(doc, {"database": db, "schema_version": 2, "binary_schema_version": 2}, "json")
+    check_eq(doc, {"database": db, "schema_version": 3, "binary_schema_version": 3}, "json")
     # Empty database: every read command works and prints a table header only.
     for args in [["orders"], ["deliveries"], ["events"]]:
         rc, out, err = ctl("--db", db, *args)

@@ -12,6 +12,7 @@
  */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -116,6 +117,33 @@ int store_admin_list_deliveries_for(struct store *s, const char *charge_id, stru
  */
 int store_admin_list_events(struct store *s, int64_t after_id, const char *charge_id,
                             unsigned limit, struct event_list *ret);
+
+/*
+ * store_admin_listen_events() - ask to be told when order_events rows are
+ * committed, for store_admin_wait_events(). Call it before the first
+ * store_admin_list_events() of a follower: what was committed before is
+ * in that read, what comes after wakes the wait. On PostgreSQL the handle
+ * LISTENs on every connection it makes from now on, before anything else.
+ * Returns 0, or -EOPNOTSUPP (SQLite, which has nothing to listen on: poll).
+ */
+int store_admin_listen_events(struct store *s);
+
+/*
+ * store_admin_wait_events() - wait at most @timeout_ms until order_events
+ * rows may have been committed since the last store_admin_list_events(),
+ * then the caller reads "id > last" again. The wake-up carries no rows and
+ * may come with none new; the caller reads after a timeout too, which
+ * covers a notification lost with its connection. @sigmask is in place
+ * meanwhile, as for ppoll(): a caller that blocks the signals that end its
+ * loop, checks its flag, then waits, misses none.
+ * A connection found dead is dropped, and 0 returned once the store's
+ * backoff allows the next read to connect again (and LISTEN before it).
+ * Returns 1 (notified), 0 (time up, or read again after a lost
+ * connection), -EINTR (a signal), -EOPNOTSUPP (nothing to wait on: SQLite,
+ * no store_admin_listen_events(), or a server that refused LISTEN, such as
+ * a standby: poll instead).
+ */
+int store_admin_wait_events(struct store *s, int timeout_ms, const sigset_t *sigmask);
 
 /*
  * store_admin_fulfil() - set fulfilled_at = @now_iso for a CAPTURED order that

@@ -5,6 +5,7 @@
  * this file parses options and presents the results.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +16,8 @@
 #include "src/ctl/output.h"
 
 #define DEFAULT_LIMIT 50
-#define FOLLOW_INTERVAL_MS 200
+#define FOLLOW_INTERVAL_MS 200    /* polling: SQLite, or a server that refused LISTEN */
+#define FOLLOW_FALLBACK_MS 5000   /* with LISTEN: read anyway this often */
 #define EVENTS_BATCH 500
 
 static bool minor_units(const struct ctl *c)
@@ -338,6 +340,8 @@ struct feed {
         int64_t after;
         const char *charge_id;
         bool follow;
+        bool listening;     /* following woken by the store (PostgreSQL's LISTEN) */
+        bool lost;          /* following through an outage, said once on stderr */
         json_t *collected;  /* --json without --follow: the one document's array */
 };
 
@@ -358,11 +362,12 @@ static void feed_install_signals(void)
         sigaction(SIGTERM, &sa, NULL);
 }
 
-static void sleep_ms(unsigned ms)
+/* Sleeps @ms with @sigmask in place; a signal ends it early. */
+static void sleep_ms(unsigned ms, const sigset_t *sigmask)
 {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
 
-        nanosleep(&ts, NULL);
+        ppoll(NULL, 0, &ts, sigmask);
 }
 
 /* Prints one batch; returns 0 or a negative errno from writing. */
@@ -383,20 +388,36 @@ static int feed_emit(struct feed *fd, const struct event_list *l, bool json)
         return r < 0 ? r : output_flush();
 }
 
+/* Following, a lock (SQLite) or a lost connection (PostgreSQL) is
+ * transient: nothing new this time. The outage is said once, and its end. */
+static bool feed_transient(struct ctl *c, struct feed *fd, int r)
+{
+        if (!fd->follow || (r != -EBUSY && r != -ECONNRESET))
+                return false;
+        if (r == -ECONNRESET && !fd->lost)
+                ctl_store_error(c, r, "cannot read events (trying again)");
+        fd->lost = fd->lost || r == -ECONNRESET;
+        return true;
+}
+
 /* One poll: read and print what is new. Returns the number of events, or a
- * negative errno (reported, but for -EPIPE). A lock while following is
- * transient: report nothing new. */
+ * negative errno (reported, but for -EPIPE). */
 static int feed_poll(struct ctl *c, struct feed *fd)
 {
         struct event_list l;
         int r;
 
         r = store_admin_list_events(c->store, fd->after, fd->charge_id, EVENTS_BATCH, &l);
-        if (r == -EBUSY && fd->follow)
+        if (r < 0 && feed_transient(c, fd, r))
                 return 0;
         if (r < 0) {
                 ctl_store_error(c, r, "cannot read events");
                 return r;
+        }
+        if (fd->lost) {
+                fprintf(stderr, "cashpayctl: reading events again after event %lld\n",
+                        (long long) fd->after);
+                fd->lost = false;
         }
         r = feed_emit(fd, &l, c->json);
         if (r < 0 && r != -EPIPE)
@@ -405,6 +426,25 @@ static int feed_poll(struct ctl *c, struct feed *fd)
                 r = (int) l.n;
         event_list_clear(&l);
         return r;
+}
+
+/* Until there may be more to read: woken by the store, or after a pause.
+ * SIGINT and SIGTERM are blocked from the check of feed_stop until the
+ * wait has them unblocked again, so one arriving in between still ends it. */
+static void feed_wait(struct ctl *c, struct feed *fd)
+{
+        sigset_t ending, old;
+        int r = -EOPNOTSUPP;
+
+        sigemptyset(&ending);
+        sigaddset(&ending, SIGINT);
+        sigaddset(&ending, SIGTERM);
+        sigprocmask(SIG_BLOCK, &ending, &old);
+        if (!feed_stop && fd->listening)
+                r = store_admin_wait_events(c->store, FOLLOW_FALLBACK_MS, &old);
+        if (!feed_stop && r == -EOPNOTSUPP)
+                sleep_ms(FOLLOW_INTERVAL_MS, &old);
+        sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 /* Runs until the feed is drained (or, following, until a signal or EPIPE). */
@@ -424,7 +464,7 @@ static int feed_run(struct ctl *c, struct feed *fd)
                         continue;
                 if (!fd->follow)
                         return CTL_EXIT_OK;
-                sleep_ms(FOLLOW_INTERVAL_MS);
+                feed_wait(c, fd);
         }
 }
 
@@ -467,6 +507,9 @@ int ctl_cmd_events(struct ctl *c, int argc, char **argv)
         if ((r = start_listing(c, argc, argv, opts, events_option, &fd)) != CTL_CONTINUE)
                 return r;
         feed_install_signals();
+        /* before the first read: whatever is committed after it wakes us */
+        if (fd.follow)
+                fd.listening = store_admin_listen_events(c->store) == 0;
         if (c->json && !fd.follow && !(fd.collected = json_array()))
                 return ctl_printed(-ENOMEM);
         if (!c->json)

@@ -44,6 +44,8 @@ struct pg_store {
         int64_t rejected_rows;   /* with a cap: as counted at connect, plus what we added; -1 without */
         int64_t next_connect_ms; /* monotonic; no attempt before */
         unsigned backoff_ms;
+        bool listen_wanted;      /* LISTEN for the change feed on every connection */
+        bool listening;          /* ... and this connection does (pg-listen.c) */
 };
 
 /* pg_store_conn() - the connection, connecting first when it is down and
@@ -156,3 +158,9 @@ int pg_rejection_status(enum outcome o);
  * meanwhile); else a negative errno as pg_store_submit() returns it.
  */
 int pg_submit_batch(struct pg_store *p, struct delivery *const *items, size_t n);
+
+/* pg_listen_on() - LISTEN on @c when the handle wants it (connect_once()
+ * calls it for every new connection, before any read). A server that
+ * refuses it as read-only (a standby) leaves p->listening false and is no
+ * error. 0 or pg_errno(). */
+int pg_listen_on(struct pg_store *p, PGconn *c, char *err, size_t err_len);

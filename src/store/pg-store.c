@@ -199,6 +199,9 @@ static int connect_once(struct pg_store *p, bool prepare, char *err, size_t err_
                 r = pg_exec(c, "SET default_transaction_read_only TO on", err, err_len);
         if (r >= 0 && prepare)
                 r = prepare_all(c, err, err_len);
+        /* a follower's LISTEN before its first read on this connection */
+        if (r >= 0)
+                r = pg_listen_on(p, c, err, err_len);
         if (r < 0)
                 return r;
         p->conn = TAKE_PTR(c);

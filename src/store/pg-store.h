@@ -75,3 +75,6 @@ int pg_admin_list_events(struct pg_store *p, int64_t after_id, const char *charg
 int pg_admin_fulfil(struct pg_store *p, const char *charge_id, const char *now_iso,
                     bool *ret_changed, struct order_record *ret);
 int pg_admin_review_done(struct pg_store *p, const char *charge_id, bool *ret_changed);
+/* pg-listen.c: store_admin_listen_events() and store_admin_wait_events(). */
+int pg_listen_events(struct pg_store *p);
+int pg_listen_wait(struct pg_store *p, int timeout_ms, const sigset_t *sigmask);

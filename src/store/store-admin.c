@@ -437,6 +437,16 @@ int store_admin_review_done(struct store *s, const char *charge_id)
         return c < 0 ? c : r;
 }
 
+int store_admin_listen_events(struct store *s)
+{
+        return s->pg ? pg_listen_events(s->pg) : -EOPNOTSUPP;
+}
+
+int store_admin_wait_events(struct store *s, int timeout_ms, const sigset_t *sigmask)
+{
+        return s->pg ? pg_listen_wait(s->pg, timeout_ms, sigmask) : -EOPNOTSUPP;
+}
+
 int store_admin_user_version(struct store *s, int *ret)
 {
         return store_user_version(s, ret);

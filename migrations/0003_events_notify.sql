@@ -1,0 +1,7 @@
+-- 0003_events_notify - nothing to do on SQLite.
+--
+-- On PostgreSQL this step adds the trigger that sends NOTIFY when order
+-- events are committed (migrations/postgresql/0003_events_notify.sql), for
+-- cashpayctl events --follow. SQLite has no such channel: the follower
+-- reads the file again every 200 ms, which costs next to nothing there.
+-- The step exists so that both engines count their schema versions alike.
