@@ -6,7 +6,11 @@ Usage: test_ctl.py [CASHPAYCTL]   (else $CASHPAYCTL; $CASHPAYD names the daemon)
 Orders, events and deliveries are created through the real writer path:
 `cashpayctl send` POSTs signed webhooks to a cashpayd on a loopback port.
 Only the Python standard library is used; the database is inspected with
-the sqlite3 module.
+the sqlite3 module, or on PostgreSQL (CASHPAYD_TEST_BACKEND=postgresql:
+the daemon on a server the test starts, harness.py) through psql. The
+tests that need no database, or speak of an SQLite file, run on SQLite
+only; their PostgreSQL counterparts (a row lock, a server that cannot be
+reached, a newer schema) on PostgreSQL only.
 """
 import base64
 import contextlib
@@ -28,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "integration"))
 import harness  # noqa: E402
-from harness import check, check_eq  # noqa: E402
+from harness import check, check_eq, postgresql_only, sqlite_only  # noqa: E402
 
 CTL = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CASHPAYCTL")
 if not CTL:
@@ -38,6 +42,8 @@ CTL = os.path.abspath(CTL)
 WORK = tempfile.mkdtemp(prefix="cashpayctl-test-")
 DAEMON = None   # started by test_setup_daemon
 IDS = {}        # name -> charge id of the orders built there
+ON_PG = harness.BACKEND == "postgresql"
+NO_DB = "needs no database: the same on both backends"
 
 
 def ctl(*args, config=None, stdin=None, env=None, timeout=60, user=None):
@@ -94,6 +100,14 @@ def write_config(path, sections):
                 f.write(f"{k} = {v}\n")
 
 
+def database_section():
+    """The daemon's [database] section, for a configuration of the test's own."""
+    if ON_PG:
+        return {k.split(".", 1)[1]: v for k, v in DAEMON.base_config.items()
+                if k.startswith("database.")}
+    return {"path": DAEMON.db_path}
+
+
 def send(*args):
     rc, out, err = dctl("send", *args)
     check_eq(rc, 0, f"send {args}: {out} {err}")
@@ -103,6 +117,7 @@ def send(*args):
 # ---------------------------------------------------------------- no database
 
 
+@sqlite_only(NO_DB)
 def test_help_and_version():
     rc, out, _ = ctl("--help")
     check_eq(rc, 0, "--help")
@@ -123,6 +138,7 @@ def test_help_and_version():
     check_fits(ctl("--help")[1])
 
 
+@sqlite_only(NO_DB)
 def test_usage_errors():
     db = os.path.join(WORK, "usage.db")
     cases = [
@@ -169,6 +185,7 @@ def test_usage_errors():
     check(not os.path.exists(db), "a usage error must not create the database")
 
 
+@sqlite_only("migrate creates an SQLite file")
 def test_migrate():
     db = os.path.join(WORK, "fresh.db")
     rc, out, err = ctl("--db", db, "migrate")
@@ -192,6 +209,7 @@ def test_migrate():
     check_eq(json.loads(ctl("--db", db, "--json", "events")[1]), {"events": []}, "empty events")
 
 
+@sqlite_only("PRAGMA user_version")
 def test_newer_schema_refused():
     db = os.path.join(WORK, "newer.db")
     check_eq(ctl("--db", db, "migrate")[0], 0, "migrate")
@@ -203,6 +221,7 @@ def test_newer_schema_refused():
         check("99" in err, f"{args}: message names the version: {err!r}")
 
 
+@sqlite_only(NO_DB)
 def test_check_config():
     good = os.path.join(WORK, "good.conf")
     secret = os.path.join(WORK, "good.secret")
@@ -275,6 +294,28 @@ def test_setup_daemon():
     check_eq(status, 400, "invalid payload")
     rows = DAEMON.query("SELECT count(*) AS n FROM order_events")
     check_eq(rows[0]["n"], 6, "events written by the daemon")
+
+
+@postgresql_only("cashpayctl migrate on a PostgreSQL configuration")
+def test_migrate_refused_on_postgresql():
+    rc, out, err = dctl("migrate")
+    check_eq((rc, out), (1, ""), f"migrate refused ({err!r})")
+    check("cashpayd migrates such a database itself" in err, f"says why: {err!r}")
+
+
+@postgresql_only("cashpayd_schema_migrations")
+def test_newer_schema_refused_on_postgresql():
+    v = DAEMON.query("SELECT max(version) AS v FROM cashpayd_schema_migrations")[0]["v"]
+    DAEMON.pg.execute(f"INSERT INTO cashpayd_schema_migrations (version, name) "
+                      f"VALUES ({v + 1}, 'future')", db=DAEMON.pg_db)
+    try:
+        for args in [["orders"], ["events", "--follow"], ["fulfil", "chg_x"]]:
+            rc, _, err = dctl(*args)
+            check_eq(rc, 1, f"{args} on a newer schema")
+            check(str(v + 1) in err, f"{args}: message names the version: {err!r}")
+    finally:
+        DAEMON.pg.execute(f"DELETE FROM cashpayd_schema_migrations WHERE version = {v + 1}",
+                          db=DAEMON.pg_db)
 
 
 def test_send_defaults_and_options():
@@ -422,7 +463,7 @@ def test_orders():
     check_eq(both, [], "filters combine")
     # [return] minor_units: the same amount in the currency's minor unit.
     conf = os.path.join(WORK, "minor.conf")
-    write_config(conf, {"database": {"path": DAEMON.db_path}, "return": {"minor_units": "yes"}})
+    write_config(conf, {"database": database_section(), "return": {"minor_units": "yes"}})
     rc, out, _ = ctl("orders", config=conf)
     late = next(line for line in out.splitlines() if IDS["late"] in line)
     check_eq(rc, 0, "orders with minor_units")
@@ -706,6 +747,7 @@ def test_fulfil_while_daemon_writes():
     check_eq(rows[0]["n"], 8, "all fulfilled")
 
 
+@sqlite_only("a database lock; on PostgreSQL a row lock")
 def test_locked_database():
     conn = sqlite3.connect(DAEMON.db_path, timeout=5, isolation_level=None)
     try:
@@ -732,6 +774,58 @@ def test_locked_database():
     check_eq(rc, 0, f"fulfil once the lock is gone ({err})")
 
 
+@postgresql_only("a row lock held by the merchant's own transaction")
+def test_row_locked():
+    with DAEMON.pg.session(db=DAEMON.pg_db) as session:
+        session.run("BEGIN")
+        session.run(f"SELECT 1 FROM orders WHERE charge_id = '{IDS['late']}' FOR UPDATE")
+        started = time.monotonic()
+        rc, out, err = dctl("fulfil", IDS["late"])
+        waited = time.monotonic() - started
+        check_eq((rc, out), (1, ""), "fulfil of a locked order")
+        check("lock held by another transaction" in err and "try again" in err,
+              f"clear message: {err!r}")
+        check(waited >= 0.9, f"waited busy_timeout (1000 ms) first: {waited:.2f}s")
+        rc, out, err = dctl("review-done", IDS["late"])
+        check_eq(rc, 1, "review-done of a locked order")
+        check("lock held by another transaction" in err, err)
+        # readers are not blocked by a row lock
+        rc, out, err = dctl("show", IDS["late"])
+        check_eq(rc, 0, f"show while locked ({err})")
+    check_eq(DAEMON.query("SELECT fulfilled_at FROM orders WHERE charge_id = ?",
+                          IDS["late"])[0]["fulfilled_at"], None, "nothing written")
+    rc, out, err = dctl("fulfil", IDS["late"])
+    check_eq(rc, 0, f"fulfil once the lock is gone ({err})")
+
+
+@postgresql_only("a server that cannot be reached, or refuses us")
+def test_unreachable_server():
+    section = database_section()
+    conf = os.path.join(WORK, "pg-bad.conf")
+    nobody = section["url"].replace(f"port={DAEMON.pg.port}", f"port={harness.free_port()}")
+    wrong = os.path.join(WORK, "wrong-password")
+    with open(wrong, "w") as f:
+        f.write("not-the-password-0815\n")
+    cases = [({"url": nobody}, "nothing listening"),
+             ({"password_file": wrong}, "a wrong password"),
+             ({"url": section["url"].replace(f"dbname={DAEMON.pg_db}", "dbname=absent")},
+              "no such database")]
+    for change, what in cases:
+        write_config(conf, {"database": dict(section, **change)})
+        for args in [["orders"], ["events", "--follow"], ["fulfil", "chg_x"]]:
+            rc, out, err = ctl(*args, config=conf, timeout=60)
+            check_eq((rc, out), (1, ""), f"{what}: {args} ({err!r})")
+            check(err.startswith("cashpayctl: cannot connect to PostgreSQL"), f"{what}: {err!r}")
+            check("not-the-password" not in err and harness_password() not in err,
+                  f"{what}: no password in the message")
+
+
+def harness_password():
+    with open(DAEMON.pg.password_file) as f:
+        return f.read().strip()
+
+
+@sqlite_only("files; on PostgreSQL a server that cannot be reached")
 def test_unreadable_database():
     rc, _, err = ctl("--db", WORK, "orders")
     check_eq(rc, 1, "a directory")
@@ -815,9 +909,14 @@ def test_wide_and_hostile_values():
     # with what the daemon never stores but the merchant's own SQL might:
     # control characters and a byte that is not UTF-8.
     send("--status", "CAPTURED", "--charge", "chg_ctrlref", "--order-ref", "plain")
-    with DAEMON.db() as db:
-        db.execute("UPDATE orders SET order_ref = 'ref' || char(9) || 'one' || char(27) || '[31m'"
-                   " || CAST(x'ff' AS TEXT) || 'é' WHERE charge_id = 'chg_ctrlref'")
+    if ON_PG:  # a text column holds UTF-8 only there
+        DAEMON.pg.execute("UPDATE orders SET order_ref = 'ref' || chr(9) || 'one' || chr(27) || "
+                          "'[31m' || chr(127) || 'é' WHERE charge_id = 'chg_ctrlref'",
+                          db=DAEMON.pg_db)
+    else:
+        with DAEMON.db() as db:
+            db.execute("UPDATE orders SET order_ref = 'ref' || char(9) || 'one' || char(27) || "
+                       "'[31m' || CAST(x'ff' AS TEXT) || 'é' WHERE charge_id = 'chg_ctrlref'")
     out = ok("orders", env={"COLUMNS": "300"})
     row = [line for line in out.splitlines() if line.startswith("chg_ctrlref")]
     check(len(row) == 1 and " ref?one?[31m?\u00e9 " in row[0] + " ", f"order_ref cell: {row!r}")
@@ -837,6 +936,7 @@ def sign_config(name, webhook, secret_line):
     return conf
 
 
+@sqlite_only(NO_DB)
 def test_sign_hmac():
     body = b'{"id":"chg_sign1","status":"CAPTURED","amount":2000,"currency":"YER","created":1}\n'
     conf = sign_config("hmac", {}, "first-secret")
@@ -875,6 +975,7 @@ def test_sign_hmac():
     check("absent.secret" in err, err)
 
 
+@sqlite_only(NO_DB)
 def test_sign_standard_webhooks():
     key = bytes(range(32))
     conf = sign_config("sw", {"verify": "standard-webhooks"},
@@ -935,6 +1036,7 @@ printf '%s\n' "${{COMPREPLY[@]}}"
     return set(p.stdout.decode().split())
 
 
+@sqlite_only(NO_DB)
 def test_bash_completion():
     check(os.path.exists(BASH_COMPLETION), "bash-completion is needed (package bash-completion)")
     commands = {"orders", "show", "deliveries", "events", "fulfil", "review-done", "sign",
@@ -978,6 +1080,8 @@ def main():
             test_sign_hmac,
             test_sign_standard_webhooks,
             test_setup_daemon,
+            test_migrate_refused_on_postgresql,
+            test_newer_schema_refused_on_postgresql,
             test_send_defaults_and_options,
             test_send_failures,
             test_send_url_from_wildcard_listen,
@@ -995,7 +1099,9 @@ def main():
             test_fulfil_race,
             test_fulfil_while_daemon_writes,
             test_locked_database,
+            test_row_locked,
             test_unreadable_database,
+            test_unreachable_server,
             test_prune,
             test_wide_and_hostile_values,
         ])

@@ -38,6 +38,8 @@ struct store_options {
         const char *path;
         enum db_synchronous synchronous;
         unsigned busy_timeout_ms;
+        unsigned lock_timeout_ms;   /* postgresql: SET lock_timeout on every connection
+                                     * (cashpayctl: its busy_timeout); 0: the server's */
         bool read_only;     /* lookups only; never migrates */
         bool migrate;       /* apply pending migrations on open (read_only = false) */
         int64_t wal_limit_bytes; /* writable: keep the WAL well below this size by

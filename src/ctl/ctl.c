@@ -175,6 +175,11 @@ int ctl_store_error(struct ctl *c, int r, const char *what)
 
         /* The connection string may hold a password: the server's own
          * words were printed where the connection failed. */
+        if (c->cfg && c->cfg->database.backend == DB_BACKEND_POSTGRESQL && r == -ETIMEDOUT)
+                return ctl_fail("%s: PostgreSQL database: a lock held by another "
+                                "transaction (waited %u ms), or the server's "
+                                "statement_timeout; try again", what,
+                                c->cfg->database.busy_timeout);
         if (c->cfg && c->cfg->database.backend == DB_BACKEND_POSTGRESQL)
                 return ctl_fail("%s: PostgreSQL database: %s", what,
                                 r == -ENOENT ? "not found" : store_strerror(r));
@@ -234,6 +239,7 @@ int ctl_open_store(struct ctl *c, enum ctl_store_mode mode)
                 .path = c->cfg->database.path,
                 .synchronous = c->cfg->database.synchronous,
                 .busy_timeout_ms = c->cfg->database.busy_timeout,
+                .lock_timeout_ms = c->cfg->database.busy_timeout,
                 .read_only = mode == CTL_STORE_READ,
                 .migrate = mode == CTL_STORE_MIGRATE,
         };

@@ -40,6 +40,7 @@ struct pg_store {
         char *url;
         char *password_file;     /* NULL: none */
         bool read_only;
+        unsigned lock_timeout_ms; /* 0: the server's setting */
         int64_t max_rejected;    /* 0: no cap */
         int64_t rejected_rows;   /* with a cap: as counted at connect, plus what we added; -1 without */
         int64_t next_connect_ms; /* monotonic; no attempt before */

@@ -197,6 +197,12 @@ static int connect_once(struct pg_store *p, bool prepare, char *err, size_t err_
                 return r;
         if (p->read_only)
                 r = pg_exec(c, "SET default_transaction_read_only TO on", err, err_len);
+        if (r >= 0 && p->lock_timeout_ms) {
+                /* an operator's command gives up on a row lock as on an SQLite lock */
+                char set[64];
+                snprintf(set, sizeof(set), "SET lock_timeout TO %u", p->lock_timeout_ms);
+                r = pg_exec(c, set, err, err_len);
+        }
         if (r >= 0 && prepare)
                 r = prepare_all(c, err, err_len);
         /* a follower's LISTEN before its first read on this connection */
@@ -333,6 +339,7 @@ int pg_store_new(const struct store_options *opts, struct pg_store **ret, char *
         if (!p)
                 return -ENOMEM;
         p->read_only = opts->read_only;
+        p->lock_timeout_ms = opts->lock_timeout_ms;
         p->max_rejected = opts->read_only ? 0 : opts->max_rejected_rows;
         p->rejected_rows = -1;
         p->url = strdup(opts->url);

@@ -587,6 +587,16 @@ def postgresql_only(why):
     return mark
 
 
+def sqlite_only(why):
+    """Mark a test that means something on SQLite alone (or needs no
+    database, so once is enough): on PostgreSQL run_tests() names it and
+    says @why instead of running it."""
+    def mark(test):
+        test.postgresql_skip_reason = why
+        return test
+    return mark
+
+
 def run_tests(tests):
     """Run test functions in order; print each; exit non-zero on failure."""
     failures = 0
@@ -594,6 +604,10 @@ def run_tests(tests):
         why = getattr(test, "sqlite_skip_reason", None)
         if why and BACKEND != "postgresql":
             print(f"-    {test.__name__}: PostgreSQL only ({why})", flush=True)
+            continue
+        why = getattr(test, "postgresql_skip_reason", None)
+        if why and BACKEND == "postgresql":
+            print(f"-    {test.__name__}: SQLite only ({why})", flush=True)
             continue
         started = time.monotonic()
         try:
