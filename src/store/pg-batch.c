@@ -378,6 +378,8 @@ static int collect_writes(struct batch *b, struct columns *orders, struct column
                                         pg_array_add(&orders->col[k], op.v[k]);
                                 orders->rows++;
                         } else {
+                                op.id = op.id == PG_ORDER_UPDATE_STATUS ? PG_ORDER_UPDATE_STATUS_ONE
+                                                                        : PG_ORDER_FLAG_REVIEW_ONE;
                                 updates[(*n_updates)++] = op;
                         }
                 }
@@ -401,11 +403,10 @@ static int collect_writes(struct batch *b, struct columns *orders, struct column
 }
 
 /* The orders' inserts before their updates (a charge new to the batch is
- * inserted, then changed), the deliveries, the events under their lock.
- * @kinds[i]: 'u' for an update (it must change exactly one row), 'e' for
- * the events' answer. */
+ * inserted, then changed), the deliveries, the events under their lock,
+ * and with @commit the COMMIT. @kinds[i]: 'e' for the events' answer. */
 static int send_writes(struct pg_store *p, struct batch *b, const struct pg_events *e,
-                       char *kinds, size_t *sent)
+                       bool commit, char *kinds, size_t *sent)
 {
         _cleanup_(freep) struct pg_params *updates = calloc(b->n, sizeof(*updates));
         struct columns orders = { 0 }, deliveries = { 0 };
@@ -444,15 +445,24 @@ static int send_writes(struct pg_store *p, struct batch *b, const struct pg_even
                 if (r >= 0)
                         r = send_statement(p, &insert);
         }
+        if (r >= 0 && commit) {
+                kinds[(*sent)++] = 'c';
+                r = send_sql(p, "COMMIT");
+        }
         columns_free(&orders);
         columns_free(&deliveries);
         return r;
 }
 
-static int write_batch(struct pg_store *p, struct batch *b)
+/* With @commit, COMMIT ends the pipeline: the events' lock is then held
+ * for the server's work only, not also for a round trip to here and back
+ * (the other instances wait for it). A write that fails - an update that
+ * missed its row fails too, see ONE_ROW in pg-store.c - makes the server
+ * skip the rest of the pipeline, COMMIT included. */
+static int write_batch(struct pg_store *p, struct batch *b, bool commit)
 {
-        _cleanup_(freep) PGresult **res = calloc(b->n + 4, sizeof(*res));
-        _cleanup_(freep) char *kinds = malloc(b->n + 4);
+        _cleanup_(freep) PGresult **res = calloc(b->n + 5, sizeof(*res));
+        _cleanup_(freep) char *kinds = malloc(b->n + 5);
         struct pg_events e = { 0 };
         size_t sent = 0;
         int r, rc;
@@ -464,16 +474,16 @@ static int write_batch(struct pg_store *p, struct batch *b)
                 return r;
         r = enter(p);
         if (r >= 0) {
-                r = send_writes(p, b, &e, kinds, &sent);
+                r = send_writes(p, b, &e, commit, kinds, &sent);
                 rc = collect(p, res, sent);
                 r = r < 0 ? r : rc;
         }
-        /* an update that found no row: the statement-at-a-time way says why */
         for (size_t i = 0; i < sent && r >= 0; i++) {
-                if (kinds[i] == 'u' && strcmp(PQcmdTuples(res[i]), "1") != 0)
-                        r = -EINVAL;
                 if (kinds[i] == 'e')
                         r = pg_events_take(res[i], b->items, b->n, e.count);
+                /* a transaction that had failed answers COMMIT with ROLLBACK */
+                if (kinds[i] == 'c' && strcmp(PQcmdStatus(res[i]), "COMMIT") != 0)
+                        r = -EIO;
         }
         clear_all(res, sent);
         pg_events_free(&e);
@@ -530,13 +540,16 @@ int pg_submit_batch(struct pg_store *p, struct delivery *const *items, size_t n)
         }
         if (r >= 0)
                 r = decide_all(p, &b);
+        /* the COMMIT in the writes' pipeline, unless rejected rows are to be
+         * trimmed first */
+        bool commit = !pg_trim_due(p);
         if (r >= 0)
-                r = write_batch(p, &b);
-        if (r >= 0)
+                r = write_batch(p, &b, commit);
+        if (r >= 0 && !commit)
                 r = pg_trim_rejected(p, p->rejected_rows - rejected);
-        if (r >= 0)
+        if (r >= 0 && !commit)
                 r = pg_store_exec(p, "COMMIT");
-        else if (p->conn)
+        else if (r < 0 && p->conn)
                 pg_store_exec(p, "ROLLBACK");
         batch_free(&b);
         if (r < 0) {

@@ -32,6 +32,8 @@ enum pg_stmt {
         PG_DELIVERY_IDS,         /* $1 new webhook_deliveries ids */
         PG_ORDERS_INSERT,        /* new orders from arrays; fails when another instance won */
         PG_DELIVERIES_INSERT,    /* deliveries from arrays, their ids given */
+        PG_ORDER_UPDATE_STATUS_ONE, /* PG_ORDER_UPDATE_STATUS, an error unless one row changed */
+        PG_ORDER_FLAG_REVIEW_ONE,   /* PG_ORDER_FLAG_REVIEW, the same */
         _PG_STMT_MAX,
 };
 
@@ -143,6 +145,9 @@ int pg_events_build(struct delivery *const *items, size_t n, struct pg_events *e
 /* pg_events_take() - each delivery's event_id from PG_EVENT_INSERT's rows. */
 int pg_events_take(const PGresult *res, struct delivery *const *items, size_t n, size_t count);
 void pg_events_free(struct pg_events *e);
+
+/* pg_trim_due() - whether pg_trim_rejected() would delete anything now. */
+bool pg_trim_due(const struct pg_store *p);
 
 /* pg_trim_rejected() - the cap on rejected rows, @added of them in this batch. */
 int pg_trim_rejected(struct pg_store *p, int64_t added);

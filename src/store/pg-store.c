@@ -25,6 +25,23 @@
         "$9::timestamptz, CASE $3 WHEN 'CAPTURED' THEN $9::timestamptz END, " \
         "CASE $3 WHEN 'FAILED' THEN $9::timestamptz END)"
 
+#define ORDER_UPDATE_STATUS \
+        "UPDATE orders SET status = $2, updated_at = $3::timestamptz, " \
+        "captured_at = CASE $2 WHEN 'CAPTURED' THEN coalesce(captured_at, " \
+        "$3::timestamptz) ELSE captured_at END, " \
+        "failed_at = CASE $2 WHEN 'FAILED' THEN coalesce(failed_at, $3::timestamptz) " \
+        "ELSE failed_at END, " \
+        "order_ref = coalesce(order_ref, $4), " \
+        "description = coalesce(description, $5), " \
+        "transaction_url = coalesce(transaction_url, $6) " \
+        "WHERE charge_id = $1"
+#define ORDER_FLAG_REVIEW \
+        "UPDATE orders SET needs_review = true, updated_at = $2::timestamptz WHERE charge_id = $1"
+/* An update that fails unless it changed exactly one row: 1 / 0 is a data
+ * exception, so a pipeline that ends in COMMIT never commits a batch whose
+ * update missed its order (pg-batch.c takes it one at a time then). */
+#define ONE_ROW(update) "WITH u AS (" update " RETURNING 1) SELECT 1 / count(*)::integer FROM u"
+
 /* @replanned: sent with its SQL and planned for its parameters at every
  * execution instead of prepared once. A prepared statement gets, after five
  * executions, one generic plan for any parameters, costed on the table as
@@ -45,18 +62,8 @@ static const struct {
         [PG_MESSAGE_SEEN] = { "SELECT 1 FROM webhook_deliveries WHERE message_id = $1 "
                               "AND http_status = 200 LIMIT 1", 1 },
         [PG_ORDER_INSERT] = { ORDER_INSERT " ON CONFLICT (charge_id) DO NOTHING", 9 },
-        [PG_ORDER_UPDATE_STATUS] = {
-                "UPDATE orders SET status = $2, updated_at = $3::timestamptz, "
-                "captured_at = CASE $2 WHEN 'CAPTURED' THEN coalesce(captured_at, "
-                "$3::timestamptz) ELSE captured_at END, "
-                "failed_at = CASE $2 WHEN 'FAILED' THEN coalesce(failed_at, $3::timestamptz) "
-                "ELSE failed_at END, "
-                "order_ref = coalesce(order_ref, $4), "
-                "description = coalesce(description, $5), "
-                "transaction_url = coalesce(transaction_url, $6) "
-                "WHERE charge_id = $1", 6 },
-        [PG_ORDER_FLAG_REVIEW] = { "UPDATE orders SET needs_review = true, "
-                                   "updated_at = $2::timestamptz WHERE charge_id = $1", 2 },
+        [PG_ORDER_UPDATE_STATUS] = { ORDER_UPDATE_STATUS, 6 },
+        [PG_ORDER_FLAG_REVIEW] = { ORDER_FLAG_REVIEW, 2 },
         [PG_DELIVERY_INSERT] = {
                 "INSERT INTO webhook_deliveries (received_at, remote_addr, message_id, "
                 "charge_id, claimed_status, outcome, http_status, error, body) "
@@ -106,6 +113,8 @@ static const struct {
                 "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], "
                 "$6::text[], $7::text[], $8::bigint[]) AS o (c, r, s, a, cu, d, u, cr)", 9 },
         /* the batch's deliveries, ids given */
+        [PG_ORDER_UPDATE_STATUS_ONE] = { ONE_ROW(ORDER_UPDATE_STATUS), 6 },
+        [PG_ORDER_FLAG_REVIEW_ONE] = { ONE_ROW(ORDER_FLAG_REVIEW), 2 },
         [PG_DELIVERIES_INSERT] = {
                 "INSERT INTO webhook_deliveries (id, received_at, remote_addr, message_id, "
                 "charge_id, claimed_status, outcome, http_status, error, body) "

@@ -362,18 +362,24 @@ out:
 }
 
 /* The cap on rejected rows, as store_submit() describes it for SQLite. */
+bool pg_trim_due(const struct pg_store *p)
+{
+        int64_t slack = p->max_rejected / 100;
+
+        if (p->max_rejected <= 0)
+                return false;
+        slack = slack < 1 ? 1 : slack > 1000 ? 1000 : slack;
+        return p->rejected_rows > p->max_rejected + slack;
+}
+
 int pg_trim_rejected(struct pg_store *p, int64_t added)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
-        int64_t slack = p->max_rejected / 100;
         char keep[24], limit[24];
         const char *params[] = { keep, limit };
         int r;
 
-        if (p->max_rejected <= 0)
-                return 0;
-        slack = slack < 1 ? 1 : slack > 1000 ? 1000 : slack;
-        if (p->rejected_rows <= p->max_rejected + slack)
+        if (!pg_trim_due(p))
                 return 0;
         snprintf(keep, sizeof(keep), "%" PRId64, p->max_rejected);
         snprintf(limit, sizeof(limit), "%" PRId64, 10000 + added);
