@@ -19,8 +19,13 @@ connections for SECONDS against a fresh cashpayd on a fresh database, three
 cases in turn, --rounds times (default 2): `no-trigger` (migration 0003's
 trigger dropped, no follower: as before it), `trigger` (no follower: the
 NOTIFY queued at every commit) and `trigger+follow` (a follower woken at
-every commit). webhooks/s and p99 per case, and for the last whether the
-follower printed every stored event once.
+every commit). webhooks/s, p50/p99 and cpu/req per case: the CPU time of
+the daemon, the follower and the server's processes per acknowledged
+webhook, the figure that holds still on a busy machine; for the last case
+whether the follower printed every stored event once. --poll-cashpayctl
+PATH adds `trigger+follow-poll`: a follower from a cashpayctl that polls
+five times a second (one built without LISTEN), to tell the cost of being
+woken at every commit from that of printing every event.
 
 Run as root (the PostgreSQL server runs as an account of the tests'). Only
 127.0.0.1; everything started is ended at exit.
@@ -104,6 +109,27 @@ def wrk(d, bodies, args):
     return {k: int(v) for k, v in (f.split("=") for f in line.split()[1:])}
 
 
+def cpu_ticks(pids):
+    """utime + stime of @pids (clock ticks); a process gone counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def case_pids(d, proc):
+    """The daemon, the follower, and the server's processes (its
+    backends of this run included)."""
+    import pgserver
+    pids = [d.proc.pid] + ([proc.pid] if proc else [])
+    return pids + [d.pg.pid] + pgserver.descendants(d.pg.pid)
+
+
 def load_case(case, bodies, args):
     import harness
     d = harness.Daemon({"log.level": "notice", "http.threads": "4"}, secret=BENCH_SECRET)
@@ -111,15 +137,19 @@ def load_case(case, bodies, args):
     try:
         if case == "no-trigger":
             d.pg.execute("DROP TRIGGER order_events_notify ON order_events", db=d.pg_db)
-        if case == "trigger+follow":
-            proc = harness.spawn([args.cashpayctl, "--config", d.config_path, "events",
+        if case.startswith("trigger+follow"):
+            ctl = args.poll_cashpayctl if case == "trigger+follow-poll" else args.cashpayctl
+            proc = harness.spawn([ctl, "--config", d.config_path, "events",
                                   "--follow", "--json"], stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL)
             reader = threading.Thread(target=lambda: printed.extend(
                 json.loads(l)["id"] for l in proc.stdout), daemon=True)
             reader.start()
             time.sleep(0.5)
+        pids = case_pids(d, proc)
+        t0 = cpu_ticks(pids)
         r = wrk(d, bodies, args)
+        cpu_ms = (cpu_ticks(pids) - t0) * 1000 / os.sysconf("SC_CLK_TCK")
         ok = r["requests"] - r["non2xx"]
         note = ""
         if proc:
@@ -131,6 +161,7 @@ def load_case(case, bodies, args):
                 f"FOLLOWER WRONG: {len(printed)} printed, {len(ids)} stored"
         print(f"{case:15s} webhooks/s {ok / (r['duration_us'] / 1e6):8.0f}  "
               f"p50 {r['p50_us'] / 1000:6.1f} ms  p99 {r['p99_us'] / 1000:6.1f} ms  "
+              f"cpu/req {cpu_ms * 1000 / max(ok, 1):5.0f} us  "
               f"non-2xx {r['non2xx']}  {note}", flush=True)
         return not note.startswith("FOLLOWER WRONG")
     finally:
@@ -151,7 +182,10 @@ def load(args):
                         bodies], check=True)
         good = True
         for _ in range(args.rounds):
-            for case in ("no-trigger", "trigger", "trigger+follow"):
+            cases = ["no-trigger", "trigger", "trigger+follow"]
+            if args.poll_cashpayctl:
+                cases.append("trigger+follow-poll")
+            for case in cases:
                 good = load_case(case, bodies, args) and good
         if not good:
             raise SystemExit("the follower missed or repeated events")
@@ -170,6 +204,7 @@ def main():
     parser.add_argument("--load", type=int, metavar="SECONDS")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--poll-cashpayctl", metavar="PATH")
     args = parser.parse_args()
     args.cashpayctl = os.path.abspath(args.cashpayctl)
     os.environ["CASHPAYD"] = os.path.abspath(args.cashpayd)

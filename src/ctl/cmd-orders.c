@@ -12,12 +12,14 @@
 #include <time.h>
 
 #include "cashpay/store-admin.h"
+#include "cashpay/timeutil.h"
 #include "src/ctl/ctl.h"
 #include "src/ctl/output.h"
 
 #define DEFAULT_LIMIT 50
 #define FOLLOW_INTERVAL_MS 200    /* polling: SQLite, or a server that refused LISTEN */
 #define FOLLOW_FALLBACK_MS 5000   /* with LISTEN: read anyway this often */
+#define FOLLOW_MIN_GAP_MS 20      /* with LISTEN: no two reads closer than this */
 #define EVENTS_BATCH 500
 
 static bool minor_units(const struct ctl *c)
@@ -342,6 +344,7 @@ struct feed {
         bool follow;
         bool listening;     /* following woken by the store (PostgreSQL's LISTEN) */
         bool lost;          /* following through an outage, said once on stderr */
+        int64_t read_at;    /* monotonic ms of the last read */
         json_t *collected;  /* --json without --follow: the one document's array */
 };
 
@@ -407,6 +410,7 @@ static int feed_poll(struct ctl *c, struct feed *fd)
         struct event_list l;
         int r;
 
+        fd->read_at = time_monotonic_ms();
         r = store_admin_list_events(c->store, fd->after, fd->charge_id, EVENTS_BATCH, &l);
         if (r < 0 && feed_transient(c, fd, r))
                 return 0;
@@ -430,7 +434,10 @@ static int feed_poll(struct ctl *c, struct feed *fd)
 
 /* Until there may be more to read: woken by the store, or after a pause.
  * SIGINT and SIGTERM are blocked from the check of feed_stop until the
- * wait has them unblocked again, so one arriving in between still ends it. */
+ * wait has them unblocked again, so one arriving in between still ends it.
+ * Under a steady load every commit notifies: a read at most every
+ * FOLLOW_MIN_GAP_MS takes what several commits wrote at once, and keeps
+ * the follower's share of the server near a poller's. */
 static void feed_wait(struct ctl *c, struct feed *fd)
 {
         sigset_t ending, old;
@@ -442,6 +449,9 @@ static void feed_wait(struct ctl *c, struct feed *fd)
         sigprocmask(SIG_BLOCK, &ending, &old);
         if (!feed_stop && fd->listening)
                 r = store_admin_wait_events(c->store, FOLLOW_FALLBACK_MS, &old);
+        int64_t since = time_monotonic_ms() - fd->read_at;
+        if (!feed_stop && r == 1 && since < FOLLOW_MIN_GAP_MS)
+                sleep_ms((unsigned) (FOLLOW_MIN_GAP_MS - since), &old);
         if (!feed_stop && r == -EOPNOTSUPP)
                 sleep_ms(FOLLOW_INTERVAL_MS, &old);
         sigprocmask(SIG_SETMASK, &old, NULL);
