@@ -5,7 +5,8 @@ start). Each time it reconnects by itself, LISTENs again and catches up
 from the last event it printed: in the end it has printed every row of
 order_events exactly once, in id order, each as the database holds it.
 SIGINT and SIGTERM end it cleanly (exit 0) while it waits and while the
-server is down.
+server is down. Pointed at a streaming standby, which refuses LISTEN, it
+polls and still prints every event once.
 
 Waits here are bounded (RECOVERY_WAIT) but never checked as figures: how
 fast a follower wakes is measured by bench/follow.sh.
@@ -38,14 +39,15 @@ def new_daemon():
 
 
 class Follower:
-    """cashpayctl events --follow --json over @daemon's configuration; a
-    thread collects each line it prints, stderr goes to a file."""
+    """cashpayctl events --follow --json over @daemon's configuration (or
+    @config); a thread collects each line it prints, stderr goes to a file."""
 
-    def __init__(self, daemon):
-        self.err_path = os.path.join(daemon.dir, "follow.err")
+    def __init__(self, daemon, config=None):
+        self.err_path = os.path.join(daemon.dir, f"follow-{time.monotonic_ns()}.err")
         self.err = open(self.err_path, "wb")
-        self.proc = harness.spawn([CTL, "--config", daemon.config_path, "events", "--follow",
-                                   "--json"], stdout=subprocess.PIPE, stderr=self.err)
+        self.proc = harness.spawn([CTL, "--config", config or daemon.config_path, "events",
+                                   "--follow", "--json"], stdout=subprocess.PIPE,
+                                  stderr=self.err)
         self.lock = threading.Lock()
         self.events = []
         self.thread = threading.Thread(target=self._read)
@@ -101,9 +103,9 @@ def follower_backends(db):
                     db="postgres")
 
 
-def check_printed_everything(db, follower, load):
+def check_printed_everything(db, follower, load, server=None):
     """Every committed event once, in id order, as the database has it."""
-    rows = PG.query("SELECT e.id, e.charge_id, e.from_status, e.to_status FROM order_events e "
+    rows = (server or PG).query("SELECT e.id, e.charge_id, e.from_status, e.to_status FROM order_events e "
                     "ORDER BY e.id", db=db)
     follower.wait_for(f"all {len(rows)} events", lambda: len(follower.ids()) >= len(rows))
     time.sleep(0.5)  # a duplicate printed after the last event would show now
@@ -208,6 +210,36 @@ def test_signals_end_follower_while_server_down():
         d.__exit__(None, None, None)
 
 
+def test_follow_on_standby_polls():
+    db, d = new_daemon()
+    follower = load = None
+    try:
+        with PgServer(standby_of=PG) as standby:
+            conf = os.path.join(d.dir, "standby.conf")
+            with open(d.config_path) as f:
+                text = f.read()
+            with open(conf, "w") as f:
+                f.write(text.replace(f"port={PG.port}", f"port={standby.port}"))
+            follower = Follower(d, conf)
+            load = Load(d, workers=2)
+            follower.wait_past(50, "events replicated to the standby")
+            load.stop()
+            # the standby has replayed all the primary committed
+            n = check_printed_everything(db, follower, load, server=standby)
+            check_eq(n, len(PG.query("SELECT id FROM order_events", db=db)), "all of the primary's")
+            check("cannot execute LISTEN during recovery" in standby.log_text(),
+                  "the standby refused LISTEN (so the follower polled)")
+            check_eq(follower.stop(signal.SIGTERM), 0, "SIGTERM ends the follower cleanly")
+            follower = None
+            print(f"     {n} events printed once each from the standby", flush=True)
+    finally:
+        if load:
+            load.stop()
+        if follower:
+            follower.close()
+        d.__exit__(None, None, None)
+
+
 def main():
     global PG
     with PgServer() as PG:
@@ -215,6 +247,7 @@ def main():
             test_follow_through_terminated_connections,
             test_follow_through_server_restarts,
             test_signals_end_follower_while_server_down,
+            test_follow_on_standby_polls,
         ])
 
 
