@@ -5,7 +5,8 @@
  * (charge_requests) and the reconciler's queue (orders.next_check_at).
  *
  * Part of the store: the only code that speaks SQL. Every write is one
- * BEGIN IMMEDIATE transaction of its own, so that what the API said is
+ * BEGIN IMMEDIATE transaction of its own, or part of a batch or group
+ * committed as one (the calls say which), so that what the API said is
  * durable before anything is answered on its strength. Nothing here talks
  * to the network, and nothing holds a transaction open across a call.
  */

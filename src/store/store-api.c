@@ -2,11 +2,13 @@
  * store-api — the API half's writes and reads: fetched charges through the
  * state machine, charge creation requests, the reconciler's queue.
  *
- * Most run far less often than store_submit() (one per fetch or per
- * checkout request), so they prepare their statements per call. The three
- * a confirmed webhook runs (with confirm = api, one per webhook) are in the
- * handle's statement cache instead, and confirmed webhooks are recorded in
- * batches, one commit for many, as store_submit() records plain ones.
+ * The reconciler's reads and the lookups run far less often than
+ * store_submit() and prepare their statements per call. Those of a
+ * confirmed webhook (with confirm = api, one per webhook) and of a charge
+ * creation (about seven per charge at the checkout listener) are in the
+ * handle's statement cache instead, and both are recorded in batches, one
+ * commit for many, as store_submit() records plain webhooks
+ * (store_record_confirmed_batch(), store_charge_group_begin()).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -695,14 +697,11 @@ static int step_end(struct store *s, int r)
  */
 static int plan_from_orders(struct store *s, const struct charge_ask *ask, struct charge_plan *p)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        _cleanup_(store_resetp) sqlite3_stmt *st = NULL;
         const char *status;
         int r, rc;
 
-        r = store_prepare(s, "SELECT charge_id, status, amount, currency, return_ref, "
-                             "transaction_url FROM orders WHERE order_ref = ?1 "
-                             "AND status <> 'FAILED' ORDER BY status = 'CAPTURED' DESC, "
-                             "first_seen_at DESC LIMIT 1", &st);
+        r = store_stmt(s, STMT_CHARGE_ORDER_OF_REF, &st);
         if (r < 0)
                 return r;
         r = store_bind_text_or_null(st, 1, ask->order_ref);
@@ -732,13 +731,11 @@ static int plan_from_orders(struct store *s, const struct charge_ask *ask, struc
  * 1 when found (and @p decided), 0 when there is none. */
 static int plan_from_pending(struct store *s, const struct charge_ask *ask, struct charge_plan *p)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *up = NULL;
+        _cleanup_(store_resetp) sqlite3_stmt *st = NULL;
+        _cleanup_(store_resetp) sqlite3_stmt *up = NULL;
         int r, rc;
 
-        r = store_prepare(s, "SELECT id, amount, currency, idempotency_key, return_ref, "
-                             "attempts FROM charge_requests WHERE order_ref = ?1 "
-                             "AND state = 'pending'", &st);
+        r = store_stmt(s, STMT_CHARGE_PENDING_OF_REF, &st);
         if (r < 0)
                 return r;
         r = store_bind_text_or_null(st, 1, ask->order_ref);
@@ -759,8 +756,7 @@ static int plan_from_pending(struct store *s, const struct charge_ask *ask, stru
         store_column_text_copy(st, 3, p->idempotency_key, sizeof(p->idempotency_key));
         store_column_text_copy(st, 4, p->return_ref, sizeof(p->return_ref));
         p->attempts = sqlite3_column_int(st, 5);
-        r = store_prepare(s, "UPDATE charge_requests SET attempts = attempts + 1, "
-                             "updated_at = ?2 WHERE id = ?1", &up);
+        r = store_stmt(s, STMT_CHARGE_ATTEMPTS_UP, &up);
         if (r < 0)
                 return r;
         if ((r = bind_int64(up, 1, p->request_id)) < 0 ||
@@ -772,16 +768,14 @@ static int plan_from_pending(struct store *s, const struct charge_ask *ask, stru
 
 static int plan_new_request(struct store *s, const struct charge_ask *ask, struct charge_plan *p)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        _cleanup_(store_resetp) sqlite3_stmt *st = NULL;
         int r;
 
         if (!ask->new_idempotency_key || !ask->new_return_ref ||
             strlen(ask->new_idempotency_key) > CHECKOUT_KEY_MAX ||
             strlen(ask->new_return_ref) > CHECKOUT_KEY_MAX)
                 return -EINVAL;
-        r = store_prepare(s, "INSERT INTO charge_requests (order_ref, amount, currency, "
-                             "description, idempotency_key, return_ref, attempts, requested_at, "
-                             "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)", &st);
+        r = store_stmt(s, STMT_CHARGE_REQUEST_INSERT, &st);
         if (r < 0)
                 return r;
         if ((r = store_bind_text_or_null(st, 1, ask->order_ref)) < 0 ||
@@ -835,11 +829,10 @@ struct request_row {
 
 static int read_pending(struct store *s, int64_t id, struct request_row *ret)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        _cleanup_(store_resetp) sqlite3_stmt *st = NULL;
         int r, rc;
 
-        r = store_prepare(s, "SELECT order_ref, return_ref, amount, currency FROM "
-                             "charge_requests WHERE id = ?1 AND state = 'pending'", &st);
+        r = store_stmt(s, STMT_CHARGE_PENDING_BY_ID, &st);
         if (r < 0)
                 return r;
         r = bind_int64(st, 1, id);
@@ -858,12 +851,10 @@ static int read_pending(struct store *s, int64_t id, struct request_row *ret)
 static int finish_request(struct store *s, int64_t id, const char *state, const char *charge_id,
                           int http_status, const char *error, const char *now)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        _cleanup_(store_resetp) sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_prepare(s, "UPDATE charge_requests SET state = ?2, charge_id = ?3, "
-                             "http_status = ?4, error = ?5, updated_at = ?6 "
-                             "WHERE id = ?1 AND state = 'pending'", &st);
+        r = store_stmt(s, STMT_CHARGE_FINISH, &st);
         if (r < 0)
                 return r;
         if ((r = bind_int64(st, 1, id)) < 0 ||
@@ -881,16 +872,10 @@ static int finish_request(struct store *s, int64_t id, const char *state, const 
 static int record_created_order(struct store *s, const struct request_row *req,
                                 const struct charge *c, const char *now, const char *next_check)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        _cleanup_(store_resetp) sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_prepare(s, "INSERT INTO orders (charge_id, order_ref, status, amount, currency, "
-                             "description, transaction_url, charge_created, first_seen_at, "
-                             "updated_at, return_ref, next_check_at) "
-                             "VALUES (?1, ?2, 'INITIATED', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) "
-                             "ON CONFLICT (charge_id) DO UPDATE SET "
-                             "order_ref = coalesce(order_ref, excluded.order_ref), "
-                             "return_ref = coalesce(return_ref, excluded.return_ref)", &st);
+        r = store_stmt(s, STMT_CHARGE_ORDER_UPSERT, &st);
         if (r < 0)
                 return r;
         if ((r = store_bind_text_or_null(st, 1, c->id)) < 0 ||
@@ -952,11 +937,10 @@ int store_charge_created(struct store *s, int64_t request_id, const struct charg
 static int note_attempt(struct store *s, int64_t id, int http_status, const char *error,
                         const char *now)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        _cleanup_(store_resetp) sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_prepare(s, "UPDATE charge_requests SET http_status = ?2, error = ?3, "
-                             "updated_at = ?4 WHERE id = ?1 AND state = 'pending'", &st);
+        r = store_stmt(s, STMT_CHARGE_NOTE_ATTEMPT, &st);
         if (r < 0)
                 return r;
         if ((r = bind_int64(st, 1, id)) < 0 ||

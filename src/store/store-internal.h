@@ -42,6 +42,14 @@ enum store_stmt {
         STMT_API_FETCH_INSERT,     /* an api_fetches row (store-api.c) */
         STMT_API_EVENT_INSERT,     /* an order_events row naming its fetch */
         STMT_API_NEXT_CHECK,       /* next_check_at of an INITIATED order */
+        STMT_CHARGE_ORDER_OF_REF,  /* the newest live order of an order_ref (store-api.c) */
+        STMT_CHARGE_PENDING_OF_REF, /* its pending request */
+        STMT_CHARGE_ATTEMPTS_UP,   /* a pending request asked again */
+        STMT_CHARGE_REQUEST_INSERT, /* a new pending request */
+        STMT_CHARGE_PENDING_BY_ID, /* a pending request by id */
+        STMT_CHARGE_FINISH,        /* a request created or refused */
+        STMT_CHARGE_ORDER_UPSERT,  /* the created charge's order */
+        STMT_CHARGE_NOTE_ATTEMPT,  /* a failed attempt of a pending request */
         _STMT_MAX,
 };
 
@@ -161,6 +169,10 @@ int store_exec(struct store *s, const char *sql);
 
 /* store_reset() - sqlite3_reset + sqlite3_clear_bindings; NULL-safe. */
 void store_reset(sqlite3_stmt *st);
+
+/* store_resetp() - for _cleanup_(store_resetp) sqlite3_stmt *st = NULL; on a
+ * cached statement (store_stmt()), so that it is reset however its user returns. */
+DEFINE_FREEP(sqlite3_stmt, store_reset)
 
 /* sqlite3_finalizep() - for _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL; */
 DEFINE_FREEP(sqlite3_stmt, sqlite3_finalize)

@@ -82,6 +82,40 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "recorded_at, source, fetch_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [STMT_API_NEXT_CHECK] =
                 "UPDATE orders SET next_check_at = ?2 WHERE charge_id = ?1 AND status = 'INITIATED'",
+        [STMT_CHARGE_ORDER_OF_REF] =
+                "SELECT charge_id, status, amount, currency, return_ref, "
+                "transaction_url FROM orders WHERE order_ref = ?1 "
+                "AND status <> 'FAILED' ORDER BY status = 'CAPTURED' DESC, "
+                "first_seen_at DESC LIMIT 1",
+        [STMT_CHARGE_PENDING_OF_REF] =
+                "SELECT id, amount, currency, idempotency_key, return_ref, "
+                "attempts FROM charge_requests WHERE order_ref = ?1 "
+                "AND state = 'pending'",
+        [STMT_CHARGE_ATTEMPTS_UP] =
+                "UPDATE charge_requests SET attempts = attempts + 1, "
+                "updated_at = ?2 WHERE id = ?1",
+        [STMT_CHARGE_REQUEST_INSERT] =
+                "INSERT INTO charge_requests (order_ref, amount, currency, "
+                "description, idempotency_key, return_ref, attempts, requested_at, "
+                "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
+        [STMT_CHARGE_PENDING_BY_ID] =
+                "SELECT order_ref, return_ref, amount, currency FROM "
+                "charge_requests WHERE id = ?1 AND state = 'pending'",
+        [STMT_CHARGE_FINISH] =
+                "UPDATE charge_requests SET state = ?2, charge_id = ?3, "
+                "http_status = ?4, error = ?5, updated_at = ?6 "
+                "WHERE id = ?1 AND state = 'pending'",
+        [STMT_CHARGE_ORDER_UPSERT] =
+                "INSERT INTO orders (charge_id, order_ref, status, amount, currency, "
+                "description, transaction_url, charge_created, first_seen_at, "
+                "updated_at, return_ref, next_check_at) "
+                "VALUES (?1, ?2, 'INITIATED', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) "
+                "ON CONFLICT (charge_id) DO UPDATE SET "
+                "order_ref = coalesce(order_ref, excluded.order_ref), "
+                "return_ref = coalesce(return_ref, excluded.return_ref)",
+        [STMT_CHARGE_NOTE_ATTEMPT] =
+                "UPDATE charge_requests SET http_status = ?2, error = ?3, "
+                "updated_at = ?4 WHERE id = ?1 AND state = 'pending'",
 };
 
 int store_errno_from_sqlite(int rc)
