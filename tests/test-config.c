@@ -826,7 +826,7 @@ static void test_rules_cashpay(void)
                 CHECK(config_confirm_api(cfg));
                 CHECK_STR(cfg->cashpay.api_url, "http://127.0.0.1:1/v1");
                 CHECK(cfg->cashpay.token_lifetime == 3300 && cfg->cashpay.refresh_margin == 300);
-                CHECK(cfg->cashpay.max_inflight == 64 && cfg->cashpay.request_timeout == 10);
+                CHECK(cfg->cashpay.max_inflight == 256 && cfg->cashpay.request_timeout == 10);
                 CHECK(cfg->cashpay.reconcile_after == 300 && cfg->cashpay.reconcile_for == 259200);
                 CHECK(cfg->checkout.listen.n == 1 && cfg->checkout.token_file == NULL);
         }

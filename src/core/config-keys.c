@@ -392,8 +392,13 @@ static const struct config_key keys[] = {
           .offset = OFF(cashpay.request_timeout),
           .doc = "Longest one API request may take, connecting included." },
         { .section = "cashpay", .name = "max_inflight", .type = CONFIG_UINT,
-          .default_value = "64", .min = 1, .max = 4096, .offset = OFF(cashpay.max_inflight),
-          .doc = "Most API requests in flight at once; further ones wait their turn." },
+          .default_value = "256", .min = 1, .max = 4096, .offset = OFF(cashpay.max_inflight),
+          .doc = "Most API requests in flight at once; further ones wait their turn. Every "
+                 "confirmed webhook, held checkout request and waiting return page holds one "
+                 "while CashPay answers, so this bounds them to about max_inflight / CashPay's "
+                 "latency a second (256 at 50 ms: 5,000; 64 at 100 ms: 640), and the checkout "
+                 "listener answers 503 at once beyond max_inflight held requests. Each request "
+                 "in flight is a kept-alive connection to CashPay." },
         { .section = "cashpay", .name = "max_response", .type = CONFIG_SIZE, .unit = "bytes",
           .default_value = "1048576", .min = 1024, .max = 16777216,
           .offset = OFF(cashpay.max_response),
