@@ -1,5 +1,5 @@
 /*
- * pg-batch — a batch of deliveries in three round trips instead of four
+ * pg-batch — a batch of deliveries in two round trips instead of four
  * statements per delivery, each waiting for its answer.
  *
  * 1. One pipeline (libpq's pipeline mode): BEGIN; lock the batch's existing
@@ -10,8 +10,10 @@
  *    batch's own earlier decisions applied to them as they are made (what
  *    the statement-at-a-time way reads back from the server).
  * 3. A second pipeline: each order's insert or update, each delivery's row,
- *    the events under their lock (pg-submit.c says why), every answer
- *    checked before COMMIT goes as a statement of its own.
+ *    the events under their lock (pg-submit.c says why), and COMMIT; the
+ *    server skips the rest, COMMIT included, after a statement that failed
+ *    (a status update that misses its row fails too). Only when rejected
+ *    rows are to be trimmed does COMMIT follow as a statement of its own.
  *
  * The batch holds the row lock of every order that existed, so nothing
  * read in 1 changes before COMMIT. A charge nobody had seen may be inserted
