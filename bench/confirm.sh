@@ -10,7 +10,7 @@
 #     --seed-seconds S      how long charges are created at the simulator
 #                           first (default 8; about 2,000 a second)
 #     --set SECTION.KEY=V   extra cashpayd setting (repeatable), e.g.
-#                           --set cashpay.max_inflight=256
+#                           --set cashpay.max_inflight=64 (the contract's)
 #     --keep                keep the work directory
 #
 # cashpay-sim starts with a client secret (cashpayd takes its tokens from
