@@ -17,7 +17,7 @@ import json
 import os
 import threading
 
-from harness import check, check_eq, free_port, run_tests
+from harness import check, check_eq, free_port, run_tests, sqlite_only
 from test_reconcile import finish, start, wait_for
 
 TOKEN = "checkout-app-token-7Hq2"
@@ -311,6 +311,33 @@ def test_refused():
         finish(d, sim)
 
 
+@sqlite_only("moves the SQLite file away; a PostgreSQL server has none")
+def test_unrecorded_is_never_sent():
+    """The writer records the creations waiting at one moment in one
+    transaction, and sends nothing before it commits: with the database
+    file moved away that transaction cannot begin, the request is answered
+    503 unavailable and CashPay never hears of it; with the file back the
+    same order_ref is created once."""
+    d, sim = start_checkout()
+    try:
+        away = d.db_path + ".away"
+        os.rename(d.db_path, away)
+        try:
+            status, _, doc = post(d, order_body("order-db", 700))
+        finally:
+            os.rename(away, d.db_path)
+        check_eq((status, doc), (503, {"error": "unavailable"}), "no database")
+        check_eq(sim.control("stats")["charge_creates"], 0, "nothing sent to CashPay")
+        check_eq(requests_of(d, "order-db"), [], "no request row")
+        status, _, doc = post(d, order_body("order-db", 700))
+        check_eq(status, 201, f"with the file back: {doc}")
+        check_eq(sim.control("stats")["charge_creates"], 1, "one create")
+        check_eq([r["state"] for r in requests_of(d, "order-db")], ["created"], "one row")
+        check_eq(d.stop(), 0, "exit status")
+    finally:
+        finish(d, sim)
+
+
 def test_parallel_requests_make_one_charge():
     d, sim = start_checkout(extra={"cashpay.max_inflight": "64"})
     try:
@@ -418,6 +445,7 @@ if __name__ == "__main__":
         test_bearer,
         test_unavailable_then_one_charge,
         test_refused,
+        test_unrecorded_is_never_sent,
         test_parallel_requests_make_one_charge,
         test_webhook_before_the_201,
         test_sigterm_with_a_held_request,
