@@ -120,6 +120,16 @@ def check_printed_everything(db, follower, load, server=None):
     return len(printed)
 
 
+def end(d, follower, load):
+    """The load, the follower (if the test did not stop them) and the daemon
+    ended, whatever the test got to."""
+    if load:
+        load.stop()
+    if follower:
+        follower.close()
+    d.__exit__(None, None, None)
+
+
 # ------------------------------------------------------------ tests
 
 def test_follow_through_terminated_connections():
@@ -149,11 +159,7 @@ def test_follow_through_terminated_connections():
         follower = None
         print(f"     {rounds} terminations, {n} events printed once each", flush=True)
     finally:
-        if load:
-            load.stop()
-        if follower:
-            follower.close()
-        d.__exit__(None, None, None)
+        end(d, follower, load)
 
 
 def test_follow_through_server_restarts():
@@ -178,13 +184,9 @@ def test_follow_through_server_restarts():
         follower = None
         print(f"     2 restarts, {n} events printed once each", flush=True)
     finally:
-        if load:
-            load.stop()
-        if follower:
-            follower.close()
         if not PG.running():
             PG.start()
-        d.__exit__(None, None, None)
+        end(d, follower, load)
 
 
 def test_signals_end_follower_while_server_down():
@@ -233,11 +235,7 @@ def test_follow_on_standby_polls():
             follower = None
             print(f"     {n} events printed once each from the standby", flush=True)
     finally:
-        if load:
-            load.stop()
-        if follower:
-            follower.close()
-        d.__exit__(None, None, None)
+        end(d, follower, load)
 
 
 def main():
