@@ -19,7 +19,15 @@
 CREATE FUNCTION cashpayd_events_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-        PERFORM pg_notify('cashpayd_events', '');
+        -- A listener that stops reading (a paused pager) holds the server's
+        -- notification queue; once it is full, the COMMIT of every
+        -- transaction that notified fails, and with it webhook intake.
+        -- Past half full (when the server starts warning in its log) the
+        -- events are written without a notification: followers still read
+        -- them on their 5 s fallback.
+        IF pg_notification_queue_usage() < 0.5 THEN
+                PERFORM pg_notify('cashpayd_events', '');
+        END IF;
         RETURN NULL;
 END
 $$;
