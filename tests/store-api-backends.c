@@ -25,6 +25,8 @@
 #define PAST "2026-12-01T09:00:00.000Z"
 #define LATER "2026-12-01T11:00:00.000Z"
 #define LONG_AGO "2026-11-01T00:00:00.000Z"
+#define LEASE_MS 90500 /* a claim's lease on PostgreSQL: NOW + 90.5 s */
+#define LEASE_END "2026-12-01T10:01:30.500Z"
 #define NO_ORDER (-1) /* status_of(): no such order */
 
 static struct store_options opts = {
@@ -249,16 +251,16 @@ static void test_release_due(struct store *s)
         size_t n = 0;
 
         make_initiated(s, "chg_rel1", PAST);
-        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, d, 4, &n), 0);
+        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, LEASE_MS, d, 4, &n), 0);
         CHECK_EQ_INT(n, 1);
         CHECK_STR(d[0].charge_id, "chg_rel1");
-        CHECK(on_pg ? d[0].claimed_until[0] != '\0' : d[0].claimed_until[0] == '\0');
+        CHECK_STR(d[0].claimed_until, on_pg ? LEASE_END : ""); /* the caller's lease */
         size_t again = 99;
         struct due_order e[4];
-        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, e, 4, &again), 0);
+        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, LEASE_MS, e, 4, &again), 0);
         CHECK_EQ_INT(again, on_pg ? 0 : 1);
         CHECK_EQ_INT(store_release_due(s, &d[0]), 0);
-        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, e, 4, &again), 0);
+        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, LEASE_MS, e, 4, &again), 0);
         CHECK_EQ_INT(again, 1);
         CHECK_STR(e[0].next_check_at, PAST); /* what it was before the claim */
 
@@ -287,13 +289,14 @@ static void test_due_orders(struct store *s)
         make_initiated(s, "chg_due_later", LATER);
         CHECK_EQ_INT(store_count_due(s, NOW, LONG_AGO, LONG_AGO, &count), 0);
         CHECK_EQ_INT(count, 2);
-        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, d, 8, &n), 0);
+        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, LEASE_MS, d, 8, &n), 0);
         CHECK_EQ_INT(n, 2);
         CHECK_STR(d[0].charge_id, "chg_due_a"); /* soonest first */
         CHECK_STR(d[0].next_check_at, "2026-12-01T09:10:00.000Z");
         CHECK_STR(d[1].charge_id, "chg_due_b");
         /* first seen too long ago: given up */
-        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, "2100-01-01T00:00:00.000Z", d, 8, &n), 0);
+        CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, "2100-01-01T00:00:00.000Z", LEASE_MS, d,
+                                      8, &n), 0);
         CHECK_EQ_INT(n, 0);
         /* once fetched, the order leaves the queue until its next look */
         struct api_fetch f = fetched("chg_due_a", CHARGE_CAPTURED, 100);
@@ -521,7 +524,7 @@ static void due_worker(struct store *s, int i, FILE *w)
 
         /* as the reconciler: take a few, "fetch" each, take more */
         do {
-                CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, d, 3, &n), 0);
+                CHECK_EQ_INT(store_due_orders(s, NOW, LONG_AGO, LONG_AGO, LEASE_MS, d, 3, &n), 0);
                 for (size_t k = 0; k < n; k++) {
                         struct api_fetch f = fetched(d[k].charge_id, CHARGE_INITIATED, 100);
 

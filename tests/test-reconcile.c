@@ -1,6 +1,6 @@
 /*
  * Unit tests of reconcile.h: the doubling timetable, the looks after an
- * unconfirmed claim, and the cutoffs.
+ * unconfirmed claim, a claim's lease, and the cutoffs.
  */
 #include <string.h>
 
@@ -60,6 +60,32 @@ static void test_plan(void)
                      claim + 121 * S + 300 * S);
 }
 
+static void test_lease(void)
+{
+        struct api_options o = { .request_timeout = 10, .max_inflight = 256,
+                                 .get_retries = API_GET_RETRIES };
+
+        /* the defaults: a sweep of max_inflight orders behind one other wave;
+         * a fetch is 4 attempts + 2 token requests of 10 s, 250 + 500 ms backoff */
+        CHECK_EQ_INT(reconcile_lease_ms(&o, 256, 10000), 2 * 60750 + 10000);
+        /* well under the ten minutes it was, above one request_timeout */
+        CHECK(reconcile_lease_ms(&o, 256, 10000) < 600 * S);
+        /* the longest request the config allows still fits */
+        o.request_timeout = 300;
+        CHECK_EQ_INT(reconcile_lease_ms(&o, 256, 10000), 2 * (6 * 300 * S + 750) + 10000);
+        /* more claimed than slots: they take their turns */
+        o.request_timeout = 1;
+        o.max_inflight = 4;
+        CHECK_EQ_INT(reconcile_lease_ms(&o, 4, 500), 2 * 6750 + 500);
+        CHECK_EQ_INT(reconcile_lease_ms(&o, 5, 500), 3 * 6750 + 500);
+        CHECK_EQ_INT(reconcile_lease_ms(&o, 1000, 0), 251 * 6750);
+        /* no retries: a third less per fetch; the client's own fallbacks */
+        o.get_retries = 0;
+        CHECK_EQ_INT(reconcile_lease_ms(&o, 4, 0), 2 * 4000);
+        o = (struct api_options) { 0 };
+        CHECK_EQ_INT(reconcile_lease_ms(&o, 1, 0), 2 * 40 * S);
+}
+
 static void test_cutoffs(void)
 {
         char untouched[TIME_ISO_LEN], given_up[TIME_ISO_LEN];
@@ -74,6 +100,7 @@ int main(void)
         test_doubling();
         test_recheck();
         test_plan();
+        test_lease();
         test_cutoffs();
         return check_summary();
 }

@@ -594,7 +594,7 @@ static void test_due_orders(void)
 
         /* untouched for 5 minutes, given up after 3 days */
         CHECK_EQ_INT(store_due_orders(s, NOW, "2026-12-01T09:55:00.000Z",
-                                      "2026-11-28T10:00:00.000Z", ids, 8, &n), 0);
+                                      "2026-11-28T10:00:00.000Z", 0, ids, 8, &n), 0);
         CHECK_EQ_INT(n, 2);
         CHECK_STR(ids[0].charge_id, "chg_unchecked_old"); /* 09:00 before 09:59 */
         CHECK_STR(ids[0].next_check_at, "");
@@ -605,7 +605,7 @@ static void test_due_orders(void)
                                      "2026-11-28T10:00:00.000Z", &count), 0);
         CHECK_EQ_INT(count, 2);
         CHECK_EQ_INT(store_due_orders(s, NOW, "2026-12-01T09:55:00.000Z",
-                                      "2026-11-28T10:00:00.000Z", ids, 1, &n), 0);
+                                      "2026-11-28T10:00:00.000Z", 0, ids, 1, &n), 0);
         CHECK_EQ_INT(n, 1);
         CHECK_STR(ids[0].claimed_at, "");
 
@@ -619,7 +619,7 @@ static void test_due_orders(void)
                                   "('2026-12-01T09:59:00.000Z', '127.0.0.1', 'chg_due_checked', "
                                   "'INITIATED', 'applied', 200)"), SQLITE_OK);
         CHECK_EQ_INT(store_due_orders(s, NOW, "2026-12-01T09:55:00.000Z",
-                                      "2026-11-28T10:00:00.000Z", ids, 8, &n), 0);
+                                      "2026-11-28T10:00:00.000Z", 0, ids, 8, &n), 0);
         CHECK_EQ_INT(n, 2);
         CHECK_STR(ids[0].claimed_at, "");
         CHECK_STR(ids[1].charge_id, "chg_due_checked");

@@ -33,6 +33,11 @@
 
 struct api_client;
 
+/* A failing GET is sent again API_GET_RETRIES times, after
+ * API_GET_RETRY_FIRST_MS, then twice as long each time (250 ms, 500 ms). */
+#define API_GET_RETRIES 2u
+#define API_GET_RETRY_FIRST_MS 250
+
 struct api_options {
         const char *api_url;            /* base, no final '/' */
         const char *token_file;         /* one of token_file, */

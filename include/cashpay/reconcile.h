@@ -10,6 +10,9 @@
 
 #include <stdint.h>
 
+#include <stddef.h>
+
+#include "cashpay/api.h"
 #include "cashpay/timeutil.h"
 
 #define RECONCILE_MAX_INTERVAL_MS INT64_C(3600000)
@@ -43,6 +46,20 @@ int64_t reconcile_recheck_ms(int64_t claimed_ms, int64_t now_ms, unsigned after_
  */
 int64_t reconcile_plan_ms(int64_t first_seen_ms, int64_t claimed_ms, int64_t now_ms,
                           unsigned after_s);
+
+/*
+ * reconcile_lease_ms() - on PostgreSQL, how long an order a sweep claims
+ * (store_due_orders()) is left to the instance that claimed it: the longest
+ * its fetch can take with the client's options @o, when the sweep claims
+ * @claimed orders, plus @record_ms for the writer to record the answer
+ * ([database] commit_timeout). One fetch: every attempt of the GET and its
+ * backoff, the attempt again after a 401 and the two token requests that
+ * may come before them, each at most request_timeout. Waves: the claimed
+ * orders share max_inflight slots, and may queue behind one full wave of
+ * other requests already in the client. Defaults (10 s, 2 retries, 256 of
+ * 256, 10 s): 131.5 s.
+ */
+int64_t reconcile_lease_ms(const struct api_options *o, size_t claimed, unsigned record_ms);
 
 /*
  * reconcile_cutoffs() - the arguments of store_due_orders() at @now_ms:

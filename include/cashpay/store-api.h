@@ -130,14 +130,15 @@ struct due_order {
  * next_check_at at or before @now, or (never checked) updated at or before
  * @untouched_before; either way first seen at or after @first_seen_after
  * (older ones are given up). Soonest first, at most @max into @ret.
- * On PostgreSQL what is returned is claimed: its next_check_at moves a
- * lease ahead (claimed_until), so other instances skip it until the fetch
- * is recorded or store_release_due() gives it back.
+ * On PostgreSQL what is returned is claimed: its next_check_at moves
+ * @lease_ms past @now (claimed_until; reconcile_lease_ms()), so other
+ * instances skip it until the fetch is recorded, store_release_due() gives
+ * it back or the lease runs out. SQLite (one instance) ignores @lease_ms.
  * @ret_n: how many. Returns 0 or a negative errno.
  */
 int store_due_orders(struct store *s, const char *now, const char *untouched_before,
-                     const char *first_seen_after, struct due_order *ret, size_t max,
-                     size_t *ret_n);
+                     const char *first_seen_after, int64_t lease_ms, struct due_order *ret,
+                     size_t max, size_t *ret_n);
 
 /* store_release_due() - a claimed order @d that will not be fetched (the
  * instance is stopping) is due again at once for any instance: its

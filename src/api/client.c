@@ -23,7 +23,6 @@
 #include "cashpay/timeutil.h"
 #include "cashpay/token.h"
 
-#define RETRY_FIRST_MS 250      /* a failing GET: 250 ms, 500 ms, 1 s, ... */
 #define FILE_RECHECK_MS 1000    /* how often an unchanged token file is looked at */
 #define TOKEN_FILE_MAX 8192
 #define POLL_MAX_MS 1000
@@ -560,7 +559,7 @@ static int start_request(struct api_client *c, struct req *r)
 /* Retry a GET later, if it has attempts left. */
 static bool retry_later(struct api_client *c, struct req *r)
 {
-        int64_t wait = RETRY_FIRST_MS;
+        int64_t wait = API_GET_RETRY_FIRST_MS;
 
         if (r->kind != REQ_FETCH || r->attempts > c->o.get_retries)
                 return false;
@@ -828,7 +827,7 @@ void api_options_from_config(const struct config *cfg, struct api_options *ret)
                 .max_inflight = cfg->cashpay.max_inflight,
                 .max_response = cfg->cashpay.max_response,
                 .order_ref_field = cfg->webhook.order_ref_field,
-                .get_retries = 2,
+                .get_retries = API_GET_RETRIES,
         };
 }
 

@@ -425,8 +425,9 @@ int ctl_cmd_reconcile(struct ctl *c, int argc, char **argv)
         };
         char now[TIME_ISO_LEN], untouched[TIME_ISO_LEN], given_up[TIME_ISO_LEN];
         _cleanup_(freep) struct due_order *due = NULL;
+        struct api_options o;
         bool dry_run = false;
-        int64_t total = 0, now_ms = time_now_ms();
+        int64_t total = 0, now_ms = time_now_ms(), lease_ms;
         size_t n = 0;
         int r = ctl_parse_options(c, argc, argv, opts, reconcile_option, &dry_run);
 
@@ -446,7 +447,10 @@ int ctl_cmd_reconcile(struct ctl *c, int argc, char **argv)
         time_format_iso(now_ms, now);
         reconcile_cutoffs(now_ms, c->cfg->cashpay.reconcile_after, c->cfg->cashpay.reconcile_for,
                           untouched, given_up);
-        r = store_due_orders(c->store, now, untouched, given_up, due, RECONCILE_SWEEP_MAX, &n);
+        api_options_from_config(c->cfg, &o);
+        lease_ms = reconcile_lease_ms(&o, RECONCILE_SWEEP_MAX, c->cfg->database.commit_timeout);
+        r = store_due_orders(c->store, now, untouched, given_up, lease_ms, due,
+                             RECONCILE_SWEEP_MAX, &n);
         if (r >= 0)
                 r = store_count_due(c->store, now, untouched, given_up, &total);
         if (r < 0)

@@ -85,6 +85,7 @@ struct sweep {
         struct writer_task task;   /* first: the writer hands this back */
         struct reconciler *rc;
         int64_t now_ms;
+        int64_t lease_ms;          /* PostgreSQL: how long what it claims is its own */
         unsigned after_s, for_s, max;
 };
 
@@ -224,7 +225,7 @@ static void give_back(struct store *store, const struct due_order *d)
 /*
  * A fetch that could not be recorded: on PostgreSQL the order's
  * next_check_at is still this instance's lease, which would keep it from
- * every instance for DUE_LEASE. It goes back to the time this fetch would
+ * every instance until the lease ends. It goes back to the time this fetch would
  * have set, so the order is looked at again on its usual doubling schedule
  * (a record that keeps failing is not retried at every sweep). SQLite
  * claims nothing: the order is still due there.
@@ -427,7 +428,8 @@ static void sweep_run(struct store *store, struct writer_task *task)
         time_format_iso(s->now_ms, now);
         reconcile_cutoffs(s->now_ms, s->after_s, s->for_s, untouched, given_up);
         if (r == 0)
-                r = store_due_orders(store, now, untouched, given_up, due, s->max, &n);
+                r = store_due_orders(store, now, untouched, given_up, s->lease_ms, due, s->max,
+                                     &n);
         if (r == 0)
                 r = store_count_due(store, now, untouched, given_up, &stale);
         if (r < 0)
@@ -588,11 +590,16 @@ uint64_t reconciler_tick(struct reconciler *rc)
         }
         pthread_mutex_unlock(&rc->lock);
         if (s) {
+                struct api_options o;
+
+                api_options_from_config(st->cfg, &o);
                 *s = (struct sweep) {
                         .task.run = sweep_run, .rc = rc, .now_ms = time_now_ms(),
                         .after_s = after, .for_s = st->cfg->cashpay.reconcile_for,
                         .max = max ? max : 1,
                 };
+                /* the client's own figures (not reloadable), so they are its */
+                s->lease_ms = reconcile_lease_ms(&o, s->max, st->cfg->database.commit_timeout);
                 if (writer_post(rc->rt->writer, &s->task) < 0) {
                         free(s);
                         done_one_of(rc, true);

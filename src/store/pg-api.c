@@ -13,7 +13,8 @@
  * FOR UPDATE SKIP LOCKED). A second instance asking a moment later finds
  * them not due; the fetch's own next_check_at then replaces the lease. An
  * instance that stops before fetching gives its claims back
- * (pg_store_release_due()); one that dies delays them by the lease.
+ * (pg_store_release_due()); one that dies delays them by the lease, the
+ * caller's: as long as the fetch can take (reconcile_lease_ms()).
  *
  * Charge creation: the partial unique index charge_requests_pending_idx
  * allows one pending request per order_ref. store_charge_plan() locks that
@@ -34,11 +35,6 @@
 #include "cashpay/timeutil.h"
 #include "src/store/pg-store-internal.h"
 
-/* How long a claimed order is left to the instance that claimed it: beyond
- * the longest API request ([cashpay] request_timeout is at most 300 s), so
- * that a slow fetch is not made twice; an instance that dies delays its
- * claimed orders by this much. */
-#define DUE_LEASE "interval '10 minutes'"
 /* A deadlock or a lost insert race is decided again this often. */
 #define RETRIES 3
 
@@ -309,12 +305,13 @@ int pg_store_record_confirmed(struct pg_store *p, struct delivery *d, struct api
         "(next_check_at IS NULL AND updated_at <= $2::timestamptz))"
 
 int pg_store_due_orders(struct pg_store *p, const char *now, const char *untouched_before,
-                        const char *first_seen_after, struct due_order *ret, size_t max,
-                        size_t *ret_n)
+                        const char *first_seen_after, int64_t lease_ms, struct due_order *ret,
+                        size_t max, size_t *ret_n)
 {
         _cleanup_(PQclearp) PGresult *res = NULL;
-        char limit[24];
-        const char *params[] = { now, untouched_before, first_seen_after, I64(limit, max) };
+        char limit[24], lease[24];
+        const char *params[] = { now, untouched_before, first_seen_after, I64(limit, max),
+                                 I64(lease, lease_ms > 0 ? lease_ms : 0) };
         int r;
 
         *ret_n = 0;
@@ -327,7 +324,7 @@ int pg_store_due_orders(struct pg_store *p, const char *now, const char *untouch
                               DUE_WHERE " ORDER BY due, charge_id LIMIT $4::bigint "
                               "FOR UPDATE SKIP LOCKED), "
                               "claimed AS (UPDATE orders o SET next_check_at = "
-                              "$1::timestamptz + " DUE_LEASE " FROM due "
+                              "$1::timestamptz + $5::bigint * interval '1 millisecond' FROM due "
                               "WHERE o.charge_id = due.charge_id "
                               "RETURNING o.charge_id, o.first_seen_at, due.previous, due.due, "
                               "o.next_check_at AS lease) "
@@ -337,7 +334,7 @@ int pg_store_due_orders(struct pg_store *p, const char *now, const char *untouch
                               "(SELECT " PG_ISO("max(w.received_at)") " FROM webhook_deliveries w "
                               "WHERE w.charge_id = claimed.charge_id AND w.outcome = 'unconfirmed') "
                               "FROM claimed ORDER BY due, charge_id",
-                           params, 4, false, 0, &res);
+                           params, 5, false, 0, &res);
         if (r < 0)
                 return r;
         for (int row = 0; row < PQntuples(res) && *ret_n < max; row++) {

@@ -49,8 +49,8 @@ int pg_store_record_confirmed(struct pg_store *p, struct delivery *d, struct api
 int pg_store_release_due(struct pg_store *p, const char *charge_id, const char *claimed_until,
                          const char *previous);
 int pg_store_due_orders(struct pg_store *p, const char *now, const char *untouched_before,
-                        const char *first_seen_after, struct due_order *ret, size_t max,
-                        size_t *ret_n);
+                        const char *first_seen_after, int64_t lease_ms, struct due_order *ret,
+                        size_t max, size_t *ret_n);
 int pg_store_count_due(struct pg_store *p, const char *now, const char *untouched_before,
                        const char *first_seen_after, int64_t *ret);
 int pg_store_get_order_by_return_ref(struct pg_store *p, const char *return_ref,

@@ -523,16 +523,16 @@ static int bind_due(sqlite3_stmt *st, const char *now, const char *untouched_bef
 }
 
 int store_due_orders(struct store *s, const char *now, const char *untouched_before,
-                     const char *first_seen_after, struct due_order *ret, size_t max,
-                     size_t *ret_n)
+                     const char *first_seen_after, int64_t lease_ms, struct due_order *ret,
+                     size_t max, size_t *ret_n)
 {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int r, rc;
 
         *ret_n = 0;
         if (s->pg)
-                return pg_store_due_orders(s->pg, now, untouched_before, first_seen_after, ret,
-                                           max, ret_n);
+                return pg_store_due_orders(s->pg, now, untouched_before, first_seen_after,
+                                           lease_ms, ret, max, ret_n);
         /* The claim's time only for the rows taken, on webhook_deliveries_charge_idx. */
         r = store_prepare(s, "SELECT charge_id, first_seen_at, next_check_at, "
                              "(SELECT max(w.received_at) FROM webhook_deliveries w "
