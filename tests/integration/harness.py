@@ -578,6 +578,20 @@ def check_eq(actual, expected, what):
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
 
 
+def claim_lease_ms(request_timeout=10, max_inflight=256, claimed=None, commit_timeout_ms=10000,
+                   get_retries=2):
+    """The lease a PostgreSQL sweep claims its orders with, derived as
+    reconcile_lease_ms() does (src/api/reconcile.c): one fetch is every GET
+    attempt, one more after a 401 and two token requests, request_timeout
+    each, plus the retries' backoff; the @claimed orders (a sweep claims
+    max_inflight) take their turns in max_inflight slots behind one wave of
+    other requests; then commit_timeout for the record. The defaults' 131.5 s."""
+    claimed = max_inflight if claimed is None else claimed
+    fetch = (get_retries + 4) * request_timeout * 1000 + 250 * (2 ** get_retries - 1)
+    waves = -(-claimed // max_inflight) + 1
+    return waves * fetch + commit_timeout_ms
+
+
 def postgresql_only(why):
     """Mark a test that means something on PostgreSQL alone: on SQLite
     run_tests() names it and says @why instead of running it."""

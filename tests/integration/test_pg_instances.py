@@ -4,7 +4,8 @@ is stored, every order's event chain is valid (each from_status is the
 previous to_status), final statuses are what the state machine says, and a
 webhook-id repeated at several instances at once is applied once. With
 api_url: the reconciler's due orders shared out between instances (each
-charge fetched once), and a stopping instance's claims given back."""
+charge fetched once), a stopping instance's claims given back, and a
+killed instance's claims taken up again once their lease has run out."""
 import base64
 import concurrent.futures
 import hashlib
@@ -15,7 +16,8 @@ import random
 import threading
 import time
 
-from harness import Daemon, charge, check, check_eq, random_charge_id, run_tests
+from harness import (Daemon, charge, check, check_eq, claim_lease_ms, random_charge_id,
+                     run_tests)
 from pgserver import PgServer
 
 PG = None
@@ -353,8 +355,8 @@ def test_two_instances_reconcile_each_order_once():
 
 def test_stopping_instance_gives_its_claims_back():
     """An instance stopped (SIGTERM) while its sweep's fetches hang gives
-    the claimed orders back: none keeps the ten-minute lease, and the other
-    instance reconciles them all at once."""
+    the claimed orders back: none keeps its lease (over 12 minutes with
+    request_timeout = 60), and the other instance reconciles them all at once."""
     from test_reconcile import Sim, wait_for
     db, daemons = instances(2, start=False)
     a, b = daemons
@@ -385,6 +387,67 @@ def test_stopping_instance_gives_its_claims_back():
         check_eq(b.stop(), 0, "exit status")
         print(f"     {claimed} claims given back at SIGTERM, taken by the other instance",
               flush=True)
+        passed = True
+    finally:
+        end_all(sim, daemons, passed)
+
+
+def test_killed_instance_claims_taken_up_after_lease():
+    """An instance SIGKILLed while its sweep's fetches hang cannot give its
+    claims back: those orders wait out the lease derived from the
+    configuration (request_timeout 1 s, max_inflight 4: 23.5 s, see
+    claim_lease_ms()), then the restarted instance or the other one takes
+    them up, and every order is reconciled once the API answers. Lower
+    bounds only: each lease is at least the derived length past the start of
+    the killed instance, and no leased order is fetched again before its
+    lease ended, however slow the machine."""
+    from test_reconcile import Sim, wait_for
+    db, daemons = instances(2, start=False)
+    a, b = daemons
+    sim = Sim(a)
+    passed = False
+    lease = claim_lease_ms(request_timeout=1, max_inflight=4)
+    try:
+        with_api(daemons, sim, {"cashpay.max_inflight": "4", "cashpay.request_timeout": "1"})
+        sim.control("config", {"webhook_drop": True})
+        ids = create_charges(daemons, 12, "killed")
+        for cid in ids:
+            sim.control(f"charges/{cid}/pay", {})
+        sim.control("config", {"api_fault": "hang", "api_fault_on": "fetch", "hang_ms": 120000})
+        started = PG.query("SELECT extract(epoch FROM now()) * 1000 AS ms", db=db)[0]["ms"]
+        a.start()
+
+        def leases():
+            # a fresh order's own next look is about reconcile_after (1 s) on
+            return {r["charge_id"]: float(r["ms"]) for r in PG.query(
+                "SELECT charge_id, extract(epoch FROM next_check_at) * 1000 AS ms FROM orders "
+                "WHERE next_check_at > now() + interval '10 seconds'", db=db)}
+        wait_for("a sweep's claims with their fetches hanging",
+                 lambda: leases() and sim.control("stats")["api_inflight"] > 0, timeout=30)
+        a.kill_tree()  # before the first attempt's 1 s timeout: nothing recorded
+        held = leases()
+        check(held, "claims held by the killed instance")
+        for cid, until in held.items():
+            check(until >= float(started) + lease - 1,
+                  f"{cid}'s lease ends {until - float(started):.0f} ms after the start, "
+                  f"less than the derived {lease} ms")
+        sim.control("config", {"api_fault": "none"})
+        a.start()
+        b.start()
+        wait_for("every order reconciled", lambda: PG.query(
+            "SELECT count(*) AS n FROM orders WHERE status = 'CAPTURED'", db=db)[0]["n"] == len(ids),
+            timeout=lease / 1000 + 60)
+        for cid, until in held.items():
+            first = PG.query("SELECT min(extract(epoch FROM requested_at) * 1000) AS ms "
+                             "FROM api_fetches WHERE charge_id = ? AND reason = 'reconcile'",
+                             cid, db=db)[0]["ms"]
+            check(first is not None and float(first) >= until - 1,
+                  f"{cid} fetched {until - float(first or 0):.0f} ms before its lease ended")
+        for d in daemons:
+            check_eq(d.stop(), 0, "exit status")
+        check_chains(db)
+        print(f"     {len(held)} claims of a killed instance taken up after their "
+              f"{lease / 1000:.1f} s lease; {len(ids) - len(held)} others at once", flush=True)
         passed = True
     finally:
         end_all(sim, daemons, passed)
@@ -497,6 +560,7 @@ def main():
             test_server_crash_under_load_loses_nothing_acknowledged,
             test_two_instances_reconcile_each_order_once,
             test_stopping_instance_gives_its_claims_back,
+            test_killed_instance_claims_taken_up_after_lease,
             test_cashpayctl_listings_match_sqlite,
             test_cashpayctl_refuses_postgresql_clearly,
         ])
