@@ -28,10 +28,12 @@ ended. In the end every order is what the simulator says.
 
 On PostgreSQL (CASHPAYD_TEST_BACKEND=postgresql, as the integration tests:
 the daemon on a server the test starts) the same loops and checks. There a
-reconciler claims the orders it fetches with a 10-minute lease, which a
-SIGKILLed instance cannot give back: after each kill the test ages what is
-still leased as those ten minutes would (age_leases), rather than wait them
-out, so that the next run takes those orders up again.
+reconciler claims the orders it fetches with a lease derived from the
+configuration, which a SIGKILLed instance cannot give back: with
+request_timeout = 1 and max_inflight = 4 it is 23.5 s (claim_lease_ms()),
+and the runs after a kill wait it out, the last one too, so that every
+order is taken up again by the daemon itself, nothing in the database
+touched by the test.
 
 API_CRASH_ROUNDS (default 20), API_CRASH_SEED set the run.
 """
@@ -49,7 +51,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import harness  # noqa: E402
-from harness import check, check_eq, end_group, free_port, run_tests, spawn  # noqa: E402
+from harness import (check, check_eq, claim_lease_ms, end_group, free_port, run_tests,  # noqa: E402
+                     spawn)
 from hostile import port_open  # noqa: E402
 from test_reconcile import CTL, finish, start, wait_for  # noqa: E402
 
@@ -59,6 +62,8 @@ DRIVERS = 4
 REFS = [f"crash-order-{i:03d}" for i in range(150)]
 ORDERS = 80            # stale orders for the reconciliation loop
 ROUND_LIMIT_S = 1.0    # the longest a round runs before its kill
+# PostgreSQL: the lease of a claim in the reconciliation loop (its config)
+LEASE_MS = claim_lease_ms(request_timeout=1, max_inflight=4)
 
 # What must hold of orders and order_events whatever moment the daemon
 # died at; each query lists the charges that break it. The SQL is what both
@@ -166,17 +171,15 @@ def kill(d):
     d.log.close()
 
 
-def age_leases(d):
-    """On PostgreSQL: the reconciler's leases (next_check_at ten minutes on
-    from the claim) of an instance that was SIGKILLed, made due now, as
-    ten minutes of waiting would; the fetches' own schedule (seconds to a
-    few minutes here) is left alone. Returns how many there were."""
+def held_leases(d):
+    """On PostgreSQL: the claims a SIGKILLed instance left (next_check_at a
+    lease on, more than the few seconds a fetch plans here with
+    reconcile_after = 1), as (charge_id, lease) pairs; they wait it out."""
     if harness.BACKEND != "postgresql":
-        return 0
-    return int(d.pg.psql("WITH aged AS (UPDATE orders SET next_check_at = now() "
-                         "WHERE status = 'INITIATED' AND next_check_at > now() + "
-                         "interval '9 minutes' RETURNING 1) SELECT count(*) FROM aged",
-                         db=d.pg_db))
+        return set()
+    return {(r["charge_id"], r["next_check_at"]) for r in d.query(
+        "SELECT charge_id, next_check_at FROM orders WHERE status = 'INITIATED' AND "
+        f"next_check_at > now() + interval '{LEASE_MS // 2} milliseconds'")}
 
 
 # ------------------------------------------------------------ charge creation
@@ -411,7 +414,8 @@ def fetch_in_flight(sim, timeout):
 
 def test_reconciliation_under_sigkill():
     rng = random.Random(SEED + 1)
-    d, sim = start_daemon({"cashpay.reconcile_after": "1", "cashpay.max_inflight": "4"})
+    d, sim = start_daemon({"cashpay.reconcile_after": "1", "cashpay.max_inflight": "4",
+                           "cashpay.request_timeout": "1"})
     try:
         up(d)
         truth = {}
@@ -437,7 +441,8 @@ def test_reconciliation_under_sigkill():
             rows = d.query("SELECT charge_id, status FROM orders")
             return {r["charge_id"]: r["status"] for r in rows}
 
-        kills = in_flight_at_kill = near_fetch = aged = 0
+        kills = in_flight_at_kill = near_fetch = 0
+        held = set()
         progress = []
         for n in range(ROUNDS):
             before = sum(s != "INITIATED" for s in final().values())
@@ -453,7 +458,7 @@ def test_reconciliation_under_sigkill():
             kill(d)
             kills += 1
             check_database(d)
-            aged += age_leases(d)
+            held |= held_leases(d)
             now = final()
             for cid, status in now.items():
                 check(status in ("INITIATED", truth[cid]),
@@ -463,7 +468,8 @@ def test_reconciliation_under_sigkill():
                 break
         # The last run: no kill, until every order is what CashPay says.
         d.start()
-        wait_for("every order as the simulator says", lambda: final() == truth, timeout=60)
+        wait_for("every order as the simulator says", lambda: final() == truth,
+                 timeout=LEASE_MS / 1000 + 60)
         check_eq(d.stop(), 0, "clean stop")
         d.log.close()
         check_database(d)
@@ -475,8 +481,8 @@ def test_reconciliation_under_sigkill():
         counts = {s: list(truth.values()).count(s) for s in ("CAPTURED", "FAILED", "INITIATED")}
         print(f"   seed {SEED + 1}: {ORDERS} orders {counts}; {kills} kills ({in_flight_at_kill} "
               f"with a fetch in flight, {near_fetch} within 0.3 s of one); made final per round {progress}; {fetches['n']} "
-              f"reconcile fetches of {fetches['charges']} charges; {aged} leases of a killed "
-              f"instance aged", flush=True)
+              f"reconcile fetches of {fetches['charges']} charges; {len(held)} leases of a killed "
+              f"instance waited out", flush=True)
         check(kills > 1 and near_fetch > 0, "no kill came near a fetch")
     finally:
         finish(d, sim)

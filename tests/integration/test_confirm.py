@@ -16,7 +16,8 @@ import json
 import threading
 import time
 
-from harness import charge, check, check_eq, postgresql_only, random_charge_id, run_tests
+from harness import (charge, check, check_eq, claim_lease_ms, postgresql_only, random_charge_id,
+                     run_tests)
 from test_reconcile import create, finish, order, start, wait_for
 
 import datetime
@@ -168,7 +169,9 @@ def sim_gets(sim):
     return sim.control("stats")["charge_fetches"]
 
 
-LEASE_MS = 600_000  # a claim's lease on PostgreSQL: DUE_LEASE in src/store/pg-api.c
+# A claim's lease on PostgreSQL at start()'s request_timeout = 2 (the rest
+# defaults): reconcile_lease_ms() in src/api/reconcile.c, 35.5 s.
+LEASE_MS = claim_lease_ms(request_timeout=2)
 
 
 def test_unconfirmed_claim_is_looked_at_three_times():
@@ -193,7 +196,7 @@ def test_unconfirmed_claim_is_looked_at_three_times():
         # planned, not when it ran): every next_check_at seen while the
         # looks go on is one of the three.
         # On PostgreSQL a look being made shows its claim instead: next_check_at
-        # is the reconciler's lease, 10 minutes past the moment it claimed the
+        # is the reconciler's lease, LEASE_MS past the moment it claimed the
         # order (pg-api.c), until the fetch is recorded. A lease is not a plan.
         planned, leases = set(), 0
 
