@@ -31,6 +31,31 @@ static void log_notice_from_server(void *userdata, const char *message)
         log_info("PostgreSQL: %.*s", (int) n, message);
 }
 
+/*
+ * Without these libpq waits for the kernel when the server's host vanishes
+ * without a reset (power loss, a partition, a failover whose old primary's
+ * host is gone): a connect to it waits out the SYN retries, and a statement
+ * on an established connection waits out tcp_retries2 (about 15 minutes),
+ * with the writer blocked and every webhook answered 503 all that time, and
+ * never a try at the next host of a multi-host url. The values go with the
+ * defaults of [database] commit_timeout (10 s: how long a webhook waits for
+ * its commit) and busy_timeout (5 s: how long a lock may hold one up):
+ * - connect_timeout 5 s per host: a dead first host of a multi-host url
+ *   leaves the next one time within one commit_timeout;
+ * - tcp_user_timeout 10 s: data the server has not acknowledged for a whole
+ *   commit_timeout means a dead connection; the webhooks waiting on it have
+ *   been answered 503 by then, and the next batch goes to a new connection;
+ * - keepalives after 5 s idle, every 2 s, 3 lost: a connection that has
+ *   nothing in flight (idle, or waiting on a lock or a long statement) is
+ *   found dead too (with tcp_user_timeout set, Linux drops it once probes
+ *   go unanswered that long). A live server answers probes whatever a
+ *   statement's duration, so no statement is cut short by them.
+ */
+#define PG_NETWORK_DEFAULT_KEYS \
+        "connect_timeout", "tcp_user_timeout", "keepalives", "keepalives_idle", \
+        "keepalives_interval", "keepalives_count"
+#define PG_NETWORK_DEFAULT_VALUES "5", "10000", "1", "5", "2", "3"
+
 int pg_connect(const char *url, const char *password, PGconn **ret, char *err, size_t err_len)
 {
         _cleanup_(PQfinishp) PGconn *c = NULL;
@@ -48,12 +73,15 @@ int pg_connect(const char *url, const char *password, PGconn **ret, char *err, s
         }
         PQconninfoFree(parsed);
 
-        /* dbname first with expand_dbname: the later keywords override what
-         * the string says, so the password file wins over a password in it. */
-        const char *keys[] = { "dbname", "fallback_application_name", "password", NULL };
-        const char *values[] = { url, "cashpayd", password, NULL };
+        /* With expand_dbname, what the expanded dbname says overrides the
+         * keywords before it, and the keywords after it override the string:
+         * so the network defaults come first (the url's own values win) and
+         * the password last (the password file wins over one in the url). */
+        const char *keys[] = { PG_NETWORK_DEFAULT_KEYS, "dbname", "fallback_application_name",
+                               "password", NULL };
+        const char *values[] = { PG_NETWORK_DEFAULT_VALUES, url, "cashpayd", password, NULL };
         if (!password)
-                keys[2] = NULL;
+                keys[sizeof(keys) / sizeof(keys[0]) - 2] = NULL;
         c = PQconnectdbParams(keys, values, 1);
         if (!c)
                 return err_set(err, err_len, -ENOMEM, "out of memory connecting to PostgreSQL");
