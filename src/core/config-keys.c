@@ -303,7 +303,14 @@ static const struct config_key keys[] = {
           .doc = "With backend = postgresql: a libpq connection string, key=value "
                  "(host=db1,db2 port=5432 dbname=cashpay user=cashpayd "
                  "target_session_attrs=read-write) or a postgresql:// URI; several hosts "
-                 "make a failover list. Put no password here: see password_file." },
+                 "make a failover list. Put no password here: see password_file. Unless "
+                 "the url sets them, connections get connect_timeout=5 (seconds, per "
+                 "host), tcp_user_timeout=10000 (ms) and keepalives=1 keepalives_idle=5 "
+                 "keepalives_interval=2 keepalives_count=3, in line with the default "
+                 "commit_timeout and busy_timeout: a server host that vanishes without "
+                 "a reset (power loss, a partition) is given up within about 10 s and "
+                 "the next host of the list tried, instead of after the kernel's "
+                 "retransmissions (about 15 minutes)." },
         { .section = "database", .name = "password_file", .type = CONFIG_PATH,
           .default_value = "", .max = 180, .offset = OFF(database.password_file),
           .doc = "With backend = postgresql: a file whose first line is the database "
