@@ -167,7 +167,7 @@ static void on_admin_connection(void *cls, struct MHD_Connection *conn, void **s
 static struct MHD_Daemon *start_daemon(struct admin_server *srv, const struct config *cfg, int fd)
 {
         return MHD_start_daemon(
-                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL,
+                MHD_USE_INTERNAL_POLLING_THREAD | HTTP_EVENT_LOOP | MHD_USE_ITC, 0, NULL, NULL,
                 on_admin_request, srv,
                 MHD_OPTION_LISTEN_SOCKET, fd,
                 MHD_OPTION_CONNECTION_LIMIT, cfg->admin.max_connections,

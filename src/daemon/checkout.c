@@ -262,7 +262,7 @@ static struct MHD_Daemon *start_daemon(struct checkout_server *srv, const struct
                                        int fd)
 {
         return MHD_start_daemon(
-                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                MHD_USE_INTERNAL_POLLING_THREAD | HTTP_EVENT_LOOP | MHD_ALLOW_SUSPEND_RESUME |
                 MHD_USE_ITC, 0, NULL, NULL, on_request, srv,
                 MHD_OPTION_LISTEN_SOCKET, fd,
                 MHD_OPTION_CONNECTION_LIMIT, cfg->http.max_connections,

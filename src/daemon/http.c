@@ -141,10 +141,11 @@ static struct MHD_Daemon *start_daemon(struct http_server *srv, const struct con
          * it is open: 16 KiB (what the default max_header needs) rather than
          * 32 KiB keeps 256 busy connections 4-8 MiB smaller (bench/README.md). */
         size_t memory = cfg->http.max_header * 2 > 16384 ? cfg->http.max_header * 2 : 16384;
-        /* poll() for HTTPS: libmicrohttpd 0.9.75's epoll loop leaves a TLS
-         * connection waiting between handshake steps (35 handshakes a
-         * second, at 600 a CPU second; poll(): 220 a second, bench/README). */
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | (tls ? MHD_USE_POLL : MHD_USE_EPOLL) |
+        /* poll() (HTTP_EVENT_LOOP) also suits HTTPS: libmicrohttpd 0.9.75's
+         * epoll loop left a TLS connection waiting between handshake steps
+         * (35 handshakes a second, at 600 a CPU second; poll(): 220 a
+         * second, bench/README). */
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | HTTP_EVENT_LOOP |
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                          (tls ? MHD_USE_TLS : 0);
 

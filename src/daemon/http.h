@@ -17,6 +17,18 @@
 
 struct http_server;
 
+/*
+ * The event loop of every listener's internal threads: poll(), not epoll.
+ * libmicrohttpd 0.9.75's MHD_quiesce_daemon() on an epoll daemon that runs
+ * its own threads races those threads over taking the listening socket out
+ * of the epoll set, and aborts the process (MHD_PANIC "Failed to remove
+ * listen FD from epoll set") when the loser's epoll_ctl() finds it gone:
+ * seen at SIGTERM, which quiesces every listener. With poll() a quiesce is a
+ * message over the inter-thread channel. (HTTPS needs poll() anyway, see
+ * http.c.)
+ */
+#define HTTP_EVENT_LOOP MHD_USE_POLL
+
 /* One MHD daemon per listening socket (MHD takes one socket each).
  * The sockets stay owned by the caller until http_stop(). */
 int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_server **ret,

@@ -254,17 +254,37 @@ BACKEND = os.environ.get("CASHPAYD_TEST_BACKEND", "sqlite")
 _ports_handed_out = set()
 
 
+def _ephemeral_ports():
+    """The kernel's range for the local ports of outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    """A loopback port nobody listens on. The kernel may hand a port just
-    closed out again, so one test process never gets the same port twice
-    (an http and an admin listener on one port would fail to start)."""
-    for _ in range(100):
+    """A loopback port nobody listens on, from outside the kernel's
+    ephemeral range: a port from inside it may be the local end of some
+    other test's client connection a moment later, and then the daemon's
+    bind() fails with "Address already in use". One test process never gets
+    the same port twice (an http and an admin listener on one port would
+    fail to start)."""
+    low, high = _ephemeral_ports()
+    ranges = [(10000, low - 1)] if low > 11000 else [(high + 1, 65535)]
+    for _ in range(200):
+        first, last = random.choice(ranges)
+        port = random.randint(first, last)
+        if port in _ports_handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_handed_out:
-            _ports_handed_out.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_handed_out.add(port)
+        return port
     raise AssertionError("no free loopback port")
 
 
