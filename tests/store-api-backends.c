@@ -5,7 +5,8 @@
  *     store-api-backends postgresql URL PASSWORD_FILE
  * (test_store_api_backends.py runs it both ways, PostgreSQL on a server it
  * starts). Fetched charges through the state machine, the reconciler's
- * queue, return_ref lookups, charge creation per CONTRACT §8.3, and
+ * queue, return_ref lookups, charge creation per CONTRACT §8.3, a webhook
+ * batch's several changes of one order, and
  * several handles (connections, as several instances have) at once: one
  * charge_requests row per order_ref however many plan it together, and on
  * PostgreSQL a due order handed to one of them only.
@@ -164,6 +165,66 @@ static struct delivery claim(const char *id, enum charge_status status, int64_t 
         d.body = (uint8_t *) strdup("{\"claimed\":true}");
         d.body_len = strlen((char *) d.body);
         return d;
+}
+
+/* A webhook with the charge's optional texts (NULL: absent). */
+static struct delivery claim_with(const char *id, enum charge_status status, int64_t amount,
+                                  const char *order_ref, const char *description,
+                                  const char *url)
+{
+        struct delivery d = claim(id, status, amount, NULL);
+
+        d.charge.order_ref = order_ref ? strdup(order_ref) : NULL;
+        d.charge.description = description ? strdup(description) : NULL;
+        d.charge.transaction_url = url ? strdup(url) : NULL;
+        return d;
+}
+
+/* Several changes of one order in one batch leave what they would one
+ * after the other: the last status, the time of every status reached, the
+ * first text given for each column, a review flag beside a status change
+ * (PostgreSQL writes each order once per batch). */
+static void test_batch_one_order(struct store *s)
+{
+        struct delivery d[4];
+        struct delivery *b[4] = { &d[0], &d[1], &d[2], &d[3] };
+        struct order_record o;
+
+        d[0] = claim_with("chg_merge1", CHARGE_INITIATED, 100, NULL, NULL, NULL);
+        d[1] = claim_with("chg_merge1", CHARGE_FAILED, 100, "ref-1", "first", NULL);
+        d[2] = claim_with("chg_merge1", CHARGE_CAPTURED, 100, "ref-2", "second", "https://t/2");
+        d[3] = claim_with("chg_merge2", CHARGE_INITIATED, 100, NULL, NULL, NULL);
+        CHECK_EQ_INT(store_submit(s, b, 4), 0);
+        for (int i = 0; i < 4; i++)
+                CHECK_EQ_INT(d[i].outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(d[2].previous, CHARGE_FAILED);
+        CHECK(d[0].event_id < d[1].event_id && d[1].event_id < d[2].event_id);
+        CHECK_EQ_INT(store_get_order(s, "chg_merge1", &o), 0);
+        CHECK_EQ_INT(o.status, CHARGE_CAPTURED);
+        CHECK(o.captured_at[0] && o.failed_at[0], "captured_at %s failed_at %s", o.captured_at,
+              o.failed_at);
+        CHECK_STR(o.order_ref ? o.order_ref : "(null)", "ref-1");
+        CHECK_STR(o.description ? o.description : "(null)", "first");
+        CHECK_STR(o.transaction_url ? o.transaction_url : "(null)", "https://t/2");
+        CHECK(!o.needs_review);
+        order_record_clear(&o);
+        for (int i = 0; i < 4; i++)
+                delivery_clear(&d[i]);
+
+        /* an existing order: a conflict's review flag, then a capture */
+        d[0] = claim_with("chg_merge2", CHARGE_CAPTURED, 999, NULL, NULL, NULL);
+        d[1] = claim_with("chg_merge2", CHARGE_CAPTURED, 100, NULL, "late", NULL);
+        CHECK_EQ_INT(store_submit(s, b, 2), 0);
+        CHECK_EQ_INT(d[0].outcome, OUTCOME_CONFLICT);
+        CHECK_EQ_INT(d[1].outcome, OUTCOME_APPLIED);
+        CHECK_EQ_INT(store_get_order(s, "chg_merge2", &o), 0);
+        CHECK_EQ_INT(o.status, CHARGE_CAPTURED);
+        CHECK(o.captured_at[0] && !o.failed_at[0]);
+        CHECK(o.needs_review);
+        CHECK_STR(o.description ? o.description : "(null)", "late");
+        order_record_clear(&o);
+        for (int i = 0; i < 2; i++)
+                delivery_clear(&d[i]);
 }
 
 static struct api_fetch confirm_fetch(const char *id, enum charge_status status, int64_t amount)
@@ -588,6 +649,7 @@ int main(int argc, char **argv)
         test_fetch_through_state_machine(s);
         test_due_orders(s);
         test_confirmed_webhooks(s);
+        test_batch_one_order(s);
         test_release_due(s);
         test_charge_plan_lifecycle(s);
         test_charge_refused(s);

@@ -9,10 +9,11 @@
  * 2. Here: every delivery decided in batch order against those rows, the
  *    batch's own earlier decisions applied to them as they are made (what
  *    the statement-at-a-time way reads back from the server).
- * 3. A second pipeline: each order's insert or update, each delivery's row,
- *    the events under their lock (pg-submit.c says why), and COMMIT; the
- *    server skips the rest, COMMIT included, after a statement that failed
- *    (a status update that misses its row fails too). Only when rejected
+ * 3. A second pipeline: the new orders' insert, one update of every order
+ *    that changes (its transitions merged), the deliveries' rows, the events
+ *    under their lock (pg-submit.c says why), and COMMIT; the server skips
+ *    the rest, COMMIT included, after a statement that failed (the update
+ *    fails too when an order misses its row). Only when rejected
  *    rows are to be trimmed does COMMIT follow as a statement of its own.
  *
  * The batch holds the row lock of every order that existed, so nothing
@@ -332,7 +333,7 @@ static void decide(struct batch *b, size_t i)
 
 /* ------------------------------------------------------------ step 3: writes */
 
-/* The columns of a multi-row insert, one array literal each. */
+/* The columns of a multi-row statement, one array literal each. */
 struct columns {
         struct pg_array col[10];
         int n;
@@ -360,18 +361,78 @@ static int columns_params(struct columns *c, enum pg_stmt id, const char *extra,
         return 0;
 }
 
+/* What one order's status changes and review flags in the batch, applied
+ * in batch order, leave on its row: one row of PG_ORDERS_UPDATE (the
+ * server would update a row once only, whichever source row it took, if a
+ * charge id came twice). The batch's time is the same for all of them. */
+struct order_change {
+        const char *charge_id;
+        const char *status;      /* the last status written; NULL: none */
+        const char *order_ref, *description, *transaction_url; /* the first given */
+        bool captured, failed;   /* a status written was CAPTURED / FAILED */
+        bool review;             /* needs_review set */
+};
+
+struct changes {
+        struct order_change *v;  /* room for one per delivery */
+        size_t n;
+};
+
+static struct order_change *change_for(struct changes *c, const char *charge_id)
+{
+        for (size_t i = 0; i < c->n; i++)
+                if (strcmp(c->v[i].charge_id, charge_id) == 0)
+                        return &c->v[i];
+        c->v[c->n] = (struct order_change) { .charge_id = charge_id };
+        return &c->v[c->n++];
+}
+
+/* @op: PG_ORDER_UPDATE_STATUS's or PG_ORDER_FLAG_REVIEW's parameters. Each
+ * status update coalesces the text columns with what the row has, so the
+ * first value given wins; captured_at and failed_at are set once. */
+static void change_add(struct changes *c, const struct pg_params *op)
+{
+        struct order_change *o = change_for(c, op->v[0]);
+        const char *status = op->v[1];
+
+        if (op->id == PG_ORDER_FLAG_REVIEW) {
+                o->review = true;
+                return;
+        }
+        o->status = status;
+        o->captured |= strcmp(status, charge_status_name(CHARGE_CAPTURED)) == 0;
+        o->failed |= strcmp(status, charge_status_name(CHARGE_FAILED)) == 0;
+        o->order_ref = o->order_ref ? o->order_ref : op->v[3];
+        o->description = o->description ? o->description : op->v[4];
+        o->transaction_url = o->transaction_url ? o->transaction_url : op->v[5];
+}
+
+static void changes_columns(const struct changes *c, struct columns *cols)
+{
+        cols->n = 8;
+        for (size_t i = 0; i < c->n; i++) {
+                const struct order_change *o = &c->v[i];
+                const char *text[] = { o->charge_id, o->status, o->order_ref, o->description,
+                                       o->transaction_url };
+                for (int k = 0; k < 5; k++)
+                        pg_array_add(&cols->col[k], text[k]);
+                pg_array_add(&cols->col[5], o->captured ? "t" : "f");
+                pg_array_add(&cols->col[6], o->failed ? "t" : "f");
+                pg_array_add(&cols->col[7], o->review ? "t" : "f");
+                cols->rows++;
+        }
+}
+
 /* The new orders' and the deliveries' columns, and the other writes of
- * the orders (status changes, review flags) as statements of their own,
- * in batch order: @updates gets them. */
+ * the orders (status changes, review flags) merged per order. */
 static int collect_writes(struct batch *b, struct columns *orders, struct columns *deliveries,
-                          struct pg_params *updates, size_t *n_updates)
+                          struct changes *changes)
 {
         struct pg_params op, dp;
         int r;
 
         orders->n = 8;
         deliveries->n = 10;
-        *n_updates = 0;
         for (size_t i = 0; i < b->n; i++) {
                 struct delivery *d = b->items[i];
                 if (d->has_charge && pg_transition_params(&d->transition, &d->charge, b->now, &op)) {
@@ -380,9 +441,7 @@ static int collect_writes(struct batch *b, struct columns *orders, struct column
                                         pg_array_add(&orders->col[k], op.v[k]);
                                 orders->rows++;
                         } else {
-                                op.id = op.id == PG_ORDER_UPDATE_STATUS ? PG_ORDER_UPDATE_STATUS_ONE
-                                                                        : PG_ORDER_FLAG_REVIEW_ONE;
-                                updates[(*n_updates)++] = op;
+                                change_add(changes, &op);
                         }
                 }
                 if (d->has_charge)
@@ -410,25 +469,28 @@ static int collect_writes(struct batch *b, struct columns *orders, struct column
 static int send_writes(struct pg_store *p, struct batch *b, const struct pg_events *e,
                        bool commit, char *kinds, size_t *sent)
 {
-        _cleanup_(freep) struct pg_params *updates = calloc(b->n, sizeof(*updates));
-        struct columns orders = { 0 }, deliveries = { 0 };
+        _cleanup_(freep) struct order_change *v = calloc(b->n, sizeof(*v));
+        struct changes changes = { .v = v };
+        struct columns orders = { 0 }, deliveries = { 0 }, updates = { 0 };
         struct pg_params sp;
-        size_t n_updates;
         int r;
 
         *sent = 0;
-        if (!updates)
+        if (!v)
                 return -ENOMEM;
-        r = collect_writes(b, &orders, &deliveries, updates, &n_updates);
+        r = collect_writes(b, &orders, &deliveries, &changes);
         if (r >= 0 && orders.rows > 0) {
                 r = columns_params(&orders, PG_ORDERS_INSERT, b->now, &sp);
                 kinds[(*sent)++] = 'i';
                 if (r >= 0)
                         r = send_statement(p, &sp);
         }
-        for (size_t i = 0; i < n_updates && r >= 0; i++) {
+        if (r >= 0 && changes.n > 0) {
+                changes_columns(&changes, &updates);
+                r = columns_params(&updates, PG_ORDERS_UPDATE, b->now, &sp);
                 kinds[(*sent)++] = 'u';
-                r = send_statement(p, &updates[i]);
+                if (r >= 0)
+                        r = send_statement(p, &sp);
         }
         if (r >= 0) {
                 r = columns_params(&deliveries, PG_DELIVERIES_INSERT, NULL, &sp);
@@ -452,15 +514,16 @@ static int send_writes(struct pg_store *p, struct batch *b, const struct pg_even
                 r = send_sql(p, "COMMIT");
         }
         columns_free(&orders);
+        columns_free(&updates);
         columns_free(&deliveries);
         return r;
 }
 
 /* With @commit, COMMIT ends the pipeline: the events' lock is then held
  * for the server's work only, not also for a round trip to here and back
- * (the other instances wait for it). A write that fails - an update that
- * missed its row fails too, see ONE_ROW in pg-store.c - makes the server
- * skip the rest of the pipeline, COMMIT included. */
+ * (the other instances wait for it). A write that fails - the update fails
+ * too when an order missed its row, see PG_ORDERS_UPDATE in pg-store.c -
+ * makes the server skip the rest of the pipeline, COMMIT included. */
 static int write_batch(struct pg_store *p, struct batch *b, bool commit)
 {
         _cleanup_(freep) PGresult **res = calloc(b->n + 5, sizeof(*res));

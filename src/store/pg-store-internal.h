@@ -32,8 +32,7 @@ enum pg_stmt {
         PG_DELIVERY_IDS,         /* $1 new webhook_deliveries ids */
         PG_ORDERS_INSERT,        /* new orders from arrays; fails when another instance won */
         PG_DELIVERIES_INSERT,    /* deliveries from arrays, their ids given */
-        PG_ORDER_UPDATE_STATUS_ONE, /* PG_ORDER_UPDATE_STATUS, an error unless one row changed */
-        PG_ORDER_FLAG_REVIEW_ONE,   /* PG_ORDER_FLAG_REVIEW, the same */
+        PG_ORDERS_UPDATE,        /* the batch's changed orders from arrays; an error unless all found */
         _PG_STMT_MAX,
 };
 

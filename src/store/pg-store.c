@@ -37,10 +37,6 @@
         "WHERE charge_id = $1"
 #define ORDER_FLAG_REVIEW \
         "UPDATE orders SET needs_review = true, updated_at = $2::timestamptz WHERE charge_id = $1"
-/* An update that fails unless it changed exactly one row: 1 / 0 is a data
- * exception, so a pipeline that ends in COMMIT never commits a batch whose
- * update missed its order (pg-batch.c takes it one at a time then). */
-#define ONE_ROW(update) "WITH u AS (" update " RETURNING 1) SELECT 1 / count(*)::integer FROM u"
 
 /* @replanned: sent with its SQL and planned for its parameters at every
  * execution instead of prepared once. A prepared statement gets, after five
@@ -112,9 +108,29 @@ static const struct {
                 "CASE s WHEN 'FAILED' THEN $9::timestamptz END "
                 "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], "
                 "$6::text[], $7::text[], $8::bigint[]) AS o (c, r, s, a, cu, d, u, cr)", 9 },
+        /* every order of the batch that changes, once: what ORDER_UPDATE_STATUS
+         * and ORDER_FLAG_REVIEW in turn would leave (pg-batch.c merges them;
+         * $2 NULL: no status change, $6/$7: a status written was CAPTURED/
+         * FAILED, $8: a review flag). A data exception (1 / 0) unless every
+         * charge id found its row, so that COMMIT never follows a miss.
+         * Planned with its arrays: a generic plan made on a small table would
+         * join by scanning it (see @replanned). */
+        [PG_ORDERS_UPDATE] = {
+                "WITH w AS (UPDATE orders AS o SET status = coalesce(u.s, o.status), "
+                "updated_at = $9::timestamptz, "
+                "captured_at = CASE WHEN u.cap THEN coalesce(o.captured_at, $9::timestamptz) "
+                "ELSE o.captured_at END, "
+                "failed_at = CASE WHEN u.fail THEN coalesce(o.failed_at, $9::timestamptz) "
+                "ELSE o.failed_at END, "
+                "order_ref = coalesce(o.order_ref, u.r), "
+                "description = coalesce(o.description, u.d), "
+                "transaction_url = coalesce(o.transaction_url, u.t), "
+                "needs_review = o.needs_review OR u.rv "
+                "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+                "$6::boolean[], $7::boolean[], $8::boolean[]) AS u (c, s, r, d, t, cap, fail, rv) "
+                "WHERE o.charge_id = u.c RETURNING 1) "
+                "SELECT 1 / (count(*) = cardinality($1::text[]))::integer FROM w", 9, true },
         /* the batch's deliveries, ids given */
-        [PG_ORDER_UPDATE_STATUS_ONE] = { ONE_ROW(ORDER_UPDATE_STATUS), 6 },
-        [PG_ORDER_FLAG_REVIEW_ONE] = { ONE_ROW(ORDER_FLAG_REVIEW), 2 },
         [PG_DELIVERIES_INSERT] = {
                 "INSERT INTO webhook_deliveries (id, received_at, remote_addr, message_id, "
                 "charge_id, claimed_status, outcome, http_status, error, body) "
