@@ -6,14 +6,18 @@ and keepalives the writer would wait out the kernel's retransmissions
 (about 15 minutes) before it even tried to reconnect.
 
 Everything runs in network namespaces of the test's own, so nothing outside
-is touched. This process (with cashpayd and the webhook senders) moves into
-a new one at start; the server runs in a second one and a router between
-the two in a third, each held by a `sleep` child, joined by veth pairs on
-private /30s. Dropping every packet is a `pfifo limit 0` qdisc on the
-router's two interfaces: this kernel has no netem, and a black hole on
-`lo` would drop the webhooks to cashpayd too (within one namespace all
-local traffic goes over lo), so the server has to sit behind interfaces of
-its own. Needs root (unshare, nsenter, ip, tc, sysctl).
+is touched, and on loopback addresses only. This process (with cashpayd
+and the webhook senders) moves into a new namespace at start; the server
+runs in a second one, held by a `sleep` child, joined to the first by a
+veth pair on 127.203.0.0/30 (route_localnet lets loopback addresses leave
+`lo` inside those namespaces; the /8 local route gives way to 127.0.0.1
+alone, so 127.203.0.2 is the server's side and not this one's). Dropping
+every packet is a `pfifo limit 0` qdisc on the server's side of the pair:
+this kernel has no netem, and a black hole on `lo` would drop the webhooks
+to cashpayd too. Dropped there, cashpayd's side sees nothing at all - no
+reset, no local drop, no unreachable (the neighbours are permanent, so no
+failed ARP tells it either) - as when the server's host is gone. Needs
+root (unshare, nsenter, ip, tc, sysctl).
 """
 import ctypes
 import os
@@ -27,11 +31,10 @@ from pgserver import PgServer
 from test_pg_faults import Load, check_answers, check_stored, wait_for_progress, wait_until
 
 CLONE_NEWNET = 0x40000000
-# A: this process, cashpayd and the senders; R: a router between A and B;
-# B: the server. Two /30s, forwarded by R.
-APP_ADDR, ROUTER_A, ROUTER_B, DB_ADDR = "10.203.0.1", "10.203.0.2", "10.203.0.5", "10.203.0.6"
+# this process, cashpayd and the senders on APP_ADDR; the server on DB_ADDR
+APP_ADDR, DB_ADDR = "127.203.0.1", "127.203.0.2"
 TCP_USER_TIMEOUT_S = 10  # pg-conn.c's default; the checks below keep wide margins
-HOLDERS = {}             # "router", "db": the `sleep` holding that namespace
+HOLDERS = {}             # "db": the `sleep` holding the server's namespace
 
 
 def run(*argv):
@@ -49,51 +52,53 @@ def new_namespace(name):
     mine = os.readlink("/proc/self/ns/net")
     wait_until(lambda: os.readlink(f"/proc/{HOLDERS[name].pid}/ns/net") != mine,
                f"the {name} namespace", timeout=10)
-    run(*in_ns(name, "ip", "link", "set", "lo", "up"))
 
 
-def veth(here, there, ns_there):
-    """A veth pair from this namespace's @here to @there in @ns_there's."""
-    run("ip", "link", "add", here, "type", "veth", "peer", "name", there)
-    run("ip", "link", "set", there, "netns", str(HOLDERS[ns_there].pid))
+def loopback_beyond_lo(*ns):
+    """In this namespace (or @ns's): lo up, loopback addresses routable on
+    other interfaces, and only 127.0.0.1 itself local on lo."""
+    for cmd in (("sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=1"),
+                ("sysctl", "-q", "-w", "net.ipv4.conf.default.route_localnet=1"),
+                ("ip", "link", "set", "lo", "up"),
+                ("ip", "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")):
+        run(*(in_ns(*ns, *cmd) if ns else cmd))
+
+
+def mac_of(dev, *ns):
+    # from ip, not /sys: sysfs shows the namespace it was mounted in
+    argv = ("ip", "-o", "link", "show", "dev", dev)
+    r = subprocess.run(in_ns(*ns, *argv) if ns else argv, capture_output=True, text=True,
+                       check=True)
+    return r.stdout.split("link/ether ", 1)[1].split()[0]
 
 
 def set_up_namespaces():
-    """This process into a new namespace (before any thread starts), its lo
-    up; the router's and the server's namespaces, joined through the
-    router. The drops happen in the router, as on a path whose far end has
-    gone: neither end's own stack sees them (a qdisc on an end's own
-    interface would tell that end's TCP its packets were dropped, and it
-    gives up within seconds without any timeout set)."""
+    """This process into a new namespace (before any thread starts), and
+    the server's, joined by a veth pair with permanent neighbours."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:
         raise AssertionError(f"unshare(CLONE_NEWNET): {os.strerror(ctypes.get_errno())}")
-    run("ip", "link", "set", "lo", "up")
-    new_namespace("router")
+    loopback_beyond_lo()
     new_namespace("db")
-    veth("app0", "ra", "router")
+    loopback_beyond_lo("db")
+    run("ip", "link", "add", "app0", "type", "veth", "peer", "name", "db0")
+    run("ip", "link", "set", "db0", "netns", str(HOLDERS["db"].pid))
     run("ip", "addr", "add", f"{APP_ADDR}/30", "dev", "app0")
     run("ip", "link", "set", "app0", "up")
-    run("ip", "route", "add", f"{DB_ADDR}/32", "via", ROUTER_A)
-    run(*in_ns("router", "ip", "link", "add", "rb", "type", "veth", "peer", "name", "db0"))
-    run(*in_ns("router", "ip", "link", "set", "db0", "netns", str(HOLDERS["db"].pid)))
-    for cmd in (("ip", "addr", "add", f"{ROUTER_A}/30", "dev", "ra"),
-                ("ip", "addr", "add", f"{ROUTER_B}/30", "dev", "rb"),
-                ("ip", "link", "set", "ra", "up"), ("ip", "link", "set", "rb", "up"),
-                ("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")):
-        run(*in_ns("router", *cmd))
     for cmd in (("ip", "addr", "add", f"{DB_ADDR}/30", "dev", "db0"),
-                ("ip", "link", "set", "db0", "up"),
-                ("ip", "route", "add", f"{APP_ADDR}/32", "via", ROUTER_B)):
+                ("ip", "link", "set", "db0", "up")):
         run(*in_ns("db", *cmd))
+    run("ip", "neigh", "replace", DB_ADDR, "lladdr", mac_of("db0", "db"), "dev", "app0",
+        "nud", "permanent")
+    run(*in_ns("db", "ip", "neigh", "replace", APP_ADDR, "lladdr", mac_of("app0"),
+               "dev", "db0", "nud", "permanent"))
 
 
 def black_hole(on):
-    """Every packet the router would forward, either way, dropped (@on) or passed."""
+    """Every packet the server's side sends dropped (@on), or passed again."""
     verb = "add" if on else "del"
     tail = ("pfifo", "limit", "0") if on else ()
-    for dev in ("ra", "rb"):
-        run(*in_ns("router", "tc", "qdisc", verb, "dev", dev, "root", *tail))
+    run(*in_ns("db", "tc", "qdisc", verb, "dev", "db0", "root", *tail))
 
 
 class NsPgServer(PgServer):
