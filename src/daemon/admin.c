@@ -19,6 +19,7 @@
 #include "cashpay/timeutil.h"
 #include "src/daemon/admin.h"
 #include "src/daemon/deadline.h"
+#include "src/daemon/http-socket.h"
 #include "src/daemon/http.h"
 #include "src/daemon/metrics.h"
 #include "src/daemon/tls.h"
@@ -167,7 +168,7 @@ static void on_admin_connection(void *cls, struct MHD_Connection *conn, void **s
 static struct MHD_Daemon *start_daemon(struct admin_server *srv, const struct config *cfg, int fd)
 {
         return MHD_start_daemon(
-                MHD_USE_INTERNAL_POLLING_THREAD | HTTP_EVENT_LOOP | MHD_USE_ITC, 0, NULL, NULL,
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL,
                 on_admin_request, srv,
                 MHD_OPTION_LISTEN_SOCKET, fd,
                 MHD_OPTION_CONNECTION_LIMIT, cfg->admin.max_connections,
@@ -191,8 +192,10 @@ int admin_start(struct runtime *rt, const int *fds, size_t n_fds, struct admin_s
         const struct settings *s = runtime_settings_acquire(rt);
         srv->request_timeout_ms = (int64_t) s->cfg->admin.request_timeout * 1000;
         for (size_t i = 0; i < n_fds && i < MAX_ADMIN; i++) {
-                srv->daemons[i] = start_daemon(srv, s->cfg, fds[i]);
+                int fd = http_mhd_socket(fds[i]); /* the daemon's own, closed at its stop */
+                srv->daemons[i] = fd < 0 ? NULL : start_daemon(srv, s->cfg, fd);
                 if (!srv->daemons[i]) {
+                        http_mhd_socket_unused(fd);
                         runtime_settings_release(rt);
                         admin_stop(srv);
                         return err_set(err, err_len, -EIO,
@@ -221,11 +224,9 @@ void admin_stop(struct admin_server *srv)
 {
         if (!srv)
                 return;
-        /* Quiesced first, MHD leaves the listening socket (maybe systemd's) alone. */
-        for (size_t i = 0; i < srv->n; i++) {
-                MHD_quiesce_daemon(srv->daemons[i]);
-                MHD_stop_daemon(srv->daemons[i]);
-        }
+        /* MHD closes its duplicate of the listening socket (http_mhd_socket()). */
+        for (size_t i = 0; i < srv->n; i++)
+                http_mhd_stop(srv->daemons[i]);
         deadline_list_free(srv->deadlines);
         free(srv);
 }

@@ -20,6 +20,7 @@
 #include "src/daemon/deadline.h"
 #include "src/daemon/http-body.h"
 #include "src/daemon/http-framing.h"
+#include "src/daemon/http-socket.h"
 #include "src/daemon/http.h"
 #include "src/daemon/metrics.h"
 
@@ -262,7 +263,7 @@ static struct MHD_Daemon *start_daemon(struct checkout_server *srv, const struct
                                        int fd)
 {
         return MHD_start_daemon(
-                MHD_USE_INTERNAL_POLLING_THREAD | HTTP_EVENT_LOOP | MHD_ALLOW_SUSPEND_RESUME |
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                 MHD_USE_ITC, 0, NULL, NULL, on_request, srv,
                 MHD_OPTION_LISTEN_SOCKET, fd,
                 MHD_OPTION_CONNECTION_LIMIT, cfg->http.max_connections,
@@ -289,8 +290,10 @@ int checkout_start(struct runtime *rt, struct api_client *api, const int *fds, s
         const struct settings *s = runtime_settings_acquire(rt);
         srv->request_timeout_ms = (int64_t) s->cfg->http.request_timeout * 1000;
         for (size_t i = 0; i < n_fds && i < MAX_LISTENERS; i++) {
-                srv->daemons[i] = start_daemon(srv, s->cfg, fds[i]);
+                int fd = http_mhd_socket(fds[i]); /* the daemon's own, closed at its stop */
+                srv->daemons[i] = fd < 0 ? NULL : start_daemon(srv, s->cfg, fd);
                 if (!srv->daemons[i]) {
+                        http_mhd_socket_unused(fd);
                         runtime_settings_release(rt);
                         checkout_stop(srv);
                         checkout_free(srv);
@@ -313,12 +316,6 @@ void checkout_expire(struct checkout_server *srv, int64_t now_ms)
         deadline_expire(srv->deadlines, now_ms);
 }
 
-void checkout_quiesce(struct checkout_server *srv)
-{
-        for (size_t i = 0; srv && i < srv->n; i++)
-                MHD_quiesce_daemon(srv->daemons[i]);
-}
-
 void checkout_release_held(struct checkout_server *srv)
 {
         if (srv)
@@ -329,11 +326,10 @@ void checkout_stop(struct checkout_server *srv)
 {
         if (!srv)
                 return;
-        /* Quiesced first, MHD leaves the listening socket (maybe systemd's) alone. */
-        checkout_quiesce(srv);
+        /* MHD closes its duplicate of the listening socket (http_mhd_socket()). */
         checkout_release_held(srv); /* MHD must not stop with a connection suspended */
         for (size_t i = 0; i < srv->n; i++)
-                MHD_stop_daemon(srv->daemons[i]);
+                http_mhd_stop(srv->daemons[i]);
         srv->n = 0;
 }
 

@@ -34,9 +34,6 @@ int checkout_start(struct runtime *rt, struct api_client *api, const int *fds, s
  * NULL-safe. */
 void checkout_expire(struct checkout_server *srv, int64_t now_ms);
 
-/* checkout_quiesce() - stop accepting new connections. NULL-safe. */
-void checkout_quiesce(struct checkout_server *srv);
-
 /* checkout_release_held() - stopping: answer every held request 503 now and
  * hold no more, and start no more requests to CashPay. NULL-safe. */
 void checkout_release_held(struct checkout_server *srv);

@@ -22,6 +22,7 @@
 #include "src/daemon/deadline.h"
 #include "src/daemon/http-framing.h"
 #include "src/daemon/http-internal.h"
+#include "src/daemon/http-socket.h"
 #include "src/daemon/http.h"
 #include "src/daemon/tls.h"
 
@@ -141,11 +142,10 @@ static struct MHD_Daemon *start_daemon(struct http_server *srv, const struct con
          * it is open: 16 KiB (what the default max_header needs) rather than
          * 32 KiB keeps 256 busy connections 4-8 MiB smaller (bench/README.md). */
         size_t memory = cfg->http.max_header * 2 > 16384 ? cfg->http.max_header * 2 : 16384;
-        /* poll() (HTTP_EVENT_LOOP) also suits HTTPS: libmicrohttpd 0.9.75's
-         * epoll loop left a TLS connection waiting between handshake steps
-         * (35 handshakes a second, at 600 a CPU second; poll(): 220 a
-         * second, bench/README). */
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | HTTP_EVENT_LOOP |
+        /* poll() for HTTPS: libmicrohttpd 0.9.75's epoll loop leaves a TLS
+         * connection waiting between handshake steps (35 handshakes a
+         * second, at 600 a CPU second; poll(): 220 a second, bench/README). */
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | (tls ? MHD_USE_POLL : MHD_USE_EPOLL) |
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                          (tls ? MHD_USE_TLS : 0);
 
@@ -201,8 +201,10 @@ int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_ser
                 }
         }
         for (size_t i = 0; i < n_fds && i < MAX_DAEMONS; i++) {
-                srv->daemons[i] = start_daemon(srv, s->cfg, fds[i]);
+                int fd = http_mhd_socket(fds[i]); /* the daemon's own, closed at its stop */
+                srv->daemons[i] = fd < 0 ? NULL : start_daemon(srv, s->cfg, fd);
                 if (!srv->daemons[i]) {
+                        http_mhd_socket_unused(fd);
                         runtime_settings_release(rt);
                         http_stop(srv);
                         return err_set(err, err_len, -EIO,
@@ -228,12 +230,6 @@ void http_expire(struct http_server *srv, int64_t now_ms)
                          n, (long long) (srv->request_timeout_ms / 1000));
 }
 
-void http_quiesce(struct http_server *srv)
-{
-        for (size_t i = 0; srv && i < srv->n; i++)
-                MHD_quiesce_daemon(srv->daemons[i]);
-}
-
 void http_release_held(struct http_server *srv)
 {
         if (srv)
@@ -244,12 +240,10 @@ void http_stop(struct http_server *srv)
 {
         if (!srv)
                 return;
-        /* Quiesced first, MHD leaves the listening socket alone: under
-         * socket activation it belongs to systemd and must stay usable. */
-        http_quiesce(srv);
+        /* MHD closes its duplicate of the listening socket (http_mhd_socket()). */
         http_release_held(srv); /* MHD must not stop with a connection suspended */
         for (size_t i = 0; i < srv->n; i++)
-                MHD_stop_daemon(srv->daemons[i]);
+                http_mhd_stop(srv->daemons[i]);
         deadline_list_free(srv->deadlines);
         free(srv);
 }

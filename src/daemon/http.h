@@ -17,18 +17,6 @@
 
 struct http_server;
 
-/*
- * The event loop of every listener's internal threads: poll(), not epoll.
- * libmicrohttpd 0.9.75's MHD_quiesce_daemon() on an epoll daemon that runs
- * its own threads races those threads over taking the listening socket out
- * of the epoll set, and aborts the process (MHD_PANIC "Failed to remove
- * listen FD from epoll set") when the loser's epoll_ctl() finds it gone:
- * seen at SIGTERM, which quiesces every listener. With poll() a quiesce is a
- * message over the inter-thread channel. (HTTPS needs poll() anyway, see
- * http.c.)
- */
-#define HTTP_EVENT_LOOP MHD_USE_POLL
-
 /* One MHD daemon per listening socket (MHD takes one socket each).
  * The sockets stay owned by the caller until http_stop(). */
 int http_start(struct runtime *rt, const int *fds, size_t n_fds, struct http_server **ret,
@@ -42,9 +30,6 @@ void http_expire(struct http_server *srv, int64_t now_ms);
 
 /* http_thread_count() - [http] threads, or one per CPU when it is 0. */
 unsigned http_thread_count(const struct config *cfg);
-
-/* http_quiesce() - stop accepting new connections; in-flight ones go on. */
-void http_quiesce(struct http_server *srv);
 
 /* http_release_held() - answer every return page waiting for an API fetch
  * now, from the database, and hold no more (stopping). NULL-safe. */

@@ -625,8 +625,8 @@ static void drain(struct daemon *dmn, unsigned commit_timeout_ms)
         int64_t give_up = time_monotonic_ms() + commit_timeout_ms + DRAIN_GRACE_MS;
 
         service_notify_stopping();
-        http_quiesce(dmn->http);
-        checkout_quiesce(dmn->checkout);
+        /* New requests are answered 503 from here on (the listeners keep
+         * accepting: http_mhd_socket() says why they are not quiesced). */
         atomic_store(&dmn->rt.draining, true);
         http_release_held(dmn->http); /* a page waiting for the API answers now */
         checkout_release_held(dmn->checkout); /* and a charge request: 503, retried */
