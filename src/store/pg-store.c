@@ -38,21 +38,12 @@
 #define ORDER_FLAG_REVIEW \
         "UPDATE orders SET needs_review = true, updated_at = $2::timestamptz WHERE charge_id = $1"
 
-/* @replanned: sent with its SQL and planned for its parameters at every
- * execution instead of prepared once. A prepared statement gets, after five
- * executions, one generic plan for any parameters, costed on the table as
- * it was then; for "= ANY ($1)" on a table that was nearly empty that plan
- * is a sequential scan comparing every row with every array element, kept
- * for the connection's life while the table grows (a batch's lock went from
- * 2 to 12 ms within 10 s). Planned with the array, the scan is an index
- * lookup per element; the planning costs a fraction of that. */
 static const struct {
         const char *sql;
         int n_params;
-        bool replanned;
 } statements[_PG_STMT_MAX] = {
         [PG_LOCK_ORDERS] = { "SELECT 1 FROM orders WHERE charge_id = ANY ($1::text[]) "
-                             "ORDER BY charge_id FOR UPDATE", 1, true },
+                             "ORDER BY charge_id FOR UPDATE", 1 },
         [PG_ORDER_VIEW] = { "SELECT status, amount, currency FROM orders WHERE charge_id = $1 "
                             "FOR UPDATE", 1 },
         [PG_MESSAGE_SEEN] = { "SELECT 1 FROM webhook_deliveries WHERE message_id = $1 "
@@ -90,9 +81,9 @@ static const struct {
                 "SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries WHERE " REJECTED
                 " AND received_at < $1::timestamptz LIMIT $2::bigint) AS q", 2 },
         [PG_LOCK_VIEWS] = { "SELECT charge_id, status, amount, currency FROM orders "
-                            "WHERE charge_id = ANY ($1::text[]) ORDER BY charge_id FOR UPDATE", 1, true },
+                            "WHERE charge_id = ANY ($1::text[]) ORDER BY charge_id FOR UPDATE", 1 },
         [PG_MESSAGES_SEEN] = { "SELECT DISTINCT message_id FROM webhook_deliveries "
-                               "WHERE message_id = ANY ($1::text[]) AND http_status = 200", 1, true },
+                               "WHERE message_id = ANY ($1::text[]) AND http_status = 200", 1 },
         /* the sequence looked up once, not once per id (OFFSET 0: not pulled up) */
         [PG_DELIVERY_IDS] = { "SELECT nextval(q.s) FROM (SELECT pg_get_serial_sequence("
                               "'webhook_deliveries', 'id')::regclass OFFSET 0) AS q (s), "
@@ -129,7 +120,7 @@ static const struct {
                 "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
                 "$6::boolean[], $7::boolean[], $8::boolean[]) AS u (c, s, r, d, t, cap, fail, rv) "
                 "WHERE o.charge_id = u.c RETURNING 1) "
-                "SELECT 1 / (count(*) = cardinality($1::text[]))::integer FROM w", 9, true },
+                "SELECT 1 / (count(*) = cardinality($1::text[]))::integer FROM w", 9 },
         /* the batch's deliveries, ids given */
         [PG_DELIVERIES_INSERT] = {
                 "INSERT INTO webhook_deliveries (id, received_at, remote_addr, message_id, "
@@ -137,6 +128,21 @@ static const struct {
                 "OVERRIDING SYSTEM VALUE SELECT * FROM unnest($1::bigint[], $2::timestamptz[], "
                 "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::integer[], "
                 "$9::text[], $10::bytea[])", 10 },
+};
+
+/* @replanned: the statements that take arrays, sent with their SQL and
+ * planned for their parameters at every execution instead of prepared once. A prepared statement gets, after five
+ * executions, one generic plan for any parameters, costed on the table as
+ * it was then; for "= ANY ($1)" on a table that was nearly empty that plan
+ * is a sequential scan comparing every row with every array element, kept
+ * for the connection's life while the table grows (a batch's lock went from
+ * 2 to 12 ms within 10 s). Planned with the array, the scan is an index
+ * lookup per element; the planning costs a fraction of that. */
+static const bool replanned[_PG_STMT_MAX] = {
+        [PG_LOCK_ORDERS] = true,
+        [PG_LOCK_VIEWS] = true,
+        [PG_MESSAGES_SEEN] = true,
+        [PG_ORDERS_UPDATE] = true,
 };
 
 static char stmt_name[_PG_STMT_MAX][8];
@@ -148,7 +154,7 @@ const char *pg_stmt_sql(enum pg_stmt id)
 
 const char *pg_stmt_name(enum pg_stmt id)
 {
-        if (statements[id].replanned)
+        if (replanned[id])
                 return NULL;
         if (!stmt_name[id][0])
                 snprintf(stmt_name[id], sizeof(stmt_name[id]), "s%d", (int) id);
@@ -189,7 +195,7 @@ static void password_free(char *pw)
 static int prepare_all(PGconn *c, char *err, size_t err_len)
 {
         for (int i = 0; i < _PG_STMT_MAX; i++) {
-                if (statements[i].replanned)
+                if (replanned[i])
                         continue;
                 _cleanup_(PQclearp) PGresult *res = PQprepare(c, pg_stmt_name(i), statements[i].sql,
                                                               statements[i].n_params, NULL);

@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import fcntl
 import hashlib
 import hmac
 import http.client
@@ -35,6 +36,23 @@ WRAPPER_ERROR_EXIT = 99
 # CASHPAYD_TEST_TLS=1 runs every Daemon over HTTPS (a test CA's certificate),
 # so a test file written for HTTP checks the same over TLS.
 TLS_BY_DEFAULT = os.environ.get("CASHPAYD_TEST_TLS") == "1"
+
+
+# ------------------------------------------------------------ system accounts
+
+@contextlib.contextmanager
+def accounts_locked():
+    """Held while a test looks up and creates system accounts. useradd fails
+    ("cannot lock /etc/passwd") rather than waits while another test's
+    useradd runs, and two tests creating one account would race. flock(2) on
+    the /etc directory itself: its inode never changes (useradd replaces
+    /etc/passwd by a rename), and no lock file is left behind."""
+    fd = os.open("/etc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------ temporary files

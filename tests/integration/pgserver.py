@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import free_port
+from harness import accounts_locked, free_port
 
 PG_USER = "cashpay-test-pg"
 DB_NAME = "cashpay"
@@ -51,16 +51,18 @@ def pg_bindir():
 
 
 def ensure_user():
-    """The unprivileged account the server runs as (created on first use)."""
-    try:
+    """The unprivileged account the server runs as (created on first use, by
+    one of the tests that start at once on a fresh machine)."""
+    with accounts_locked():
+        try:
+            return pwd.getpwnam(PG_USER)
+        except KeyError:
+            pass
+        if os.geteuid() != 0:
+            raise AssertionError(f"user {PG_USER} is missing and creating it needs root")
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", PG_USER], check=True)
         return pwd.getpwnam(PG_USER)
-    except KeyError:
-        pass
-    if os.geteuid() != 0:
-        raise AssertionError(f"user {PG_USER} is missing and creating it needs root")
-    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                    "--shell", "/usr/sbin/nologin", PG_USER], check=True)
-    return pwd.getpwnam(PG_USER)
 
 
 def _stat_fields(pid):

@@ -796,12 +796,13 @@ def ensure_account(user, extra_group):
 
 
 def ensure_accounts():
-    try:
-        grp.getgrnam(GROUP)
-    except KeyError:
-        subprocess.run(["groupadd", "--system", GROUP], check=True)
-    ensure_account(DAEMON_USER, GROUP)
-    ensure_account(APP_USER, GROUP)
+    with harness.accounts_locked():
+        try:
+            grp.getgrnam(GROUP)
+        except KeyError:
+            subprocess.run(["groupadd", "--system", GROUP], check=True)
+        ensure_account(DAEMON_USER, GROUP)
+        ensure_account(APP_USER, GROUP)
 
 
 def as_user(user, *command):
