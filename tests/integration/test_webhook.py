@@ -1,11 +1,12 @@
 """The webhook endpoint against a real daemon: every status code of the
 contract, every outcome, and the delivery row each POST leaves behind."""
 import json
+import os
 import socket
 import time
 
-from harness import (Daemon, charge, check, check_eq, hmac_hex, random_charge_id,
-                     read_to_end, run_tests)
+from harness import (Daemon, charge, check, check_eq, hmac_hex, postgresql_only,
+                     random_charge_id, read_to_end, run_tests)
 
 D = None
 
@@ -334,6 +335,41 @@ def test_healthz_and_metrics():
     for needle in ('cashpayd_webhooks_total{outcome="applied"}', "cashpayd_http_responses_total{code=\"200\"}",
                    "cashpayd_commit_seconds_bucket", "cashpayd_build_info"):
         check(needle in text, f"metrics contain {needle}")
+
+
+def daemon_with_db_password_credential(password):
+    """A daemon whose [database] names no password_file, started with
+    $CREDENTIALS_DIRECTORY/db-password holding @password, as systemd's
+    LoadCredential=db-password:... leaves it (CONTRACT.md §9)."""
+    d = Daemon(start=False)
+    creds = os.path.join(d.dir, "credentials")
+    os.mkdir(creds, 0o700)
+    with open(os.path.join(creds, "db-password"), "w") as f:
+        f.write(password + "\n")
+    d.write_config({k: v for k, v in d.base_config.items() if k != "database.password_file"})
+    d.env["CREDENTIALS_DIRECTORY"] = creds
+    return d
+
+
+@postgresql_only("SQLite has no password")
+def test_database_password_from_systemd_credential():
+    with open(D.pg.password_file) as f:
+        password = f.read().strip()
+    with daemon_with_db_password_credential(password) as d:
+        d.start()
+        c = charge(status="CAPTURED")
+        check_eq(d.post_json(c), (200, {"outcome": "applied"}), "webhook over the credential's login")
+        check_eq(d.query("SELECT status FROM orders WHERE charge_id = ?", c["id"]),
+                 [{"status": "CAPTURED"}], "order stored")
+        check(password not in d.log_text(), "the password is never logged")
+    wrong = "not-the-db-password-0815"
+    with daemon_with_db_password_credential(wrong) as d:
+        d.launch([d.binary, "--config", d.config_path])
+        rc = d.proc.wait(30)
+        log = d.log_text()
+        check(rc != 0, f"a wrong password ends the start (exit {rc})")
+        check("password authentication failed" in log, log)
+        check(wrong not in log, "the wrong password is not logged either")
 
 
 if __name__ == "__main__":
