@@ -4,20 +4,46 @@
  * 503 logic above it) treats PostgreSQL's failures like SQLite's.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cashpay/log.h"
 #include "src/store/pg-internal.h"
 
-/* libpq's messages end in a newline; the operator's log lines do not. */
+const char *pg_one_line(const char *msg, char *buf, size_t len)
+{
+        size_t n = 0;
+
+        if (len == 0)
+                return "";
+        for (const char *s = msg ? msg : ""; *s && n + 3 < len; s++) {
+                if (*s != '\n') {
+                        buf[n++] = *s;
+                        continue;
+                }
+                /* an indented line goes on with the same reason */
+                bool more = s[1] == '\t' || s[1] == ' ';
+                while (s[1] == '\t' || s[1] == ' ')
+                        s++;
+                if (s[1] && n > 0) {
+                        if (!more)
+                                buf[n++] = ';';
+                        buf[n++] = ' ';
+                }
+        }
+        while (n > 0 && buf[n - 1] == ' ')
+                n--;
+        buf[n] = '\0';
+        return buf;
+}
+
 static int set_pq_err(char *err, size_t err_len, int r, const char *what, const char *msg)
 {
-        size_t n = msg ? strlen(msg) : 0;
+        char line[1024];
 
-        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-                n--;
-        return err_set(err, err_len, r, "%s%s%.*s", what, n ? ": " : "", (int) n, msg ? msg : "");
+        pg_one_line(msg, line, sizeof(line));
+        return err_set(err, err_len, r, "%s%s%s", what, *line ? ": " : "", line);
 }
 
 /* The server's notices and warnings go to our log, not to stderr as

@@ -42,6 +42,14 @@ static inline void PQfinishp(PGconn **c)
 int pg_connect(const char *url, const char *password, PGconn **ret, char *err, size_t err_len);
 
 /*
+ * pg_one_line() - libpq's message @msg as one log line in @buf (@len bytes),
+ * returned: its trailing newline dropped, and the lines of a multi-host
+ * url's failure (one per host tried, each with its reason) joined by "; ",
+ * so that the log keeps one line per entry and says what each host did.
+ */
+const char *pg_one_line(const char *msg, char *buf, size_t len);
+
+/*
  * pg_errno() - the negative errno for a failed result @res of @c (NULL
  * @res: the connection's own state): -ECONNRESET when the connection is
  * gone or the server is shutting down, -ENOSPC (disk full), -ETIMEDOUT

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -487,9 +488,36 @@ int pg_store_health(struct pg_store *p)
         return r == -ECONNRESET ? pg_store_exec(p, "SELECT 1 FROM orders LIMIT 1") : r;
 }
 
+/*
+ * The idle writer's look at its connection, each idle second (writer.c's
+ * recheck()). PQstatus() changes only when libpq reads or writes, so a
+ * connection the kernel has given up while nothing was in flight (the
+ * server's host gone silent: keepalive probes unanswered for
+ * tcp_user_timeout) would look fine - /healthz ready, nothing in the log -
+ * until the next webhook found it dead. A poll() that does not wait sees
+ * the socket's error (or a terminated backend's goodbye), and
+ * PQconsumeInput() takes it in; nothing is sent, so an idle connection
+ * stays idle and the keepalives alone do the watching. A connection found
+ * lost is replaced at once (the first try after a loss waits for no
+ * backoff): a server that merely restarted costs not even a 503 on
+ * /healthz, and a host that is gone shows there and in the log before any
+ * webhook arrives.
+ */
 int pg_store_check_connection(struct pg_store *p)
 {
-        return p->conn && PQstatus(p->conn) == CONNECTION_OK ? 0 : -ECONNRESET;
+        struct pollfd pfd = { .fd = p->conn ? PQsocket(p->conn) : -1, .events = POLLIN };
+        char why[512];
+
+        if (!p->conn || PQstatus(p->conn) != CONNECTION_OK)
+                return -ECONNRESET;
+        if (poll(&pfd, 1, 0) <= 0 || (PQconsumeInput(p->conn) && PQstatus(p->conn) == CONNECTION_OK))
+                return 0;
+        if (!p->read_only)
+                log_warning("the connection to PostgreSQL was lost while idle: %s; connecting again",
+                            pg_one_line(PQerrorMessage(p->conn), why, sizeof(why)));
+        PQfinish(p->conn);
+        p->conn = NULL;
+        return pg_store_conn(p);
 }
 
 int pg_store_probe_write(struct pg_store *p)

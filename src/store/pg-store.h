@@ -28,7 +28,8 @@ int pg_store_submit(struct pg_store *p, struct delivery *const *items, size_t n)
 int pg_store_get_order(struct pg_store *p, const char *charge_id, struct order_record *ret);
 /* A round trip to the server (connecting first if due). */
 int pg_store_health(struct pg_store *p);
-/* 0 while the connection is up, without a round trip. */
+/* 0 while the connection is up: a look at its socket, no round trip. One
+ * found lost (a socket error, the server's goodbye) is replaced at once. */
 int pg_store_check_connection(struct pg_store *p);
 /* A transaction that writes and commits: one row of a temporary table, so
  * a file grows in the database's tablespace (unless temp_tablespaces
