@@ -5,7 +5,8 @@
  * (store_options.backend; src/store/pg-*.c), behind the same calls, so the
  * HTTP layer, the writer and the state machine never learn which. On
  * PostgreSQL there is no file: store_check_file() reports whether the
- * connection is up, store_checkpoint() has nothing to do, store_wal_bytes()
+ * connection is up (from its socket; one found lost is replaced at once),
+ * store_checkpoint() has nothing to do, store_wal_bytes()
  * is -1, and -ECONNRESET (connection lost; the store reconnects by itself
  * with backoff), -ECONNREFUSED and -ETIMEDOUT join the transient errors.
  * The API functions (store-api.h) and the admin listings, fulfil and
