@@ -206,9 +206,18 @@ def daemon_config(url, password_file):
             "log.level": "notice"}
 
 
-def fast_timeouts():
-    """FAST as url keywords (tcp_user_timeout in ms, as libpq takes it)."""
-    return " ".join(f"{k}={v * 1000 if k == 'tcp_user_timeout' else v}" for k, v in FAST.items())
+def fast_timeouts(*keys):
+    """FAST's @keys (all by default) as url keywords, tcp_user_timeout in ms
+    as libpq takes it (only those a case needs: a line of the config file
+    holds at most 198 bytes)."""
+    return " ".join(f"{k}={v * 1000 if k == 'tcp_user_timeout' else v}"
+                    for k, v in FAST.items() if k in (keys or FAST))
+
+
+def print_pg_lines(daemon):
+    print("cashpayd's log, its PostgreSQL lines:\n" + "\n".join(
+        l for l in daemon.log_text().splitlines() if "PostgreSQL" in l or "commit" in l)[-3000:],
+        flush=True)
 
 
 def with_log_on_failure(daemon, scenario, *args):
@@ -258,9 +267,7 @@ def check_through_black_hole(daemon, pg):
           f"the cut; service again {resumed:.1f} s after the "
           f"black hole went; answers from the cut on: {during}; {len(load.acked)} "
           f"acknowledged", flush=True)
-    print("cashpayd's log, its PostgreSQL lines:\n" + "\n".join(
-        l for l in daemon.log_text().splitlines() if "PostgreSQL" in l or "commit" in l)[-3000:],
-        flush=True)
+    print_pg_lines(daemon)
     # tcp_user_timeout must pass before the connection is given up
     check(noticed > TCP_USER_TIMEOUT_S / 2, f"noticed after only {noticed:.1f} s")
     check(noticed < 4 * TCP_USER_TIMEOUT_S, f"noticed only after {noticed:.1f} s")
@@ -298,7 +305,7 @@ def test_failover_from_silent_primary():
             primary.make_replication_synchronous()
             url = (f"host={DB_ADDR},127.0.0.1 port={primary.port},{standby.port} "
                    f"dbname=cashpay user=postgres target_session_attrs=read-write "
-                   f"{fast_timeouts()}")
+                   f"{fast_timeouts('connect_timeout', 'tcp_user_timeout')}")
             with Daemon(daemon_config(url, primary.password_file)) as daemon:
                 with_log_on_failure(daemon, check_failover, primary, standby)
     finally:
@@ -315,12 +322,15 @@ def both_hosts_failed(primary, standby):
 
 
 def attempt_durations(failed, start):
-    """How long each failed reconnect took: from the previous one's end (the
-    first: from @start, the loss) and its backoff to its own end."""
-    durations, prev, backoff = [], start, 0.0
+    """How long each failed reconnect took, at most (the writer's next call
+    comes a little after it may connect). The first starts at @start, the
+    loss; each next one once the previous has ended and its backoff,
+    counted from the previous one's start, has passed."""
+    durations, prev_end, prev_took, backoff = [], start, 0.0, 0.0
     for t, m in failed:
-        durations.append(t - prev - backoff)
-        prev, backoff = t, int(m[1]) / 1000
+        took = t - prev_end - max(0.0, backoff - prev_took)
+        durations.append(took)
+        prev_end, prev_took, backoff = t, took, int(m[1]) / 1000
     return durations
 
 
@@ -360,6 +370,7 @@ def check_failover(daemon, primary, standby):
           f"(connect_timeout={ct}); connected to the promoted standby {back - promoted:.1f} s "
           f"after the promotion; answers from the cut on: {during}; /healthz {health}; "
           f"{len(load.acked)} acknowledged", flush=True)
+    print_pg_lines(daemon)
     check(lost - cut > tut / 2, f"noticed after only {lost - cut:.1f} s")
     check(lost - cut < 4 * tut, f"noticed only after {lost - cut:.1f} s")
     for t, m in failed:
@@ -431,6 +442,7 @@ def check_idle_host_silent(daemon, pg):
           f"/healthz then {health}; the webhook sent {sent - cut:.1f} s after the cut answered "
           f"{code} in {answered:.1f} s; acknowledged {resumed:.1f} s after the black hole went",
           flush=True)
+    print_pg_lines(daemon)
     # no sooner than the probes could have gone unanswered, no later than a few rounds
     check(lost - cut > (tut - idle) / 2, f"found lost after only {lost - cut:.1f} s")
     check(lost - cut < 3 * (tut + interval) + 1, f"found lost only after {lost - cut:.1f} s")
