@@ -228,12 +228,18 @@ def with_log_on_failure(daemon, scenario, *args):
         raise
 
 
+def on_server_behind_hole(scenario, url_options=""):
+    """@scenario(daemon, pg) for a daemon whose one server is on the far
+    side of the black hole, with @url_options in its url."""
+    with NsPgServer() as pg:
+        url = f"host={DB_ADDR} port={pg.port} dbname=cashpay user=postgres {url_options}"
+        with Daemon(daemon_config(url.strip(), pg.password_file)) as daemon:
+            with_log_on_failure(daemon, scenario, pg)
+
+
 def test_server_host_vanishes():
     """Under load, with the daemon's default timeouts."""
-    with NsPgServer() as pg:
-        url = f"host={DB_ADDR} port={pg.port} dbname=cashpay user=postgres"
-        with Daemon(daemon_config(url, pg.password_file)) as daemon:
-            with_log_on_failure(daemon, check_through_black_hole, pg)
+    on_server_behind_hole(check_through_black_hole)
 
 
 def check_through_black_hole(daemon, pg):
@@ -401,10 +407,7 @@ def test_idle_connection_host_goes_silent():
     webhook sent then is answered 503 within a bounded time instead of
     waiting on a dead connection; once packets pass again the same process
     acknowledges it, and nothing acknowledged is lost."""
-    with NsPgServer() as pg:
-        url = f"host={DB_ADDR} port={pg.port} dbname=cashpay user=postgres {fast_timeouts()}"
-        with Daemon(daemon_config(url, pg.password_file)) as daemon:
-            with_log_on_failure(daemon, check_idle_host_silent, pg)
+    on_server_behind_hole(check_idle_host_silent, fast_timeouts())
 
 
 def check_idle_host_silent(daemon, pg):
