@@ -135,7 +135,7 @@ static void runtime_up(struct runtime *rt, struct store **ret_store)
                 FAIL("store_new: %s", err);
         if (reader_pool_new(rt->settings->cfg, 1, &rt->readers, err, sizeof(err)) < 0)
                 FAIL("reader_pool_new: %s", err);
-        if (writer_start(*ret_store, &wo, on_batch, NULL, &rt->writer) < 0)
+        if (writer_start(ret_store, 1, &wo, on_batch, NULL, &rt->writer) < 0)
                 FAIL("writer_start");
 }
 

@@ -170,6 +170,8 @@ static void test_defaults(void)
         CHECK(cfg->database.commit_timeout == 10000);
         CHECK(cfg->database.max_batch == 256);
         CHECK(cfg->database.wal_warn_bytes == 67108864);
+        CHECK(cfg->database.writer_connections == 0);
+        CHECK(config_writer_connections(cfg) == 1); /* sqlite */
         CHECK(cfg->ret.success_url == NULL);
         CHECK(cfg->ret.failure_url == NULL);
         CHECK(cfg->ret.refresh == 3);
@@ -187,7 +189,7 @@ static void test_table(void)
         const struct config_key *keys = config_keys(&n);
         const struct config_section *sections = config_sections(&n_sections);
 
-        CHECK(n == 63);
+        CHECK(n == 64);
         CHECK(n_sections == 8);
         for (size_t i = 0; i < n; i++) {
                 bool known = false;
@@ -435,6 +437,7 @@ static const struct bad_value bad_values[] = {
           "milliseconds" },
         { "database", "commit_timeout", "99", "expected an integer from 100 to 600000" },
         { "database", "max_batch", "0", "expected an integer from 1 to 65536" },
+        { "database", "writer_connections", "9", "expected an integer from 0 to 8" },
         { "database", "wal_warn_bytes", "1K", "expected a size from 1048576" },
         { "return", "success_url", "https://shop.example/{id}", "only {charge_id} and "
           "{order_ref}" },
@@ -776,11 +779,38 @@ static void test_rules_database(void)
                 CHECK_STR(cfg->database.url, "host=db1,db2 dbname=cashpay "
                           "target_session_attrs=read-write");
                 CHECK_STR(cfg->database.password_file, "/run/db-password");
+                CHECK(config_writer_connections(cfg) == 2); /* postgresql's default */
         }
         config_free(cfg);
         CHECK(loads("", &cfg));
         if (cfg)
                 CHECK(cfg->database.backend == DB_BACKEND_SQLITE && !cfg->database.url);
+        config_free(cfg);
+}
+
+/* Several writer connections only on PostgreSQL: SQLite has one writer. */
+static void test_rules_writer_connections(void)
+{
+        struct config *cfg = NULL;
+
+        CHECK(fails_with("[database]\n\nwriter_connections = 2\n", 3,
+                         "[database] writer_connections = 2 needs backend = postgresql: "
+                         "SQLite has one writer"));
+        CHECK(loads("[database]\nwriter_connections = 1\n", &cfg));
+        if (cfg)
+                CHECK(config_writer_connections(cfg) == 1);
+        config_free(cfg);
+        cfg = NULL;
+        CHECK(loads("[database]\nbackend = postgresql\nurl = host=db1\n"
+                    "writer_connections = 8\n", &cfg));
+        if (cfg)
+                CHECK(config_writer_connections(cfg) == 8);
+        config_free(cfg);
+        cfg = NULL;
+        CHECK(loads("[database]\nbackend = postgresql\nurl = host=db1\n"
+                    "writer_connections = 1\n", &cfg));
+        if (cfg)
+                CHECK(config_writer_connections(cfg) == 1);
         config_free(cfg);
 }
 
@@ -1049,6 +1079,7 @@ int main(void)
         test_rules_cashpay();
         test_tls();
         test_rules_database();
+        test_rules_writer_connections();
         test_credentials_directory();
         test_reload();
         test_names();

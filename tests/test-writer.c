@@ -174,7 +174,7 @@ static struct writer *start(struct store *s, unsigned max_batch, unsigned max_qu
                 .commit_timeout_ms = 1000, .busy_timeout_ms = 1000,
         };
         struct writer *w = NULL;
-        int r = writer_start(s, &o, on_batch, NULL, &w);
+        int r = writer_start(&s, 1, &o, on_batch, NULL, &w);
 
         if (r < 0)
                 FAIL("writer_start: %d", r);

@@ -186,7 +186,8 @@ static int check_cashpay(const struct rule_ctx *c)
         return check_token_source(c);
 }
 
-/* PostgreSQL needs a server to talk to; the API features run on both
+/* PostgreSQL needs a server to talk to, and only it takes several writer
+ * connections; the API features run on both
  * backends (on PostgreSQL the reconciler's queue is shared out among the
  * instances, see pg-api.c). */
 static int check_database(const struct rule_ctx *c)
@@ -197,6 +198,12 @@ static int check_database(const struct rule_ctx *c)
                 if (cfg->database.url)
                         return rule_fail(c, &cfg->database.url, &cfg->database.backend,
                                          "[database] url is for backend = postgresql");
+                if (cfg->database.writer_connections > 1)
+                        return rule_fail(c, &cfg->database.writer_connections,
+                                         &cfg->database.backend,
+                                         "[database] writer_connections = %u needs backend = "
+                                         "postgresql: SQLite has one writer (set 1, or leave "
+                                         "it unset)", cfg->database.writer_connections);
                 return 0;
         }
         if (!cfg->database.url)

@@ -54,7 +54,9 @@ struct timer {
 
 struct daemon {
         struct runtime rt;
-        struct store *store;          /* the writer's handle */
+        struct store *stores[WRITER_LANES_MAX]; /* the writer's, one per lane */
+        size_t n_stores;
+        struct store *store;          /* stores[0]: migrated, checkpointed, the WAL watched */
         struct service_sockets sockets;
         bool owns_sockets;            /* bound here, not passed by systemd */
         struct http_server *http;
@@ -237,9 +239,15 @@ static int open_database(struct daemon *dmn, const struct config *cfg)
 
         if (r < 0)
                 return log_err_errno(r, "cannot create the directory of %s", cfg->database.path);
-        r = store_new(&opts, &dmn->store, err, sizeof(err));
-        if (r < 0)
-                return log_err_return(r, "%s", err);
+        unsigned lanes = config_writer_connections(cfg);
+        for (unsigned i = 0; i < lanes; i++) {
+                opts.migrate = i == 0; /* the others find the schema the first made */
+                r = store_new(&opts, &dmn->stores[i], err, sizeof(err));
+                if (r < 0)
+                        return log_err_return(r, "%s", err);
+                dmn->n_stores = i + 1;
+        }
+        dmn->store = dmn->stores[0];
         /* One reader per HTTP thread, plus one for the admin listener. */
         r = reader_pool_new(cfg, http_thread_count(cfg) + 1, &dmn->rt.readers, err, sizeof(err));
         if (r < 0)
@@ -306,7 +314,8 @@ static int start_serving(struct daemon *dmn, const struct config *cfg)
                 .keep_rejected_days = cfg->webhook.keep_rejected_days,
                 .stall_file = getenv("CASHPAYD_TEST_STALL_FILE"),
         };
-        int r = writer_start(dmn->store, &wopts, on_batch, dmn, &dmn->rt.writer);
+        int r = writer_start(dmn->stores, dmn->n_stores, &wopts, on_batch, dmn,
+                             &dmn->rt.writer);
 
         if (r < 0)
                 return log_err_errno(r, "cannot start the writer thread");
@@ -663,7 +672,8 @@ static void teardown(struct daemon *dmn)
         checkout_free(dmn->checkout);
         writer_stop(dmn->rt.writer);
         reader_pool_free(dmn->rt.readers);
-        store_free(dmn->store); /* checkpoints the WAL */
+        for (size_t i = dmn->n_stores; i-- > 0;)
+                store_free(dmn->stores[i]); /* the first checkpoints the WAL */
         for (size_t i = 0; i < dmn->sockets.n_http; i++)
                 close(dmn->sockets.http[i]);
         for (size_t i = 0; i < dmn->sockets.n_admin; i++)

@@ -1,11 +1,19 @@
 /*
- * writer — the one thread that writes to the database.
+ * writer — the threads that write to the database.
  *
  * HTTP threads hand it verified, parsed deliveries and suspend their
  * connections. The writer commits everything queued in one BEGIN IMMEDIATE
  * transaction (group commit: a lone delivery is committed at once, and
  * whatever arrives while a commit runs forms the next batch), then wakes each
  * connection with its own result.
+ *
+ * It does so on 1..WRITER_LANES_MAX lanes, each a thread with its own queue
+ * and its own store ([database] writer_connections; SQLite has one). A
+ * delivery goes to the lane of its charge id, so one charge's deliveries
+ * are committed in the order they came, on one connection; on PostgreSQL
+ * two lanes meet the way two instances do (pg-submit.c). One connection
+ * waits for each batch's round trips and COMMIT before it takes the next:
+ * a second one commits meanwhile.
  *
  * When idle for a second it checkpoints the WAL (see checkpoint() in
  * writer.c) and checks that the database file is still there and writable.
@@ -51,14 +59,16 @@ struct job {
         bool confirmed;
         struct api_fetch fetch;
         struct job *held_next;         /* writer_hold() list, owned by the writer */
+        unsigned lane;                 /* the writer's lane for it, owned by the writer */
 };
 
 /*
  * Other work on the writer's database connection (the reconciler's reads
  * and the fetches it records), so that every write still goes through
- * this one thread and the one state machine. Run in order between
- * batches; run() owns the task (frees it). Nothing in one may wait on the
- * network: a task takes the connection from webhooks while it runs.
+ * the writer and the one state machine. Run in order between batches, all
+ * on the first lane; run() owns the task (frees it). Nothing in one may
+ * wait on the network: a task takes the connection from webhooks while
+ * it runs.
  */
 struct writer_task {
         void (*run)(struct store *store, struct writer_task *task);
@@ -79,11 +89,19 @@ struct writer_options {
 typedef void (*writer_batch_cb)(struct job *const *jobs, size_t n, int result,
                                 int64_t commit_us, void *data);
 
-int writer_start(struct store *store, const struct writer_options *opts,
+/* The most lanes a writer has ([database] writer_connections' bound). */
+#define WRITER_LANES_MAX 8
+
+/*
+ * writer_start() - one lane per store of @stores (1..WRITER_LANES_MAX; the
+ * first also runs the tasks and the prune). Called on the lanes' threads,
+ * @on_batch may run on several at once.
+ */
+int writer_start(struct store *const *stores, size_t n_stores, const struct writer_options *opts,
                  writer_batch_cb on_batch, void *cb_data, struct writer **ret);
 
-/* writer_stop() - commit what is queued, join the thread. NULL-safe.
- * The store stays open; the caller closes it. */
+/* writer_stop() - commit what is queued, join the threads. NULL-safe.
+ * The stores stay open; the caller closes them. */
 void writer_stop(struct writer *w);
 
 struct job *job_new(void);
@@ -126,17 +144,20 @@ void writer_shutdown(struct writer *w);
 /* writer_expire() - answer every job past its deadline with -ETIMEDOUT. */
 void writer_expire(struct writer *w, int64_t now_ms);
 
-/* writer_queue_depth() - jobs waiting for a transaction. */
+/* writer_queue_depth() - jobs waiting for a transaction, on all lanes
+ * (max_queue bounds them together). */
 unsigned writer_queue_depth(struct writer *w);
 
 /*
- * writer_making_progress() - false when one commit has been running for
- * longer than a busy database can explain (a stuck writer). Gates WATCHDOG=1.
+ * writer_making_progress() - false when one commit (on any lane) has been
+ * running for longer than a busy database can explain (a stuck writer).
+ * Gates WATCHDOG=1.
  */
 bool writer_making_progress(struct writer *w, int64_t now_ms);
 
 /* writer_last_result() - result of the newest commit attempt (0 or -errno),
- * or the database file's problem (store_check_file()) seen while idle. */
+ * or the database file's problem (store_check_file()) seen while idle: of
+ * the first lane whose is a failure. */
 int writer_last_result(struct writer *w);
 
 /* writer_set_wal_limit() - change wal_limit_bytes (on reload). */
