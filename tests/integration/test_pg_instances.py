@@ -74,44 +74,53 @@ def check_chains(db):
     return orders
 
 
+def shuffled_load(db, daemons, n_charges=40, per_charge=6, workers=16):
+    """A shuffled, concurrent load for the same charges at @daemons, checked:
+    every delivery 200 and stored, every chain valid, each final status the
+    state machine's. Returns the seconds it took and the deliveries sent."""
+    plan = []
+    for _ in range(n_charges):
+        cid = random_charge_id()
+        for _ in range(per_charge):
+            plan.append((cid, random.choice(["INITIATED", "CAPTURED", "FAILED", "INITIATED"])))
+    random.shuffle(plan)
+    acked = {}
+    lock = threading.Lock()
+
+    def send(item):
+        cid, status = item
+        d = random.choice(daemons)
+        raw = json.dumps(charge(cid, status)).encode()
+        code, body = post_raw(d, raw, d.sign_headers(raw))
+        with lock:
+            if code == 200:
+                acked.setdefault(cid, []).append(status)
+        return code
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        codes = list(pool.map(send, plan))
+    elapsed = time.monotonic() - started
+    check_eq(set(codes), {200}, "every delivery acknowledged")
+    stored, ours = {}, {cid for cid, _ in plan}
+    for r in PG.query("SELECT charge_id, claimed_status FROM webhook_deliveries "
+                      "WHERE http_status = 200", db=db):
+        if r["charge_id"] in ours:  # not an earlier load's
+            stored.setdefault(r["charge_id"], []).append(r["claimed_status"])
+    check_eq({k: sorted(v) for k, v in stored.items()},
+             {k: sorted(v) for k, v in acked.items()}, "every acknowledged delivery stored")
+    orders = check_chains(db)
+    for cid, statuses in acked.items():
+        check_eq(orders.get(cid), expected_final(statuses), f"final status of {cid}")
+    return elapsed, len(plan)
+
+
 def run_load(n_instances, n_charges=40, per_charge=6, workers=16):
     db, daemons = instances(n_instances)
     try:
-        plan = []
-        for _ in range(n_charges):
-            cid = random_charge_id()
-            for _ in range(per_charge):
-                plan.append((cid, random.choice(["INITIATED", "CAPTURED", "FAILED", "INITIATED"])))
-        random.shuffle(plan)
-        acked = {}
-        lock = threading.Lock()
-
-        def send(item):
-            cid, status = item
-            d = random.choice(daemons)
-            raw = json.dumps(charge(cid, status)).encode()
-            code, body = post_raw(d, raw, d.sign_headers(raw))
-            with lock:
-                if code == 200:
-                    acked.setdefault(cid, []).append(status)
-            return code
-
-        started = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            codes = list(pool.map(send, plan))
-        elapsed = time.monotonic() - started
-        check_eq(set(codes), {200}, "every delivery acknowledged")
-        stored = {}
-        for r in PG.query("SELECT charge_id, claimed_status FROM webhook_deliveries "
-                          "WHERE http_status = 200", db=db):
-            stored.setdefault(r["charge_id"], []).append(r["claimed_status"])
-        check_eq({k: sorted(v) for k, v in stored.items()},
-                 {k: sorted(v) for k, v in acked.items()}, "every acknowledged delivery stored")
-        orders = check_chains(db)
-        for cid, statuses in acked.items():
-            check_eq(orders.get(cid), expected_final(statuses), f"final status of {cid}")
-        print(f"     {n_instances} instances: {len(plan)} deliveries for {n_charges} charges "
-              f"in {elapsed:.2f}s ({len(plan) / elapsed:.0f}/s)", flush=True)
+        elapsed, n = shuffled_load(db, daemons, n_charges, per_charge, workers)
+        print(f"     {n_instances} instances: {n} deliveries for {n_charges} charges "
+              f"in {elapsed:.2f}s ({n / elapsed:.0f}/s)", flush=True)
     finally:
         for d in daemons:
             d.__exit__(None, None, None)
@@ -123,6 +132,47 @@ def test_two_instances_shuffled_load():
 
 def test_three_instances_shuffled_load():
     run_load(3)
+
+
+def writing_backends(db):
+    """pids of the daemon's connections inside a writing transaction (one
+    with a transaction id: the readers never get one)."""
+    return {r["pid"] for r in PG.query(
+        "SELECT pid FROM pg_stat_activity WHERE datname = ? AND application_name = 'cashpayd' "
+        "AND backend_xid IS NOT NULL", db, db="postgres")}
+
+
+def test_one_instance_two_writer_connections():
+    """One instance with writer_connections = 2, under the shuffled load of
+    the instances tests: every acknowledged delivery stored, every chain
+    valid (the lanes of one process meet like two instances), and the
+    server saw two of its connections writing - never more. The load is
+    repeated (at most 5 rounds) until both were seen in a transaction."""
+    db, (daemon,) = instances(1, {"database.writer_connections": "2"})
+    try:
+        seen, stop = set(), threading.Event()
+
+        def watch():
+            while not stop.is_set() and len(seen) < 2:
+                seen.update(writing_backends(db))
+
+        rounds = 0
+        while len(seen) < 2 and rounds < 5:
+            rounds += 1
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            try:
+                elapsed, n = shuffled_load(db, [daemon], n_charges=60, per_charge=6, workers=32)
+            finally:
+                stop.set()
+                watcher.join(60)
+                stop.clear()
+        check_eq(len(seen), 2, f"the instance's connections seen writing ({seen})")
+        check_chains(db)
+        print(f"     writer_connections = 2: {rounds} round(s), {n} deliveries in {elapsed:.2f}s "
+              f"({n / elapsed:.0f}/s), writers {sorted(seen)}", flush=True)
+    finally:
+        daemon.__exit__(None, None, None)
 
 
 def standard_headers(secret_b64, msg_id, raw):
@@ -556,6 +606,7 @@ def main():
         run_tests([
             test_two_instances_shuffled_load,
             test_three_instances_shuffled_load,
+            test_one_instance_two_writer_connections,
             test_message_id_repeated_at_every_instance_at_once,
             test_server_crash_under_load_loses_nothing_acknowledged,
             test_two_instances_reconcile_each_order_once,
