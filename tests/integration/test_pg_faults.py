@@ -261,8 +261,9 @@ def restart_under_load(mode, outage=3.0):
         at_server = server_connections(PG.log_text()[server_mark:])
         # Without backoff each of the 6 senders' retries (every 50 ms) and
         # each health poll (every 100 ms) would try to connect: some 130 a
-        # second. With it, each handle (the writer and 5 readers) tries
-        # after 100 ms, doubling to 5 s.
+        # second. With it, each handle (the writer's two connections,
+        # writer_connections' default, and 5 readers) tries after 100 ms,
+        # doubling to 5 s: a second writer connection adds its own few.
         per_second = tried / down
         check(per_second < 15, f"{tried} connection attempts in {down:.1f} s: a storm")
         check(at_server < 40, f"{at_server} connections at the server after it came back")
