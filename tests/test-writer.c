@@ -86,6 +86,20 @@ static void gate_wait_held(void)
                 FAIL("the writer never reached its callback");
 }
 
+/* Wait (at most 10 s) until @n commits were reported. */
+static void gate_wait_batches(size_t n)
+{
+        for (int i = 0; i < 1000; i++) {
+                pthread_mutex_lock(&batches.lock);
+                bool done = batches.n >= n;
+                pthread_mutex_unlock(&batches.lock);
+                if (done)
+                        return;
+                usleep(10 * 1000);
+        }
+        FAIL("%zu commits never came", n);
+}
+
 static void batches_reset(void)
 {
         pthread_mutex_lock(&batches.lock);
@@ -167,18 +181,24 @@ static struct store *open_store(const char *name)
         return s;
 }
 
-static struct writer *start(struct store *s, unsigned max_batch, unsigned max_queue)
+static struct writer *start_lanes(struct store **s, size_t n, unsigned max_batch,
+                                  unsigned max_queue)
 {
         struct writer_options o = {
                 .max_batch = max_batch, .max_queue = max_queue,
                 .commit_timeout_ms = 1000, .busy_timeout_ms = 1000,
         };
         struct writer *w = NULL;
-        int r = writer_start(&s, 1, &o, on_batch, NULL, &w);
+        int r = writer_start(s, n, &o, on_batch, NULL, &w);
 
         if (r < 0)
                 FAIL("writer_start: %d", r);
         return w;
+}
+
+static struct writer *start(struct store *s, unsigned max_batch, unsigned max_queue)
+{
+        return start_lanes(&s, 1, max_batch, max_queue);
 }
 
 static bool stored(struct store *s, const char *id)
@@ -358,6 +378,83 @@ static void cleanup(void)
         rmdir(tmpdir);
 }
 
+/*
+ * Two lanes (two handles of one file here; PostgreSQL connections in the
+ * daemon): one charge's jobs all on one lane, the charges spread over
+ * both, a job without a charge id on the first; max_queue bounds them
+ * together; every job answered once and stored; the shutdown closes both.
+ */
+static void test_lanes(void)
+{
+        struct store *s[2] = { open_store("lanes.db"), open_store("lanes.db") };
+        struct writer *w;
+        struct job *jobs[24], *first, *late;
+        char id[32];
+        bool used[2] = { false, false };
+
+        CHECK_EQ_INT(writer_start(s, 0, &(struct writer_options) { .max_batch = 1 }, on_batch,
+                                  NULL, &w), -EINVAL);
+        /* the bound is the writer's, not each lane's: with both lanes held
+         * at the gate after a commit each, they take 6 jobs in all */
+        w = start_lanes(s, 2, 4, 6);
+        first = new_job("chg_lanefirst", INT64_MAX);
+        submit_and_hold(w, first);
+        size_t n = 0, queued[2] = { 0, 0 };
+        do { /* up to the first job on the other lane, committed alone */
+                snprintf(id, sizeof(id), "chg_other%zu", n);
+                jobs[n] = new_job(id, INT64_MAX);
+                CHECK_EQ_INT(writer_submit(w, jobs[n]), 0);
+        } while (jobs[n++]->lane == first->lane && n < 6);
+        CHECK(jobs[n - 1]->lane != first->lane, "a charge on the other lane");
+        gate_wait_batches(2);
+        queued[first->lane] = n - 1;
+        int r;
+        while ((r = writer_submit(w, jobs[n] = new_job("chg_more", INT64_MAX))) == 0)
+                queued[jobs[n++]->lane]++;
+        CHECK_EQ_INT(r, -EAGAIN);
+        CHECK_EQ_INT(writer_queue_depth(w), 6);
+        CHECK_EQ_INT(queued[0] + queued[1], 6);
+        gate_open();
+        CHECK(wait_wakes((int) n + 1));
+        unref_all(jobs, n + 1);
+        job_unref(first);
+        writer_stop(w);
+
+        w = start_lanes(s, 2, 4, 100);
+        batches_reset();
+        atomic_store(&wakes, 0);
+        for (int i = 0; i < 24; i++) {
+                snprintf(id, sizeof(id), "chg_lane%d", i % 8);
+                jobs[i] = new_job(id, INT64_MAX);
+                CHECK_EQ_INT(writer_submit(w, jobs[i]), 0);
+        }
+        late = new_job("", INT64_MAX);
+        late->delivery.has_charge = false;
+        late->delivery.rejected_as = OUTCOME_INVALID;
+        late->delivery.rejected_status = 400;
+        CHECK_EQ_INT(writer_submit(w, late), 0);
+        CHECK_EQ_INT(late->lane, 0);
+        CHECK(wait_wakes(25));
+        CHECK_EQ_INT(writer_last_result(w), 0);
+        CHECK_EQ_INT(writer_queue_depth(w), 0);
+        for (int i = 0; i < 24; i++) {
+                CHECK_EQ_INT(jobs[i]->result, 0);
+                CHECK_EQ_INT(jobs[i]->lane, jobs[i % 8]->lane);
+                used[jobs[i]->lane] = true;
+                CHECK(stored(s[0], jobs[i]->delivery.charge.id), "%s stored",
+                      jobs[i]->delivery.charge.id);
+        }
+        CHECK(used[0] && used[1], "8 charges on both lanes");
+        writer_shutdown(w);
+        for (int i = 0; i < 8; i++)
+                CHECK_EQ_INT(writer_submit(w, jobs[i]), -ESHUTDOWN);
+        writer_stop(w);
+        unref_all(jobs, 24);
+        job_unref(late);
+        store_free(s[1]);
+        store_free(s[0]);
+}
+
 int main(void)
 {
         const char *base = getenv("TMPDIR");
@@ -374,5 +471,6 @@ int main(void)
         test_deadlines();
         test_progress();
         test_shutdown();
+        test_lanes();
         return check_summary();
 }

@@ -501,6 +501,7 @@ int writer_submit(struct writer *w, struct job *job)
         else {
                 atomic_store(&job->state, JOB_QUEUED);
                 job_ref(job);
+                job->lane = l->index;
                 enqueue_locked(l, job);
         }
         pthread_mutex_unlock(&l->lock);

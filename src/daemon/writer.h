@@ -59,7 +59,8 @@ struct job {
         bool confirmed;
         struct api_fetch fetch;
         struct job *held_next;         /* writer_hold() list, owned by the writer */
-        unsigned lane;                 /* the writer's lane for it, owned by the writer */
+        unsigned lane;                 /* the writer's lane for it (writer_submit(),
+                                        * writer_hold()), owned by the writer */
 };
 
 /*
