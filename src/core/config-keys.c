@@ -327,7 +327,9 @@ static const struct config_key keys[] = {
                  "one connection waits for each transaction's round trips and COMMIT before "
                  "it starts the next, and a second one commits meanwhile (as a second "
                  "instance would); 1 with sqlite, the only value it allows (SQLite has one "
-                 "writer)." },
+                 "writer). Several instances on one database are better with 1 each: more "
+                 "connections queue for the lock that keeps the events' ids in commit "
+                 "order." },
 
         /* [return] */
         { .section = "return", .name = "success_url", .type = CONFIG_URL_TEMPLATE,

@@ -187,9 +187,9 @@ static int check_cashpay(const struct rule_ctx *c)
 }
 
 /* PostgreSQL needs a server to talk to, and only it takes several writer
- * connections; the API features run on both
- * backends (on PostgreSQL the reconciler's queue is shared out among the
- * instances, see pg-api.c). */
+ * connections (SQLite has one writer at a time); the API features run on
+ * both backends (on PostgreSQL the reconciler's queue is shared out among
+ * the instances, see pg-api.c). */
 static int check_database(const struct rule_ctx *c)
 {
         const struct config *cfg = c->cfg;

@@ -357,13 +357,13 @@ static void announce(const struct config *cfg, const struct daemon *dmn)
         if (dmn->checkout)
                 snprintf(checkout, sizeof(checkout), ", %zu checkout listener(s)",
                          dmn->sockets.n_checkout);
+        bool sqlite = cfg->database.backend == DB_BACKEND_SQLITE;
         log_notice("cashpayd %s ready: %zu public and %zu admin listener(s)%s%s, database %s "
-                   "(schema %d), verification %s",
+                   "(schema %d, %zu writer connection(s)), verification %s",
                    CASHPAY_VERSION, dmn->sockets.n_http, dmn->sockets.n_admin,
                    cfg->http.tls_cert ? " (public ones HTTPS)" : "", checkout,
-                   cfg->database.backend == DB_BACKEND_SQLITE ? cfg->database.path : "on PostgreSQL",
-                   store_schema_version(),
-                   config_verify_scheme_name(cfg->webhook.verify));
+                   sqlite ? cfg->database.path : "on PostgreSQL", store_schema_version(),
+                   dmn->n_stores, config_verify_scheme_name(cfg->webhook.verify));
 }
 
 /* ------------------------------------------------------------ running */
