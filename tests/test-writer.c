@@ -365,7 +365,7 @@ static void test_shutdown(void)
 static void cleanup(void)
 {
         static const char *const names[] = { "batch", "queue", "deadline", "progress",
-                                             "shutdown" };
+                                             "shutdown", "lanes" };
         static const char *const suffixes[] = { ".db", ".db-wal", ".db-shm" };
         char path[sizeof(tmpdir) + 32];
 
