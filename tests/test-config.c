@@ -170,8 +170,7 @@ static void test_defaults(void)
         CHECK(cfg->database.commit_timeout == 10000);
         CHECK(cfg->database.max_batch == 256);
         CHECK(cfg->database.wal_warn_bytes == 67108864);
-        CHECK(cfg->database.writer_connections == 0);
-        CHECK(config_writer_connections(cfg) == 1); /* sqlite */
+        CHECK(cfg->database.writer_connections == 1);
         CHECK(cfg->ret.success_url == NULL);
         CHECK(cfg->ret.failure_url == NULL);
         CHECK(cfg->ret.refresh == 3);
@@ -437,7 +436,8 @@ static const struct bad_value bad_values[] = {
           "milliseconds" },
         { "database", "commit_timeout", "99", "expected an integer from 100 to 600000" },
         { "database", "max_batch", "0", "expected an integer from 1 to 65536" },
-        { "database", "writer_connections", "9", "expected an integer from 0 to 8" },
+        { "database", "writer_connections", "9", "expected an integer from 1 to 8" },
+        { "database", "writer_connections", "0", "expected an integer from 1 to 8" },
         { "database", "wal_warn_bytes", "1K", "expected a size from 1048576" },
         { "return", "success_url", "https://shop.example/{id}", "only {charge_id} and "
           "{order_ref}" },
@@ -779,7 +779,7 @@ static void test_rules_database(void)
                 CHECK_STR(cfg->database.url, "host=db1,db2 dbname=cashpay "
                           "target_session_attrs=read-write");
                 CHECK_STR(cfg->database.password_file, "/run/db-password");
-                CHECK(config_writer_connections(cfg) == 2); /* postgresql's default */
+                CHECK(cfg->database.writer_connections == 1); /* postgresql's too */
         }
         config_free(cfg);
         CHECK(loads("", &cfg));
@@ -798,19 +798,19 @@ static void test_rules_writer_connections(void)
                          "SQLite has one writer"));
         CHECK(loads("[database]\nwriter_connections = 1\n", &cfg));
         if (cfg)
-                CHECK(config_writer_connections(cfg) == 1);
+                CHECK(cfg->database.writer_connections == 1);
         config_free(cfg);
         cfg = NULL;
         CHECK(loads("[database]\nbackend = postgresql\nurl = host=db1\n"
                     "writer_connections = 8\n", &cfg));
         if (cfg)
-                CHECK(config_writer_connections(cfg) == 8);
+                CHECK(cfg->database.writer_connections == 8);
         config_free(cfg);
         cfg = NULL;
         CHECK(loads("[database]\nbackend = postgresql\nurl = host=db1\n"
                     "writer_connections = 1\n", &cfg));
         if (cfg)
-                CHECK(config_writer_connections(cfg) == 1);
+                CHECK(cfg->database.writer_connections == 1);
         config_free(cfg);
 }
 

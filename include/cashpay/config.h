@@ -108,7 +108,7 @@ struct config {
                 enum db_backend backend;
                 char *url;                /* postgresql: libpq connection string; NULL when unset */
                 char *password_file;      /* NULL: none (resolved: the credential when it exists) */
-                unsigned writer_connections; /* writer lanes; 0: by backend (config_writer_connections()) */
+                unsigned writer_connections; /* the writer's lanes, each with its own store */
         } database;
 
         struct {
@@ -224,10 +224,6 @@ bool config_reload_compatible(const struct config *cur, const struct config *nex
 /* config_confirm_api() - are webhooks confirmed by fetching the charge?
  * (confirm = api, or auto with [cashpay] api_url set) */
 bool config_confirm_api(const struct config *cfg);
-
-/* config_writer_connections() - the writer's connections: [database]
- * writer_connections, or when 0 the backend's default (postgresql 2, sqlite 1). */
-unsigned config_writer_connections(const struct config *cfg);
 
 /* Names as written in the file ("hmac", "warning"); "invalid" for values out of range. */
 const char *config_verify_scheme_name(enum verify_scheme v);

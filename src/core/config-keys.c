@@ -319,17 +319,17 @@ static const struct config_key keys[] = {
                  "LoadCredential=db-password:...), else none (libpq's own ~/.pgpass and "
                  "PGPASSFILE still apply)." },
         { .section = "database", .name = "writer_connections", .type = CONFIG_UINT,
-          .default_value = "0", .min = 0, .max = 8,
+          .default_value = "1", .min = 1, .max = 8,
           .offset = OFF(database.writer_connections),
           .doc = "How many connections write webhooks to the database, each with its own "
-                 "thread and queue (1 to 8); all the webhooks of one charge go through the "
-                 "same one, in the order they came. 0: 2 with backend = postgresql, where "
-                 "one connection waits for each transaction's round trips and COMMIT before "
-                 "it starts the next, and a second one commits meanwhile (as a second "
-                 "instance would); 1 with sqlite, the only value it allows (SQLite has one "
-                 "writer). Several instances on one database are better with 1 each: more "
-                 "connections queue for the lock that keeps the events' ids in commit "
-                 "order." },
+                 "thread and queue; all the webhooks of one charge go through the same one, "
+                 "in the order they came. With backend = postgresql one connection waits "
+                 "for each transaction's round trips and COMMIT before it starts the next; "
+                 "with 2, one commits meanwhile, as a second instance would: worth it for "
+                 "a lone instance under many concurrent deliveries (1,000 and more), not "
+                 "for several instances on one database, whose connections would queue "
+                 "for the lock that keeps the events' ids in commit order. sqlite allows "
+                 "only 1 (SQLite has one writer)." },
 
         /* [return] */
         { .section = "return", .name = "success_url", .type = CONFIG_URL_TEMPLATE,
@@ -521,13 +521,6 @@ const char *config_verify_scheme_name(enum verify_scheme v)
         case VERIFY_NONE: return "none";
         }
         return "invalid";
-}
-
-unsigned config_writer_connections(const struct config *cfg)
-{
-        if (cfg->database.writer_connections > 0)
-                return cfg->database.writer_connections;
-        return cfg->database.backend == DB_BACKEND_POSTGRESQL ? 2 : 1;
 }
 
 bool config_confirm_api(const struct config *cfg)

@@ -239,7 +239,7 @@ static int open_database(struct daemon *dmn, const struct config *cfg)
 
         if (r < 0)
                 return log_err_errno(r, "cannot create the directory of %s", cfg->database.path);
-        unsigned lanes = config_writer_connections(cfg);
+        unsigned lanes = cfg->database.writer_connections;
         for (unsigned i = 0; i < lanes; i++) {
                 opts.migrate = i == 0; /* the others find the schema the first made */
                 r = store_new(&opts, &dmn->stores[i], err, sizeof(err));

@@ -40,9 +40,12 @@ def new_daemon(extra=None, url_extra="", tablespace=None):
     db = f"fault{next(_dbs)}"
     PG.execute(f"CREATE DATABASE {db}" + (f" TABLESPACE {tablespace}" if tablespace else ""),
                db="postgres")
+    # Two writer connections (not the default): every fault below then
+    # meets two connections at once, each to find lost and replace by
+    # itself; the other PostgreSQL tests run the default one.
     config = {"database.backend": "postgresql", "database.url": PG.url_for(db) + url_extra,
               "database.password_file": PG.password_file, "http.threads": "4",
-              "log.level": "notice", **(extra or {})}
+              "database.writer_connections": "2", "log.level": "notice", **(extra or {})}
     return db, Daemon(config)
 
 
@@ -261,8 +264,8 @@ def restart_under_load(mode, outage=3.0):
         at_server = server_connections(PG.log_text()[server_mark:])
         # Without backoff each of the 6 senders' retries (every 50 ms) and
         # each health poll (every 100 ms) would try to connect: some 130 a
-        # second. With it, each handle (the writer's two connections,
-        # writer_connections' default, and 5 readers) tries after 100 ms,
+        # second. With it, each handle (the writer's two connections, as
+        # new_daemon() sets, and 5 readers) tries after 100 ms,
         # doubling to 5 s: a second writer connection adds its own few.
         per_second = tried / down
         check(per_second < 15, f"{tried} connection attempts in {down:.1f} s: a storm")
