@@ -791,27 +791,26 @@ static void test_rules_database(void)
 /* Several writer connections only on PostgreSQL: SQLite has one writer. */
 static void test_rules_writer_connections(void)
 {
-        struct config *cfg = NULL;
+        static const struct {
+                const char *text;
+                unsigned lanes;
+        } accepted[] = {
+                { "[database]\nwriter_connections = 1\n", 1 },
+                { "[database]\nbackend = postgresql\nurl = host=db1\nwriter_connections = 8\n", 8 },
+                { "[database]\nbackend = postgresql\nurl = host=db1\nwriter_connections = 1\n", 1 },
+        };
 
         CHECK(fails_with("[database]\n\nwriter_connections = 2\n", 3,
                          "[database] writer_connections = 2 needs backend = postgresql: "
                          "SQLite has one writer"));
-        CHECK(loads("[database]\nwriter_connections = 1\n", &cfg));
-        if (cfg)
-                CHECK(cfg->database.writer_connections == 1);
-        config_free(cfg);
-        cfg = NULL;
-        CHECK(loads("[database]\nbackend = postgresql\nurl = host=db1\n"
-                    "writer_connections = 8\n", &cfg));
-        if (cfg)
-                CHECK(cfg->database.writer_connections == 8);
-        config_free(cfg);
-        cfg = NULL;
-        CHECK(loads("[database]\nbackend = postgresql\nurl = host=db1\n"
-                    "writer_connections = 1\n", &cfg));
-        if (cfg)
-                CHECK(cfg->database.writer_connections == 1);
-        config_free(cfg);
+        for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+                struct config *cfg = NULL;
+
+                CHECK(loads(accepted[i].text, &cfg));
+                if (cfg)
+                        CHECK(cfg->database.writer_connections == accepted[i].lanes);
+                config_free(cfg);
+        }
 }
 
 #define API "[cashpay]\napi_url = http://127.0.0.1:1/v1\npublic_url = https://shop.example\n"
