@@ -585,12 +585,14 @@ void writer_release_held(struct writer *w, struct job *job, int result)
                 }
         if (result == 0 && (l->stopping || l->closed))
                 result = -ESHUTDOWN;
-        else if (result == 0 && atomic_load(&job->state) == JOB_QUEUED && !depth_reserve(w))
-                result = -EAGAIN;
+        /* (one answered by its deadline while held is only let go, below) */
         if (result == 0 && atomic_load(&job->state) == JOB_QUEUED) {
-                enqueue_locked(l, job); /* the held reference becomes the queue's */
-                pthread_mutex_unlock(&l->lock);
-                return;
+                if (depth_reserve(w)) {
+                        enqueue_locked(l, job); /* the held reference becomes the queue's */
+                        pthread_mutex_unlock(&l->lock);
+                        return;
+                }
+                result = -EAGAIN;
         }
         if (job_claim(job, JOB_QUEUED))
                 job_answer(job, result < 0 ? result : -ESHUTDOWN);
