@@ -132,13 +132,14 @@ static const struct {
 };
 
 /* @replanned: the statements that take arrays, sent with their SQL and
- * planned for their parameters at every execution instead of prepared once. A prepared statement gets, after five
- * executions, one generic plan for any parameters, costed on the table as
- * it was then; for "= ANY ($1)" on a table that was nearly empty that plan
- * is a sequential scan comparing every row with every array element, kept
- * for the connection's life while the table grows (a batch's lock went from
- * 2 to 12 ms within 10 s). Planned with the array, the scan is an index
- * lookup per element; the planning costs a fraction of that. */
+ * planned for their parameters at every execution instead of prepared
+ * once. A prepared statement gets, after five executions, one generic plan
+ * for any parameters, costed on the table as it was then; for "= ANY ($1)"
+ * on a table that was nearly empty that plan is a sequential scan
+ * comparing every row with every array element, kept for the connection's
+ * life while the table grows (a batch's lock went from 2 to 12 ms within
+ * 10 s). Planned with the array, the scan is an index lookup per element;
+ * the planning costs a fraction of that. */
 static const bool replanned[_PG_STMT_MAX] = {
         [PG_LOCK_ORDERS] = true,
         [PG_LOCK_VIEWS] = true,
